@@ -1,0 +1,469 @@
+/*
+ * session.c - sessions: variable storage, cached plans, runs (feeds, fetches, targets), the
+ * kernel context helpers, and TensorFlow's run-time errors.
+ */
+#include "exec/exec.h"
+
+#include <math.h>
+#include <unistd.h>
+
+recur_session *recur_session_new(recur_graph *g, const recur_session_opts *opts, recur_status *st)
+{
+    if (!g) {
+        rc_err(st, RECUR_INVALID_ARGUMENT, "recur_session_new: graph is NULL");
+        return NULL;
+    }
+    if (!recur_graph_ok(g)) {
+        rc_err(st, RECUR_FAILED_PRECONDITION, "recur_session_new: the graph holds an error: %s",
+               recur_graph_message(g));
+        return NULL;
+    }
+    recur_session *s = rc_calloc(1, sizeof *s);
+    if (!s) {
+        rc_oom(st);
+        return NULL;
+    }
+    s->g = g;
+    if (opts) s->opts = *opts;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    s->threads = s->opts.num_threads > 0 ? s->opts.num_threads : (int)(ncpu > 0 ? RC_MIN(ncpu, 2) : 1);
+    recur_status_clear(st);
+    return s;
+}
+
+static void free_state(recur_session *s)
+{
+    for (size_t i = 0; i < s->capvars; i++) recur_array_free(s->vars[i]);
+    rc_free(s->vars);
+    s->vars = NULL;
+    s->capvars = 0;
+    for (size_t i = 0; i < s->capop_state; i++)
+        if (s->op_state[i] && s->op_state_free[i]) s->op_state_free[i](s->op_state[i]);
+    rc_free(s->op_state);
+    rc_free(s->op_state_free);
+    s->op_state = NULL;
+    s->op_state_free = NULL;
+    s->capop_state = 0;
+    for (size_t i = 0; i < s->nplans; i++) rc_plan_free(s->plans[i]);
+    rc_free(s->plans);
+    s->plans = NULL;
+    s->nplans = s->capplans = 0;
+    rc_pool_free(&s->pool);
+    rc_free(s->run_vals);
+    rc_free(s->run_remaining);
+    s->run_vals = NULL;
+    s->run_remaining = NULL;
+    s->run_cap = 0;
+}
+
+void recur_session_close(recur_session *s)
+{
+    if (!s) return;
+    free_state(s);
+    s->closed = true;
+}
+
+void recur_session_free(recur_session *s)
+{
+    if (!s) return;
+    free_state(s);
+    rc_free(s);
+}
+
+recur_array **rc_session_var_slot(recur_session *s, const rc_variable *v)
+{
+    size_t need = (size_t)v->index + 1;
+    if (need > s->capvars) {
+        size_t nc = RC_MAX(need, s->capvars * 2);
+        recur_array **nv = rc_realloc(s->vars, nc * sizeof *nv);
+        if (!nv) return NULL;
+        memset(nv + s->capvars, 0, (nc - s->capvars) * sizeof *nv);
+        s->vars = nv;
+        s->capvars = nc;
+    }
+    return &s->vars[v->index];
+}
+
+/* ------------------------------------------------------------------ kernel context */
+
+recur_array *rc_kout(rc_kctx *k, int i, recur_dtype dt, recur_shape shape)
+{
+    RC_CHECK(i >= 0 && i < k->op->noutputs && !k->out[i]);
+    recur_array *a = rc_pool_get(&k->run->s->pool, dt, shape);
+    if (!a) {
+        int64_t n;
+        if (!rc_shape_count(shape, &n))
+            rc_kerr(k, RECUR_INVALID_ARGUMENT, "Invalid output shape for %s", k->op->name);
+        else
+            rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory allocating %lld elements of %s",
+                    (long long)n, recur_dtype_name(dt));
+        return NULL;
+    }
+    k->out[i] = a;
+    return a;
+}
+
+void rc_kforward(rc_kctx *k, int i, int j)
+{
+    recur_array *a = k->in[j];
+    if (a->pooled) a->refs++;
+    k->out[i] = a;
+}
+
+recur_code rc_kerr(rc_kctx *k, recur_code code, const char *fmt, ...)
+{
+    char msg[RC_MSG_CAP - 256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return rc_err(k->st, code, "%s\n\t [[node %s (%s)]]", msg, k->op->name, rc_op_def_of(k->op->type)->type);
+}
+
+int rc_kthreads(rc_kctx *k) { return k->run->s->threads; }
+bool rc_kreference(rc_kctx *k) { return k->run->s->reference; }
+
+void **rc_kstate(rc_kctx *k)
+{
+    recur_session *s = k->run->s;
+    size_t need = (size_t)k->op->id + 1;
+    if (need > s->capop_state) {
+        size_t nc = RC_MAX(need, s->capop_state * 2);
+        void **ns = rc_realloc(s->op_state, nc * sizeof *ns);
+        if (!ns) return NULL;
+        s->op_state = ns;
+        void (**nf)(void *) = rc_realloc(s->op_state_free, nc * sizeof *nf);
+        if (!nf) return NULL;
+        s->op_state_free = nf;
+        memset(ns + s->capop_state, 0, (nc - s->capop_state) * sizeof *ns);
+        memset(nf + s->capop_state, 0, (nc - s->capop_state) * sizeof *nf);
+        s->capop_state = nc;
+    }
+    s->op_state_free[k->op->id] = rc_free;
+    return &s->op_state[k->op->id];
+}
+
+/* ------------------------------------------------------------------ running */
+
+void rc_run_set(rc_run *run, recur_tensor *t, recur_array *a)
+{
+    RC_CHECK(!run->vals[t->id]);
+    run->vals[t->id] = a;
+}
+
+void rc_run_drop(rc_run *run, recur_tensor *t)
+{
+    if (--run->remaining[t->id] > 0) return;
+    RC_CHECK(run->remaining[t->id] == 0);
+    rc_release(&run->s->pool, run->vals[t->id]);
+    run->vals[t->id] = NULL;
+}
+
+static recur_code check_numerics(rc_kctx *k)
+{
+    for (int i = 0; i < k->op->noutputs; i++) {
+        recur_array *a = k->out[i];
+        if (!a || !rc_dtype_is_float(a->dtype)) continue;
+        for (int64_t j = 0; j < a->size; j++) {
+            double v = rc_array_get(a, j);
+            if (!isfinite(v))
+                return rc_kerr(k, RECUR_INVALID_ARGUMENT,
+                               "check_numerics: %s in output %d of op %s (element %lld) at run %llu",
+                               isnan(v) ? "NaN" : "Inf", i, k->op->name, (long long)j,
+                               (unsigned long long)k->run->s->run_count);
+        }
+    }
+    return RECUR_OK;
+}
+
+recur_code rc_exec_op(rc_run *run, recur_op *op)
+{
+    const rc_op_def *def = rc_op_def_of(op->type);
+    recur_array *inbuf[8], *outbuf[8];
+    recur_array **in = op->ninputs <= 8 ? inbuf : rc_malloc((size_t)op->ninputs * sizeof *in);
+    recur_array **out = op->noutputs <= 8 ? outbuf : rc_calloc((size_t)op->noutputs, sizeof *out);
+    recur_code code = RECUR_OK;
+    if (!in || !out) {
+        code = rc_oom(run->st);
+        goto done;
+    }
+    memset(out, 0, (size_t)RC_MIN(op->noutputs, 8) * sizeof *out);
+    for (int i = 0; i < op->ninputs; i++) {
+        in[i] = run->vals[op->inputs[i]->id];
+        RC_CHECK(in[i]);
+    }
+    rc_kctx k = {.run = run, .op = op, .in = in, .out = out, .st = run->st};
+    rc_kernel_fn fn = run->s->reference && def->reference ? def->reference : def->forward;
+    code = fn(&k);
+    if (code == RECUR_OK && run->s->opts.check_numerics) code = check_numerics(&k);
+    if (code == RECUR_OK) {
+        for (int i = 0; i < op->noutputs; i++) {
+            RC_CHECK(out[i]);
+            recur_tensor *t = &op->outputs[i];
+            rc_run_set(run, t, out[i]);
+            out[i] = NULL;
+            if (run->remaining[t->id] == 0) {
+                rc_release(&run->s->pool, run->vals[t->id]);
+                run->vals[t->id] = NULL;
+            }
+        }
+    } else {
+        for (int i = 0; i < op->noutputs; i++) rc_release(&run->s->pool, out[i]);
+    }
+    for (int i = 0; i < op->ninputs; i++) rc_run_drop(run, op->inputs[i]);
+done:
+    if (in != inbuf) rc_free(in);
+    if (out != outbuf) rc_free(out);
+    return code;
+}
+
+recur_code rc_plan_exec(rc_run *run, const rc_plan *plan)
+{
+    for (int i = 0; i < plan->nuses; i++) run->remaining[plan->use_ids[i]] += plan->use_counts[i];
+    for (int i = 0; i < plan->nops; i++) {
+        recur_code c = rc_exec_op(run, plan->ops[i]);
+        if (c != RECUR_OK) {
+            /* Forget the reads the remaining ops would have made. */
+            for (int j = i + 1; j < plan->nops; j++)
+                for (int m = 0; m < plan->ops[j]->ninputs; m++) {
+                    recur_tensor *t = plan->ops[j]->inputs[m];
+                    if (run->remaining[t->id] > 0) run->remaining[t->id]--;
+                }
+            return c;
+        }
+    }
+    return RECUR_OK;
+}
+
+static bool same_list(void *const *a, int na, void *const *b, int nb)
+{
+    return na == nb && (na == 0 || memcmp(a, b, (size_t)na * sizeof *a) == 0);
+}
+
+static rc_plan *find_plan(recur_session *s, recur_tensor *const *feeds, int nfeeds,
+                          recur_tensor *const *fetches, int nfetches, recur_op *const *targets,
+                          int ntargets, recur_status *st)
+{
+    for (size_t i = 0; i < s->nplans; i++) {
+        rc_plan *p = s->plans[i];
+        if (p->ctrl_version == s->g->ctrl_version &&
+            same_list((void *const *)p->feeds, p->nfeeds, (void *const *)feeds, nfeeds) &&
+            same_list((void *const *)p->fetches, p->nfetches, (void *const *)fetches, nfetches) &&
+            same_list((void *const *)p->targets, p->ntargets, (void *const *)targets, ntargets))
+            return p;
+    }
+    rc_plan *p = rc_plan_build(s->g, NULL, feeds, nfeeds, fetches, nfetches, targets, ntargets, st);
+    if (!p) return NULL;
+    p->feeds = rc_malloc((size_t)(nfeeds + 1) * sizeof *p->feeds);
+    p->fetches = rc_malloc((size_t)(nfetches + 1) * sizeof *p->fetches);
+    p->targets = rc_malloc((size_t)(ntargets + 1) * sizeof *p->targets);
+    if (!p->feeds || !p->fetches || !p->targets || !RC_GROW(s->plans, s->capplans, s->nplans + 1)) {
+        rc_plan_free(p);
+        rc_oom(st);
+        return NULL;
+    }
+    if (nfeeds) memcpy(p->feeds, feeds, (size_t)nfeeds * sizeof *feeds);
+    if (nfetches) memcpy(p->fetches, fetches, (size_t)nfetches * sizeof *fetches);
+    if (ntargets) memcpy(p->targets, targets, (size_t)ntargets * sizeof *targets);
+    p->nfeeds = nfeeds;
+    p->nfetches = nfetches;
+    p->ntargets = ntargets;
+    s->plans[s->nplans++] = p;
+    return p;
+}
+
+/* Python's shape form for feed errors: "(2, 3)". */
+static const char *pyshape(recur_shape s, char *buf, size_t cap) { return recur_shape_str(s, buf, cap); }
+
+static recur_code check_feed(recur_session *s, const recur_feed *f, recur_status *st)
+{
+    if (!f->tensor) return rc_err(st, RECUR_INVALID_ARGUMENT, "Feed tensor is NULL");
+    if (f->tensor->op->g != s->g)
+        return rc_err(st, RECUR_INVALID_ARGUMENT,
+                      "Cannot interpret feed_dict key as Tensor: Tensor %s is not an element of this graph.",
+                      f->tensor->name);
+    if (f->tensor->op->frame)
+        return rc_err(st, RECUR_INVALID_ARGUMENT, "Tensor %s is inside a loop body and cannot be fed",
+                      f->tensor->name);
+    if (!f->value) return rc_err(st, RECUR_INVALID_ARGUMENT, "Feed value for %s is NULL", f->tensor->name);
+    if (f->value->dtype != f->tensor->dtype)
+        return rc_err(st, RECUR_INVALID_ARGUMENT,
+                      "Cannot feed value of dtype %s for Tensor '%s', which has dtype %s",
+                      recur_dtype_name(f->value->dtype), f->tensor->name, recur_dtype_name(f->tensor->dtype));
+    if (!rc_shape_compatible(f->value->shape, f->tensor->shape)) {
+        char a[128], b[128];
+        return rc_err(st, RECUR_INVALID_ARGUMENT,
+                      "Cannot feed value of shape %s for Tensor '%s', which has shape '%s'",
+                      pyshape(f->value->shape, a, sizeof a), f->tensor->name,
+                      pyshape(f->tensor->shape, b, sizeof b));
+    }
+    return RECUR_OK;
+}
+
+static bool grow_run_tables(recur_session *s)
+{
+    size_t need = (size_t)s->g->ntensors + 1;
+    if (need <= s->run_cap) return true;
+    size_t nc = RC_MAX(need, s->run_cap * 2);
+    recur_array **v = rc_realloc(s->run_vals, nc * sizeof *v);
+    if (!v) return false;
+    s->run_vals = v;
+    int *r = rc_realloc(s->run_remaining, nc * sizeof *r);
+    if (!r) return false;
+    s->run_remaining = r;
+    s->run_cap = nc;
+    return true;
+}
+
+recur_code recur_session_run(recur_session *s, const recur_feed *feeds, int nfeeds,
+                             recur_tensor *const *fetches, recur_array **outputs, int nfetches,
+                             recur_op *const *targets, int ntargets, recur_status *st)
+{
+    recur_status_clear(st);
+    for (int i = 0; outputs && i < nfetches; i++) outputs[i] = NULL;
+    if (!s) return rc_err(st, RECUR_INVALID_ARGUMENT, "recur_session_run: session is NULL");
+    if (s->closed) return rc_err(st, RECUR_FAILED_PRECONDITION, "Attempted to use a closed Session.");
+    if (nfeeds < 0 || nfetches < 0 || ntargets < 0 || (nfeeds && !feeds) ||
+        (nfetches && (!fetches || !outputs)) || (ntargets && !targets))
+        return rc_err(st, RECUR_INVALID_ARGUMENT, "recur_session_run: inconsistent argument counts");
+    if (!recur_graph_ok(s->g))
+        return rc_err(st, RECUR_FAILED_PRECONDITION, "The graph holds an error: %s", recur_graph_message(s->g));
+    for (int i = 0; i < nfeeds; i++) {
+        recur_code c = check_feed(s, &feeds[i], st);
+        if (c) return c;
+        for (int j = 0; j < i; j++)
+            if (feeds[j].tensor == feeds[i].tensor)
+                return rc_err(st, RECUR_INVALID_ARGUMENT, "Tensor %s is fed twice", feeds[i].tensor->name);
+    }
+    for (int i = 0; i < nfetches; i++) {
+        if (!fetches[i]) return rc_err(st, RECUR_INVALID_ARGUMENT, "Fetch %d is NULL", i);
+        if (fetches[i]->op->g != s->g)
+            return rc_err(st, RECUR_INVALID_ARGUMENT,
+                          "Fetch argument %s cannot be interpreted as a Tensor. (Tensor %s is not an "
+                          "element of this graph.)",
+                          fetches[i]->name, fetches[i]->name);
+        if (fetches[i]->op->frame)
+            return rc_err(st, RECUR_INVALID_ARGUMENT,
+                          "Tensor %s is inside a loop body; fetch the RNN's outputs or final state instead",
+                          fetches[i]->name);
+    }
+    for (int i = 0; i < ntargets; i++) {
+        if (!targets[i]) return rc_err(st, RECUR_INVALID_ARGUMENT, "Target %d is NULL", i);
+        if (targets[i]->g != s->g)
+            return rc_err(st, RECUR_INVALID_ARGUMENT, "Target %s is not an element of this graph.", targets[i]->name);
+    }
+
+    recur_tensor *fbuf[16];
+    recur_tensor **fts = nfeeds <= 16 ? fbuf : rc_malloc((size_t)nfeeds * sizeof *fts);
+    if (!fts) return rc_oom(st);
+    for (int i = 0; i < nfeeds; i++) fts[i] = feeds[i].tensor;
+    rc_plan *plan = find_plan(s, fts, nfeeds, fetches, nfetches, targets, ntargets, st);
+    if (fts != fbuf) rc_free(fts);
+    if (!plan) return recur_status_code(st) ? recur_status_code(st) : RECUR_INTERNAL;
+    if (!grow_run_tables(s)) return rc_oom(st);
+
+    s->run_count++;
+    recur_status local;
+    recur_status_clear(&local);
+    rc_run run = {.s = s, .vals = s->run_vals, .remaining = s->run_remaining,
+                  .ntensors = s->g->ntensors, .st = st ? st : &local};
+    memset(run.vals, 0, (size_t)run.ntensors * sizeof *run.vals);
+    memset(run.remaining, 0, (size_t)run.ntensors * sizeof *run.remaining);
+    for (int i = 0; i < nfeeds; i++) run.vals[feeds[i].tensor->id] = (recur_array *)feeds[i].value;
+
+    recur_code code = rc_plan_exec(&run, plan);
+    for (int i = 0; code == RECUR_OK && i < nfetches; i++) {
+        recur_array *a = run.vals[fetches[i]->id];
+        RC_CHECK(a);
+        if (a->pooled && a->refs == 1 && run.remaining[fetches[i]->id] == 1) {
+            a->pooled = false;
+            a->refs = 0;
+            run.vals[fetches[i]->id] = NULL;
+            run.remaining[fetches[i]->id] = 0;
+            outputs[i] = a;
+        } else {
+            outputs[i] = recur_array_copy(a, NULL);
+            if (!outputs[i]) code = rc_oom(run.st);
+            rc_run_drop(&run, fetches[i]);
+        }
+    }
+    /* Release whatever the run still holds (feeds are the caller's: not pooled). */
+    for (int i = 0; i < plan->nuses; i++) {
+        int id = plan->use_ids[i];
+        if (run.vals[id]) rc_release(&s->pool, run.vals[id]);
+        run.vals[id] = NULL;
+        run.remaining[id] = 0;
+    }
+    if (code != RECUR_OK) {
+        for (int i = 0; i < nfetches; i++) {
+            recur_array_free(outputs[i]);
+            outputs[i] = NULL;
+        }
+    }
+    return code;
+}
+
+recur_code recur_session_run_target(recur_session *s, recur_op *target, recur_status *st)
+{
+    if (!target) {
+        recur_status_clear(st);
+        return rc_err(st, RECUR_INVALID_ARGUMENT, "recur_session_run_target: target is NULL");
+    }
+    return recur_session_run(s, NULL, 0, NULL, NULL, 0, &target, 1, st);
+}
+
+recur_code recur_session_set_variable(recur_session *s, recur_tensor *var, const recur_array *value,
+                                      recur_status *st)
+{
+    recur_status_clear(st);
+    if (!s || !var || !value) return rc_err(st, RECUR_INVALID_ARGUMENT, "recur_session_set_variable: NULL argument");
+    if (s->closed) return rc_err(st, RECUR_FAILED_PRECONDITION, "Attempted to use a closed Session.");
+    rc_variable *v = rc_tensor_var(var);
+    if (!v || var->op->g != s->g)
+        return rc_err(st, RECUR_INVALID_ARGUMENT, "%s is not a variable of this session's graph", var->name);
+    if (value->dtype != v->dtype)
+        return rc_err(st, RECUR_INVALID_ARGUMENT,
+                      "tensor_name = %s; expected dtype %s does not equal original dtype %s", v->name,
+                      recur_dtype_name(v->dtype), recur_dtype_name(value->dtype));
+    if (!rc_shape_equal(value->shape, v->shape)) {
+        char a[128], b[128];
+        return rc_err(st, RECUR_INVALID_ARGUMENT,
+                      "Assign requires shapes of both tensors to match. lhs shape= %s rhs shape= %s (variable %s)",
+                      rc_shape_debug(v->shape, a, sizeof a), rc_shape_debug(value->shape, b, sizeof b), v->name);
+    }
+    recur_array **slot = rc_session_var_slot(s, v);
+    if (!slot) return rc_oom(st);
+    if (*slot) {
+        if ((*slot)->nbytes) memcpy((*slot)->data, value->data, value->nbytes);
+        return RECUR_OK;
+    }
+    recur_array *c = recur_array_copy(value, st);
+    if (!c) return recur_status_code(st);
+    *slot = c;
+    return RECUR_OK;
+}
+
+recur_array *recur_session_get_variable(recur_session *s, recur_tensor *var, recur_status *st)
+{
+    recur_status_clear(st);
+    if (!s || !var) {
+        rc_err(st, RECUR_INVALID_ARGUMENT, "recur_session_get_variable: NULL argument");
+        return NULL;
+    }
+    rc_variable *v = rc_tensor_var(var);
+    if (!v || var->op->g != s->g) {
+        rc_err(st, RECUR_INVALID_ARGUMENT, "%s is not a variable of this session's graph", var->name);
+        return NULL;
+    }
+    if ((size_t)v->index >= s->capvars || !s->vars[v->index]) {
+        rc_err(st, RECUR_FAILED_PRECONDITION, "Attempting to use uninitialized value %s", v->name);
+        return NULL;
+    }
+    return recur_array_copy(s->vars[v->index], st);
+}
+
+bool recur_session_variable_initialized(recur_session *s, recur_tensor *var)
+{
+    rc_variable *v = rc_tensor_var(var);
+    return s && v && var->op->g == s->g && (size_t)v->index < s->capvars && s->vars[v->index];
+}

@@ -1,0 +1,45 @@
+/*
+ * frame.c - loop frames: which ops belong to a loop body and which outer tensors the body
+ * captures. A tensor made inside a loop body cannot be used outside it.
+ */
+#include "recur_impl.h"
+
+bool rc_frame_within(const rc_frame *inner, const rc_frame *outer)
+{
+    for (const rc_frame *f = inner; f; f = f->parent)
+        if (f == outer) return true;
+    return outer == NULL;
+}
+
+static bool capture(recur_graph *g, rc_frame *f, recur_tensor *t)
+{
+    for (size_t i = 0; i < f->ncaptures; i++)
+        if (f->captures[i] == t) return true;
+    if (!RC_GROW(f->captures, f->capcaptures, f->ncaptures + 1)) {
+        rc_goom(g);
+        return false;
+    }
+    f->captures[f->ncaptures++] = t;
+    return true;
+}
+
+bool rc_frame_note_op(recur_graph *g, recur_op *op)
+{
+    for (int i = 0; i < op->ninputs; i++) {
+        recur_tensor *t = op->inputs[i];
+        rc_frame *tf = t->op->frame;
+        if (tf == op->frame) continue;
+        if (!rc_frame_within(op->frame, tf)) {
+            rc_gerr(g, RECUR_INVALID_ARGUMENT,
+                    "Cannot use '%s' as input to '%s' because '%s' is in a loop body (%s). "
+                    "Tensors computed inside an RNN step can only be used through the RNN's "
+                    "outputs and final state.",
+                    t->name, op->name, t->name, tf->name ? tf->name : "?");
+            return false;
+        }
+        /* Capture in every frame between the op's and the tensor's. */
+        for (rc_frame *f = op->frame; f && f != tf; f = f->parent)
+            if (!capture(g, f, t)) return false;
+    }
+    return true;
+}

@@ -1,0 +1,460 @@
+/*
+ * reduce.c - reductions over axes (sum, mean, max), argmax, softmax / log_softmax over the
+ * last axis, and random tensors.
+ */
+#include "ops/ops.h"
+
+#include <float.h>
+#include <math.h>
+
+recur_tensor *rc_reshape_like(recur_graph *g, recur_tensor *x, recur_tensor *like);
+
+/* ================================================================== reductions */
+/* attr ivec: axes normalised at build time (sorted, unique); i[0]: keep_dims. */
+
+static bool reduce_shape(recur_graph *g, recur_op *op)
+{
+    recur_tensor *x = op->inputs[0];
+    bool keep = op->attr.i[0];
+    if (op->type != RC_OP_MAX && !rc_dtype_is_float(x->dtype) && !rc_dtype_is_int(x->dtype))
+        return rc_gerr(g, RECUR_INVALID_ARGUMENT, "%s %s: dtype %s is not supported", rc_op_def_of(op->type)->type,
+                       op->name, recur_dtype_name(x->dtype)), false;
+    int r = x->shape.rank;
+    if (r < 0) {
+        if (!rc_set_outputs(op, 1)) return rc_goom(g), false;
+        rc_set_output(op, 0, x->dtype, RECUR_UNKNOWN_SHAPE);
+        return true;
+    }
+    bool red[RECUR_MAX_RANK] = {0};
+    if (op->attr.nivec == 0) {
+        for (int i = 0; i < r; i++) red[i] = true;
+    } else {
+        for (int i = 0; i < op->attr.nivec; i++) {
+            int a;
+            if (!rc_norm_axis((int)op->attr.ivec[i], r, &a)) {
+                char m[128];
+                snprintf(m, sizeof m, "Invalid reduction dimension %d for input with %d dimensions", (int)op->attr.ivec[i], r);
+                return rc_shape_error(g, op, m);
+            }
+            red[a] = true;
+        }
+    }
+    /* Store the normalised axes as a mask in i[1]. */
+    int64_t mask = 0;
+    recur_shape o = {.rank = 0};
+    for (int i = 0; i < r; i++) {
+        if (red[i]) mask |= (int64_t)1 << i;
+        if (!red[i])
+            o.dims[o.rank++] = x->shape.dims[i];
+        else if (keep)
+            o.dims[o.rank++] = 1;
+    }
+    op->attr.i[1] = mask;
+    if (!rc_set_outputs(op, 1)) return rc_goom(g), false;
+    rc_set_output(op, 0, x->dtype, o);
+    return true;
+}
+
+static recur_shape reduced_shape(recur_shape x, int64_t mask, bool keep)
+{
+    recur_shape o = {.rank = 0};
+    for (int i = 0; i < x.rank; i++) {
+        if (!(mask >> i & 1))
+            o.dims[o.rank++] = x.dims[i];
+        else if (keep)
+            o.dims[o.rank++] = 1;
+    }
+    return o;
+}
+
+/* Reference: walk every input element, accumulate into its output slot (in double). */
+static recur_code reduce_ref(rc_kctx *k)
+{
+    recur_array *x = k->in[0];
+    int64_t mask = k->op->attr.i[1];
+    bool keep = k->op->attr.i[0];
+    recur_shape os = reduced_shape(x->shape, mask, keep);
+    recur_array *o = rc_kout(k, 0, x->dtype, os);
+    if (!o) return recur_status_code(k->st);
+    int64_t on = o->size;
+    double *acc = rc_malloc((size_t)(on ? on : 1) * sizeof *acc);
+    int64_t *cnt = rc_calloc((size_t)(on ? on : 1), sizeof *cnt);
+    if (!acc || !cnt) {
+        rc_free(acc);
+        rc_free(cnt);
+        return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
+    }
+    bool is_max = k->op->type == RC_OP_MAX;
+    for (int64_t i = 0; i < on; i++) acc[i] = is_max ? -INFINITY : 0;
+    /* output strides over the kept dims */
+    int r = x->shape.rank;
+    int64_t ost[RECUR_MAX_RANK], idx[RECUR_MAX_RANK] = {0}, s = 1;
+    for (int i = r - 1; i >= 0; i--) {
+        ost[i] = (mask >> i & 1) ? 0 : s;
+        if (!(mask >> i & 1)) s *= x->shape.dims[i];
+    }
+    for (int64_t i = 0; i < x->size; i++) {
+        int64_t off = 0;
+        for (int d = 0; d < r; d++) off += idx[d] * ost[d];
+        double v = rc_array_get(x, i);
+        if (is_max) {
+            if (v > acc[off] || isnan(v)) acc[off] = v;
+        } else {
+            acc[off] += v;
+        }
+        cnt[off]++;
+        for (int d = r - 1; d >= 0; d--) {
+            if (++idx[d] < x->shape.dims[d]) break;
+            idx[d] = 0;
+        }
+    }
+    for (int64_t i = 0; i < on; i++) {
+        double v = acc[i];
+        if (k->op->type == RC_OP_MEAN) v = cnt[i] ? v / (double)cnt[i] : NAN;
+        if (is_max && !cnt[i]) v = rc_dtype_is_float(x->dtype) ? -INFINITY : (x->dtype == RECUR_I32 ? INT32_MIN : (double)INT64_MIN);
+        rc_array_set(o, i, v);
+    }
+    rc_free(acc);
+    rc_free(cnt);
+    return RECUR_OK;
+}
+
+/* Fast float32 paths when the reduced axes are a leading or a trailing block. */
+static recur_code reduce_fast(rc_kctx *k)
+{
+    recur_array *x = k->in[0];
+    if (x->dtype != RECUR_F32) return reduce_ref(k);
+    int r = x->shape.rank;
+    int64_t mask = k->op->attr.i[1];
+    int lead = 0, trail = 0;
+    while (lead < r && (mask >> lead & 1)) lead++;
+    while (trail < r && (mask >> (r - 1 - trail) & 1)) trail++;
+    int nred = 0;
+    for (int i = 0; i < r; i++) nred += (int)(mask >> i & 1);
+    bool leading = lead == nred, trailing = trail == nred;
+    if (!leading && !trailing) return reduce_ref(k);
+    recur_array *o = rc_kout(k, 0, x->dtype, reduced_shape(x->shape, mask, k->op->attr.i[0]));
+    if (!o) return recur_status_code(k->st);
+    int64_t outer = 1, inner = 1;
+    const float *px = x->data;
+    float *po = o->data;
+    bool is_max = k->op->type == RC_OP_MAX, mean = k->op->type == RC_OP_MEAN;
+    if (trailing) {
+        for (int i = 0; i < r - nred; i++) outer *= x->shape.dims[i];
+        for (int i = r - nred; i < r; i++) inner *= x->shape.dims[i];
+        for (int64_t a = 0; a < outer; a++) {
+            const float *row = px + a * inner;
+            double s = is_max ? -INFINITY : 0;
+            for (int64_t j = 0; j < inner; j++) {
+                if (is_max) {
+                    if (row[j] > s || isnan(row[j])) s = row[j];
+                } else {
+                    s += row[j];
+                }
+            }
+            po[a] = (float)(mean ? (inner ? s / (double)inner : NAN) : s);
+        }
+    } else {
+        for (int i = 0; i < nred; i++) outer *= x->shape.dims[i];
+        for (int i = nred; i < r; i++) inner *= x->shape.dims[i];
+        for (int64_t j = 0; j < inner; j++) po[j] = is_max ? -INFINITY : 0;
+        for (int64_t a = 0; a < outer; a++) {
+            const float *row = px + a * inner;
+            if (is_max) {
+                for (int64_t j = 0; j < inner; j++)
+                    if (row[j] > po[j] || isnan(row[j])) po[j] = row[j];
+            } else {
+                for (int64_t j = 0; j < inner; j++) po[j] += row[j];
+            }
+        }
+        if (mean)
+            for (int64_t j = 0; j < inner; j++) po[j] = outer ? po[j] / (float)outer : NAN;
+    }
+    return RECUR_OK;
+}
+
+static recur_tensor *reduce(recur_graph *g, int type, recur_tensor *x, const int *axes, int naxes, bool keep)
+{
+    if (!rc_gready(g, &x, 1)) return NULL;
+    if (naxes < 0 || naxes > RECUR_MAX_RANK || (naxes && !axes))
+        return rc_gerr(g, RECUR_INVALID_ARGUMENT, "reduce: invalid axes list");
+    rc_attrs a = {0};
+    a.i[0] = keep;
+    if (naxes) {
+        a.ivec = rc_malloc((size_t)naxes * sizeof *a.ivec);
+        if (!a.ivec) return rc_goom(g);
+        for (int i = 0; i < naxes; i++) a.ivec[i] = axes[i];
+        a.nivec = naxes;
+    }
+    return rc_op1(g, type, &x, 1, NULL, &a);
+}
+
+recur_tensor *recur_reduce_sum(recur_graph *g, recur_tensor *x, const int *axes, int naxes, bool keep_dims)
+{
+    return reduce(g, RC_OP_SUM, x, axes, naxes, keep_dims);
+}
+recur_tensor *recur_reduce_mean(recur_graph *g, recur_tensor *x, const int *axes, int naxes, bool keep_dims)
+{
+    return reduce(g, RC_OP_MEAN, x, axes, naxes, keep_dims);
+}
+recur_tensor *recur_reduce_max(recur_graph *g, recur_tensor *x, const int *axes, int naxes, bool keep_dims)
+{
+    return reduce(g, RC_OP_MAX, x, axes, naxes, keep_dims);
+}
+
+/* Broadcast a reduced gradient back to x's shape: reshape to keep-dims form, then broadcast. */
+static recur_tensor *unreduce(recur_graph *g, recur_op *op, recur_tensor *d)
+{
+    recur_tensor *x = op->inputs[0];
+    if (x->shape.rank < 0) return rc_gerr(g, RECUR_UNIMPLEMENTED, "gradient of %s needs the input's rank", op->name);
+    recur_tensor *kd = d;
+    if (!op->attr.i[0]) {
+        /* keep-dims shape: reduced axes become 1; unknown kept dims stay -1 (at most one allowed
+         * for a static reshape, so use a runtime reshape via a keep-dims reduction of x). */
+        rc_attrs a = {0};
+        a.i[0] = 1;
+        a.ivec = rc_malloc(sizeof(int64_t) * RECUR_MAX_RANK);
+        if (!a.ivec) return rc_goom(g);
+        for (int i = 0; i < x->shape.rank; i++)
+            if (op->attr.i[1] >> i & 1) a.ivec[a.nivec++] = i;
+        recur_tensor *shape_src = rc_op1(g, RC_OP_SUM, &x, 1, NULL, &a);
+        kd = rc_reshape_like(g, d, shape_src);
+    }
+    recur_tensor *in[2] = {kd, x};
+    return rc_op1(g, RC_OP_BROADCAST_LIKE, in, 2, NULL, NULL);
+}
+
+static bool grad_sum(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
+{
+    dx[0] = unreduce(g, op, dy[0]);
+    return dx[0] != NULL;
+}
+
+static bool grad_mean(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
+{
+    /* d/dx mean = dy / count, count = size(x) / size(y) at run time. */
+    recur_tensor *b = unreduce(g, op, dy[0]);
+    recur_tensor *x = op->inputs[0];
+    recur_tensor *ones = recur_ones_like(g, x);
+    recur_tensor *cnt = recur_reduce_sum(g, ones, NULL, 0, false);
+    recur_tensor *ycnt = recur_reduce_sum(g, recur_ones_like(g, &op->outputs[0]), NULL, 0, false);
+    dx[0] = recur_div(g, b, recur_div(g, cnt, ycnt));
+    return dx[0] != NULL;
+}
+
+static bool grad_max(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
+{
+    /* Gradient split evenly among the maxima, as TensorFlow. */
+    recur_tensor *x = op->inputs[0];
+    recur_tensor *yb = unreduce(g, op, &op->outputs[0]);
+    recur_tensor *mask = recur_cast(g, recur_equal(g, x, yb), x->dtype);
+    int axes[RECUR_MAX_RANK], n = 0;
+    for (int i = 0; i < (x->shape.rank > 0 ? x->shape.rank : 0); i++)
+        if (op->attr.i[1] >> i & 1) axes[n++] = i;
+    recur_tensor *num = recur_reduce_sum(g, mask, axes, n, (bool)op->attr.i[0]);
+    recur_tensor *share = recur_div(g, dy[0], num);
+    dx[0] = recur_mul(g, mask, unreduce(g, op, share));
+    return dx[0] != NULL;
+}
+
+/* ================================================================== argmax */
+
+static bool argmax_shape(recur_graph *g, recur_op *op)
+{
+    recur_tensor *x = op->inputs[0];
+    int r = x->shape.rank, axis;
+    if (r < 0) {
+        if (!rc_set_outputs(op, 1)) return rc_goom(g), false;
+        rc_set_output(op, 0, RECUR_I64, RECUR_UNKNOWN_SHAPE);
+        return true;
+    }
+    if (!rc_norm_axis((int)op->attr.i[0], r, &axis)) {
+        char m[128];
+        snprintf(m, sizeof m, "Expected dimension in the range [%d, %d), but got %d", -r, r, (int)op->attr.i[0]);
+        return rc_shape_error(g, op, m);
+    }
+    op->attr.i[1] = axis;
+    recur_shape o = {.rank = r - 1};
+    for (int i = 0, j = 0; i < r; i++)
+        if (i != axis) o.dims[j++] = x->shape.dims[i];
+    if (!rc_set_outputs(op, 1)) return rc_goom(g), false;
+    rc_set_output(op, 0, RECUR_I64, o);
+    return true;
+}
+
+static recur_code argmax_kernel(rc_kctx *k)
+{
+    recur_array *x = k->in[0];
+    int axis = (int)k->op->attr.i[1], r = x->shape.rank;
+    if (x->shape.dims[axis] == 0) return rc_kerr(k, RECUR_INVALID_ARGUMENT, "Reduction axis %d is empty in shape", axis);
+    recur_shape os = {.rank = r - 1};
+    for (int i = 0, j = 0; i < r; i++)
+        if (i != axis) os.dims[j++] = x->shape.dims[i];
+    recur_array *o = rc_kout(k, 0, RECUR_I64, os);
+    if (!o) return recur_status_code(k->st);
+    int64_t outer = 1, inner = 1, n = x->shape.dims[axis];
+    for (int i = 0; i < axis; i++) outer *= x->shape.dims[i];
+    for (int i = axis + 1; i < r; i++) inner *= x->shape.dims[i];
+    int64_t *po = o->data;
+    for (int64_t a = 0; a < outer; a++)
+        for (int64_t c = 0; c < inner; c++) {
+            int64_t best = 0;
+            double bv = rc_array_get(x, a * n * inner + c);
+            for (int64_t t = 1; t < n; t++) {
+                double v = rc_array_get(x, (a * n + t) * inner + c);
+                if (v > bv) {
+                    bv = v;
+                    best = t;
+                }
+            }
+            po[a * inner + c] = best;
+        }
+    return RECUR_OK;
+}
+
+recur_tensor *recur_argmax(recur_graph *g, recur_tensor *x, int axis)
+{
+    rc_attrs a = {0};
+    a.i[0] = axis;
+    return rc_op1(g, RC_OP_ARGMAX, &x, 1, NULL, &a);
+}
+
+/* ================================================================== softmax, log_softmax */
+
+static bool softmax_shape(recur_graph *g, recur_op *op)
+{
+    recur_tensor *x = op->inputs[0];
+    if (!rc_dtype_is_float(x->dtype))
+        return rc_gerr(g, RECUR_INVALID_ARGUMENT, "%s %s: logits must be float or double", rc_op_def_of(op->type)->type,
+                       op->name), false;
+    if (x->shape.rank == 0) return rc_shape_error(g, op, "Shape must be at least rank 1 but is rank 0");
+    if (!rc_set_outputs(op, 1)) return rc_goom(g), false;
+    rc_set_output(op, 0, x->dtype, x->shape);
+    return true;
+}
+
+/* Stable: subtract the row max; sums in double. */
+static recur_code softmax_kernel(rc_kctx *k)
+{
+    recur_array *x = k->in[0];
+    recur_array *o = rc_kout(k, 0, x->dtype, x->shape);
+    if (!o) return recur_status_code(k->st);
+    int64_t c = x->shape.dims[x->shape.rank - 1];
+    bool lg = k->op->type == RC_OP_LOG_SOFTMAX;
+    for (int64_t r = 0; c && r < x->size; r += c) {
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j < c; j++) m = fmax(m, rc_array_get(x, r + j));
+        for (int64_t j = 0; j < c; j++) s += exp(rc_array_get(x, r + j) - m);
+        double ls = log(s);
+        for (int64_t j = 0; j < c; j++) {
+            double v = rc_array_get(x, r + j) - m;
+            rc_array_set(o, r + j, lg ? v - ls : exp(v) / s);
+        }
+    }
+    return RECUR_OK;
+}
+
+recur_tensor *recur_softmax(recur_graph *g, recur_tensor *logits) { return rc_op1(g, RC_OP_SOFTMAX, &logits, 1, NULL, NULL); }
+recur_tensor *recur_log_softmax(recur_graph *g, recur_tensor *logits)
+{
+    return rc_op1(g, RC_OP_LOG_SOFTMAX, &logits, 1, NULL, NULL);
+}
+
+static bool grad_softmax(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
+{
+    /* dx = (dy - sum(dy * y, -1, keep)) * y */
+    recur_tensor *y = &op->outputs[0];
+    int last = -1;
+    recur_tensor *s = recur_reduce_sum(g, recur_mul(g, dy[0], y), &last, 1, true);
+    dx[0] = recur_mul(g, recur_sub(g, dy[0], s), y);
+    return dx[0] != NULL;
+}
+
+static bool grad_log_softmax(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
+{
+    /* dx = dy - exp(y) * sum(dy, -1, keep) */
+    recur_tensor *y = &op->outputs[0];
+    int last = -1;
+    recur_tensor *s = recur_reduce_sum(g, dy[0], &last, 1, true);
+    dx[0] = recur_sub(g, dy[0], recur_mul(g, recur_exp(g, y), s));
+    return dx[0] != NULL;
+}
+
+/* ================================================================== random */
+/* attr: shape, i[0] dtype, i[1], i[2] resolved seeds, f[0], f[1] distribution parameters.
+ * The generator state persists per session and advances every run, like TensorFlow's. */
+
+static bool random_shape(recur_graph *g, recur_op *op)
+{
+    if (!rc_set_outputs(op, 1)) return rc_goom(g), false;
+    rc_set_output(op, 0, (recur_dtype)op->attr.i[0], op->attr.shape);
+    return true;
+}
+
+static recur_code random_kernel(rc_kctx *k)
+{
+    void **state = rc_kstate(k);
+    if (!state) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
+    if (!*state) {
+        rc_philox *p = rc_malloc(sizeof *p);
+        if (!p) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
+        int64_t s1 = k->op->attr.i[1], s2 = k->op->attr.i[2];
+        if (!s1 && !s2)
+            rc_philox_init(p, rc_random_seed(), rc_random_seed());
+        else
+            rc_philox_init(p, (uint64_t)s1, (uint64_t)s2);
+        *state = p;
+    }
+    rc_philox *p = *state;
+    recur_array *o = rc_kout(k, 0, (recur_dtype)k->op->attr.i[0], k->op->attr.shape);
+    if (!o) return recur_status_code(k->st);
+    double a = k->op->attr.f[0], b = k->op->attr.f[1];
+    if (k->op->type == RC_OP_RANDOM_UNIFORM) {
+        for (int64_t i = 0; i < o->size; i++) {
+            if (o->dtype == RECUR_F32)
+                ((float *)o->data)[i] = rc_philox_uniform(p) * ((float)b - (float)a) + (float)a;
+            else
+                ((double *)o->data)[i] = rc_philox_uniform_double(p) * (b - a) + a;
+        }
+    } else {
+        rc_normal_gen n = {.p = p};
+        for (int64_t i = 0; i < o->size; i++) rc_array_set(o, i, rc_philox_normal(&n) * b + a);
+    }
+    return RECUR_OK;
+}
+
+static recur_tensor *random_op(recur_graph *g, int type, recur_shape shape, double a, double b, int64_t seed)
+{
+    if (!rc_gready(g, NULL, 0)) return NULL;
+    int64_t n;
+    if (!rc_shape_count(shape, &n)) return rc_gerr(g, RECUR_INVALID_ARGUMENT, "random: the shape must be fully known");
+    rc_attrs at = {.shape = shape};
+    at.i[0] = RECUR_F32;
+    rc_resolve_seed(g->has_seed, g->seed, seed, (int64_t)g->nops, &at.i[1], &at.i[2]);
+    at.f[0] = a;
+    at.f[1] = b;
+    return rc_op1(g, type, NULL, 0, NULL, &at);
+}
+
+recur_tensor *recur_random_uniform(recur_graph *g, recur_shape shape, double minval, double maxval, int64_t seed)
+{
+    return random_op(g, RC_OP_RANDOM_UNIFORM, shape, minval, maxval, seed);
+}
+
+recur_tensor *recur_random_normal(recur_graph *g, recur_shape shape, double mean, double stddev, int64_t seed)
+{
+    return random_op(g, RC_OP_RANDOM_NORMAL, shape, mean, stddev, seed);
+}
+
+/* ================================================================== descriptors */
+
+const rc_op_def rc_def_sum = {"Sum", NULL, 1, 1, 0, reduce_shape, reduce_fast, reduce_ref, grad_sum};
+const rc_op_def rc_def_mean = {"Mean", NULL, 1, 1, 0, reduce_shape, reduce_fast, reduce_ref, grad_mean};
+const rc_op_def rc_def_max = {"Max", NULL, 1, 1, 0, reduce_shape, reduce_fast, reduce_ref, grad_max};
+const rc_op_def rc_def_argmax = {"ArgMax", NULL, 1, 1, RC_OPF_NO_GRAD, argmax_shape, argmax_kernel, NULL, NULL};
+const rc_op_def rc_def_softmax = {"Softmax", NULL, 1, 1, 0, softmax_shape, softmax_kernel, NULL, grad_softmax};
+const rc_op_def rc_def_log_softmax = {"LogSoftmax", NULL, 1, 1, 0, softmax_shape, softmax_kernel, NULL, grad_log_softmax};
+const rc_op_def rc_def_random_uniform = {"RandomUniform", "random_uniform", 0, 0, RC_OPF_NO_GRAD | RC_OPF_STATEFUL,
+                                         random_shape, random_kernel, NULL, NULL};
+const rc_op_def rc_def_random_normal = {"RandomStandardNormal", "random_normal", 0, 0, RC_OPF_NO_GRAD | RC_OPF_STATEFUL,
+                                        random_shape, random_kernel, NULL, NULL};
