@@ -25,12 +25,13 @@ endif
 
 BLAS_CFLAGS := $(shell pkg-config --cflags $(BLAS) 2>/dev/null)
 BLAS_LIBS   := $(shell pkg-config --libs $(BLAS) 2>/dev/null)
+IO_LIBS     := $(shell pkg-config --libs libprotobuf-c snappy 2>/dev/null)
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fPIC $(OPT) $(WARN) $(SANFLAGS) -Iinclude -Isrc $(BLAS_CFLAGS)
-LDLIBS  += $(BLAS_LIBS) -lm -lpthread
+LDLIBS  += $(BLAS_LIBS) $(IO_LIBS) -lm -lpthread
 LDFLAGS += $(SANFLAGS)
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
@@ -85,3 +86,4 @@ install: all
 
 clean:
 	rm -rf build
+.SECONDARY:

@@ -364,12 +364,12 @@ typedef struct recur_variable_opts {
  * first defined ("already exists") or the nearest existing names ("does not exist").
  * `shape` RECUR_UNKNOWN_SHAPE is TensorFlow's shape=None (shares whatever shape is stored; a
  * value initializer gives the shape on creation). `opts` may be NULL. The macro records the
- * caller's file, line and function. */
-#define recur_get_variable(g, name, shape, opts)                                               \
-    recur_get_variable_at((g), (name), (shape), (opts), __FILE__, __LINE__, __func__)
-RECUR_API recur_tensor *recur_get_variable_at(recur_graph *g, const char *name, recur_shape shape,
-                                              const recur_variable_opts *opts, const char *file,
-                                              int line, const char *func);
+ * caller's file, line and function (variadic so that compound-literal options pass through). */
+#define recur_get_variable(g, name, ...) /* (g, name, shape, opts) */                        \
+    recur_get_variable_at((g), (name), __FILE__, __LINE__, __func__, __VA_ARGS__)
+RECUR_API recur_tensor *recur_get_variable_at(recur_graph *g, const char *name, const char *file, int line,
+                                              const char *func, recur_shape shape,
+                                              const recur_variable_opts *opts);
 
 /* Variable accessors (NULL/false for tensors that are not variables). */
 RECUR_API bool recur_is_variable(const recur_tensor *t);
@@ -715,6 +715,94 @@ RECUR_API recur_birnn_out recur_static_bidirectional_rnn(recur_graph *g, recur_c
                                                          recur_cell *cell_bw, recur_tensor *const *inputs,
                                                          int T, recur_tensor **outputs,
                                                          const recur_birnn_opts *opts);
+
+
+/* ============================================================================================
+ * Checkpoints in TensorFlow's V2 format (PREFIX.index + PREFIX.data-00000-of-00001 + the
+ * `checkpoint` state file), readable and writable both ways with TensorFlow.
+ * ========================================================================================== */
+typedef struct recur_checkpoint recur_checkpoint;
+
+/* Open PREFIX.index (and its data file) for reading. Verifies the table's checksums and the
+ * header. New; NULL with RECUR_NOT_FOUND (no PREFIX.index: "The passed save_path is not a valid
+ * checkpoint: PREFIX") or RECUR_DATA_LOSS (corrupt or truncated, naming the file). */
+RECUR_API recur_checkpoint *recur_checkpoint_open(const char *prefix, recur_status *st);
+RECUR_API void recur_checkpoint_close(recur_checkpoint *ckpt);
+/* Tensor keys in the file's (sorted) order, excluding the header and slice entries. */
+RECUR_API size_t recur_checkpoint_num_tensors(const recur_checkpoint *ckpt);
+RECUR_API const char *recur_checkpoint_key(const recur_checkpoint *ckpt, size_t i); /* borrowed */
+/* Dtype and shape of a key without reading its data; false when absent. */
+RECUR_API bool recur_checkpoint_info(const recur_checkpoint *ckpt, const char *key, recur_dtype *dt,
+                                     recur_shape *shape);
+/* Read one tensor (checksum verified). New; NULL with RECUR_NOT_FOUND ("Key K not found in
+ * checkpoint") or RECUR_DATA_LOSS. String tensors come back as RECUR_STRING arrays. */
+RECUR_API recur_array *recur_checkpoint_read(recur_checkpoint *ckpt, const char *key, recur_status *st);
+
+typedef struct recur_checkpoint_writer recur_checkpoint_writer;
+/* Start writing a checkpoint at PREFIX. Files are written under temporary names and only
+ * renamed into place by recur_checkpoint_writer_finish, so a crash never leaves a partial
+ * checkpoint under the real name. New; NULL on error. */
+RECUR_API recur_checkpoint_writer *recur_checkpoint_writer_new(const char *prefix, recur_status *st);
+/* Add a tensor under `key` (copied to the data file now). Keys must be unique. */
+RECUR_API recur_code recur_checkpoint_writer_add(recur_checkpoint_writer *w, const char *key,
+                                                 const recur_array *value, recur_status *st);
+/* Write the index (bytes identical to TensorFlow's for the same tensors), fsync and rename
+ * both files into place. */
+RECUR_API recur_code recur_checkpoint_writer_finish(recur_checkpoint_writer *w, recur_status *st);
+/* Frees the writer; an unfinished checkpoint's temporary files are removed. */
+RECUR_API void recur_checkpoint_writer_free(recur_checkpoint_writer *w);
+
+/* ---- the `checkpoint` state file of a directory ---- */
+/* tf.train.latest_checkpoint(dir): the newest prefix listed in DIR/checkpoint, written into
+ * `buf`. Returns buf, or NULL (RECUR_NOT_FOUND when there is none; RECUR_DATA_LOSS for a state
+ * file that cannot be parsed, naming the file and line). */
+RECUR_API const char *recur_latest_checkpoint(const char *dir, char *buf, size_t cap, recur_status *st);
+
+/* ---- Saver (tf.compat.v1.train.Saver) ---- */
+typedef struct recur_saver recur_saver;
+typedef struct recur_saver_opts {
+    recur_tensor *const *var_list; /* variables to save/restore; NULL: all global variables */
+    const char *const *keys;       /* checkpoint key per var_list entry; NULL: variable names */
+    int num_vars;
+    int max_to_keep;               /* 0: 5 (TensorFlow's default); -1: keep every checkpoint */
+} recur_saver_opts;
+
+/* New saver over the graph's variables as they are now. opts may be NULL. New; NULL on error
+ * (recorded in the graph status). */
+RECUR_API recur_saver *recur_saver_new(recur_graph *g, const recur_saver_opts *opts);
+RECUR_API void recur_saver_free(recur_saver *sv);
+/* Save the session's values at `prefix` (or `prefix-<step>` when global_step >= 0), atomically,
+ * then update the directory's `checkpoint` file and delete checkpoints beyond max_to_keep.
+ * The prefix written is copied to `path_out` when non-NULL. */
+RECUR_API recur_code recur_saver_save(recur_saver *sv, recur_session *s, const char *prefix,
+                                      int64_t global_step, char *path_out, size_t cap,
+                                      recur_status *st);
+/* Restore every variable of the saver from `prefix`. On any mismatch nothing is assigned and
+ * the message lists every missing key ("Key layer1/w not found in checkpoint"), every
+ * unexpected key, every dtype and shape mismatch, the nearest matches, and a suggested name
+ * map that would make the restore work. */
+RECUR_API recur_code recur_saver_restore(recur_saver *sv, recur_session *s, const char *prefix,
+                                         recur_status *st);
+/* tf.compat.v1.train.init_from_checkpoint: assign variables from a checkpoint through an
+ * assignment map of n pairs (checkpoint scope/name -> graph scope/name; entries ending in "/"
+ * map whole scopes, e.g. "old_scope/" -> "new_scope/"). */
+RECUR_API recur_code recur_init_from_checkpoint(recur_session *s, const char *prefix,
+                                                const char *const *from, const char *const *to,
+                                                int n, recur_status *st);
+
+/* ============================================================================================
+ * TensorBoard event files (scalars and histograms), readable by TensorBoard.
+ * ========================================================================================== */
+typedef struct recur_summary_writer recur_summary_writer;
+/* New writer creating LOGDIR/events.out.tfevents.<time>.<host> (LOGDIR is created). */
+RECUR_API recur_summary_writer *recur_summary_writer_new(const char *logdir, recur_status *st);
+RECUR_API recur_code recur_summary_scalar(recur_summary_writer *w, const char *tag, double value,
+                                          int64_t step, recur_status *st);
+RECUR_API recur_code recur_summary_histogram(recur_summary_writer *w, const char *tag,
+                                             const recur_array *values, int64_t step,
+                                             recur_status *st);
+RECUR_API recur_code recur_summary_flush(recur_summary_writer *w, recur_status *st);
+RECUR_API void recur_summary_writer_free(recur_summary_writer *w); /* flushes */
 
 #ifdef __cplusplus
 }

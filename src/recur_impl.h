@@ -136,6 +136,11 @@ typedef struct rc_philox {
 } rc_philox;
 void rc_philox_init(rc_philox *p, uint64_t seed, uint64_t seed2);
 uint32_t rc_philox_next(rc_philox *p);
+/* Advance the counter by `blocks` 128-bit blocks (discarding buffered draws). */
+void rc_philox_skip(rc_philox *p, uint64_t blocks);
+/* TensorFlow's TruncatedNormal op output for seeds (seed, seed2): n standard normal samples
+ * within (-2, 2). */
+void rc_philox_truncated_normal(uint64_t seed, uint64_t seed2, float *out, int64_t n);
 /* Uniform in [0,1) with 23 random mantissa bits, as TensorFlow's Uint32ToFloat. */
 float rc_philox_uniform(rc_philox *p);
 double rc_philox_uniform_double(rc_philox *p);

@@ -127,3 +127,38 @@ double gt_max_abs_diff(const gt_tensor *t, const recur_array *a)
     }
     return m;
 }
+
+/* Initializer spec of the test catalogues (tests/tf/README.md). Exits on a bad spec. */
+recur_initializer gt_parse_init(const char *s)
+{
+    recur_initializer z = {0};
+    if (!s) return z;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *f[6] = {0};
+    int n = 0;
+    for (char *p = strtok(buf, ":"); p && n < 6; p = strtok(NULL, ":")) f[n++] = p;
+#define NUM(i) (n > (i) ? atof(f[i]) : 0)
+#define SEED(i) (n > (i) ? atoll(f[i]) : 0)
+    if (!strcmp(f[0], "zeros")) return recur_zeros_initializer();
+    if (!strcmp(f[0], "ones")) return recur_ones_initializer();
+    if (!strcmp(f[0], "constant")) return recur_constant_initializer(NUM(1));
+    if (!strcmp(f[0], "uniform")) return recur_random_uniform_initializer(NUM(1), NUM(2), SEED(3));
+    if (!strcmp(f[0], "normal")) return recur_random_normal_initializer(NUM(1), NUM(2), SEED(3));
+    if (!strcmp(f[0], "truncated")) return recur_truncated_normal_initializer(NUM(1), NUM(2), SEED(3));
+    if (!strcmp(f[0], "glorot_uniform")) return recur_glorot_uniform_initializer(SEED(1));
+    if (!strcmp(f[0], "glorot_normal")) return recur_glorot_normal_initializer(SEED(1));
+    if (!strcmp(f[0], "orthogonal")) return recur_orthogonal_initializer(NUM(1), SEED(2));
+    if (!strcmp(f[0], "vs")) {
+        recur_fan_mode m = !strcmp(f[2], "fan_in") ? RECUR_FAN_IN : !strcmp(f[2], "fan_out") ? RECUR_FAN_OUT : RECUR_FAN_AVG;
+        recur_distribution d = !strcmp(f[3], "uniform") ? RECUR_DIST_UNIFORM
+                               : !strcmp(f[3], "untruncated_normal") ? RECUR_DIST_UNTRUNCATED_NORMAL
+                                                                     : RECUR_DIST_TRUNCATED_NORMAL;
+        return recur_variance_scaling_initializer(NUM(1), m, d, SEED(4));
+    }
+    fprintf(stderr, "bad initializer spec %s\n", s);
+    exit(2);
+#undef NUM
+#undef SEED
+}
+

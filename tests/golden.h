@@ -45,4 +45,7 @@ recur_array *gt_array(const gt_tensor *t);
 /* Largest |a - golden| (INFINITY on a shape mismatch or NaN). */
 double gt_max_abs_diff(const gt_tensor *t, const recur_array *a);
 
+/* Parse a catalogue initializer spec ("glorot_uniform:5", "vs:2:fan_in:uniform:4", ...). */
+recur_initializer gt_parse_init(const char *spec);
+
 #endif

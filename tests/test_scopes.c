@@ -6,6 +6,7 @@
  * a newline or " Originally defined at:").
  */
 #include "runner.h"
+#include "golden.h"
 
 #include <ctype.h>
 
@@ -126,38 +127,6 @@ static recur_reuse parse_reuse(const char *s)
     rt_fail(__FILE__, __LINE__, "bad reuse %s", s);
 }
 
-static recur_initializer parse_init(const char *s)
-{
-    recur_initializer z = {0};
-    if (!s) return z;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    char *f[6] = {0};
-    int n = 0;
-    for (char *p = strtok(buf, ":"); p && n < 6; p = strtok(NULL, ":")) f[n++] = p;
-#define NUM(i) (n > (i) ? atof(f[i]) : 0)
-#define SEED(i) (n > (i) ? atoll(f[i]) : 0)
-    if (!strcmp(f[0], "zeros")) return recur_zeros_initializer();
-    if (!strcmp(f[0], "ones")) return recur_ones_initializer();
-    if (!strcmp(f[0], "constant")) return recur_constant_initializer(NUM(1));
-    if (!strcmp(f[0], "uniform")) return recur_random_uniform_initializer(NUM(1), NUM(2), SEED(3));
-    if (!strcmp(f[0], "normal")) return recur_random_normal_initializer(NUM(1), NUM(2), SEED(3));
-    if (!strcmp(f[0], "truncated")) return recur_truncated_normal_initializer(NUM(1), NUM(2), SEED(3));
-    if (!strcmp(f[0], "glorot_uniform")) return recur_glorot_uniform_initializer(SEED(1));
-    if (!strcmp(f[0], "glorot_normal")) return recur_glorot_normal_initializer(SEED(1));
-    if (!strcmp(f[0], "orthogonal")) return recur_orthogonal_initializer(NUM(1), SEED(2));
-    if (!strcmp(f[0], "vs")) {
-        recur_fan_mode m = !strcmp(f[2], "fan_in") ? RECUR_FAN_IN : !strcmp(f[2], "fan_out") ? RECUR_FAN_OUT : RECUR_FAN_AVG;
-        recur_distribution d = !strcmp(f[3], "uniform") ? RECUR_DIST_UNIFORM
-                               : !strcmp(f[3], "untruncated_normal") ? RECUR_DIST_UNTRUNCATED_NORMAL
-                                                                     : RECUR_DIST_TRUNCATED_NORMAL;
-        return recur_variance_scaling_initializer(NUM(1), m, d, SEED(4));
-    }
-    rt_fail(__FILE__, __LINE__, "bad initializer %s", s);
-#undef NUM
-#undef SEED
-}
-
 static recur_shape parse_shape(const char *s)
 {
     if (!strcmp(s, "none")) return RECUR_UNKNOWN_SHAPE;
@@ -264,7 +233,7 @@ static void run_program(const prog *p, lines *out)
             recur_scope_opts o = {0};
             o.reuse = parse_reuse(opt(tok, quoted, n, "reuse"));
             o.default_name = opt(tok, quoted, n, "default");
-            o.initializer = parse_init(opt(tok, quoted, n, "init"));
+            o.initializer = gt_parse_init(opt(tok, quoted, n, "init"));
             o.dtype = parse_dtype(opt(tok, quoted, n, "dtype"));
             const char *aux = opt(tok, quoted, n, "aux");
             o.no_name_scope = aux && !strcmp(aux, "false");
@@ -301,7 +270,7 @@ static void run_program(const prog *p, lines *out)
         } else if (!strcmp(cmd, "gv")) {
             recur_variable_opts o = {0};
             o.dtype = parse_dtype(opt(tok, quoted, n, "dtype"));
-            o.initializer = parse_init(opt(tok, quoted, n, "init"));
+            o.initializer = gt_parse_init(opt(tok, quoted, n, "init"));
             const char *tr = opt(tok, quoted, n, "trainable");
             o.not_trainable = tr && !strcmp(tr, "false");
             recur_tensor *v = recur_get_variable(g, tok[1], parse_shape(tok[2]), &o);
@@ -424,6 +393,11 @@ TEST(scope_catalogue_matches_tensorflow)
     lines_free(&g);
     lines_free(&r);
     free(gold);
+    for (int i = 0; i < np; i++) {
+        for (int j = 0; j < ps[i].n; j++) free(ps[i].stmts[j]);
+        free(ps[i].stmts);
+    }
+    free(ps);
 }
 
 RUN_TESTS(T(scope_catalogue_matches_tensorflow))

@@ -44,6 +44,50 @@ static void philox_block(rc_philox *p)
     if (++p->counter[0] == 0 && ++p->counter[1] == 0 && ++p->counter[2] == 0) ++p->counter[3];
 }
 
+void rc_philox_skip(rc_philox *p, uint64_t blocks)
+{
+    uint64_t lo = ((uint64_t)p->counter[1] << 32 | p->counter[0]), nlo = lo + blocks;
+    p->counter[0] = (uint32_t)nlo;
+    p->counter[1] = (uint32_t)(nlo >> 32);
+    if (nlo < lo && ++p->counter[2] == 0) ++p->counter[3];
+    p->avail = 0;
+}
+
+/* Box-Muller on two raw draws (TensorFlow's BoxMullerFloat). */
+static void box_muller(uint32_t x0, uint32_t x1, float *f0, float *f1)
+{
+    uint32_t b0 = (x0 & 0x7fffffu) | 0x3f800000u, b1 = (x1 & 0x7fffffu) | 0x3f800000u;
+    float u1, u2;
+    memcpy(&u1, &b0, sizeof u1);
+    memcpy(&u2, &b1, sizeof u2);
+    u1 -= 1.0f;
+    u2 -= 1.0f;
+    if (u1 < 1.0e-7f) u1 = 1.0e-7f;
+    float v = (float)(2.0f * M_PI * u2); /* double product, as TensorFlow's */
+    float r = sqrtf(-2.0f * logf(u1));
+    *f0 = sinf(v) * r;
+    *f1 = cosf(v) * r;
+}
+
+void rc_philox_truncated_normal(uint64_t seed, uint64_t seed2, float *out, int64_t n)
+{
+    /* Groups of 4 outputs; group g draws from a copy of the generator skipped by 256*g blocks,
+     * keeping samples with |x| < 2 (TensorFlow's TruncatedNormalDistribution fill). */
+    for (int64_t g = 0; g * 4 < n; g++) {
+        rc_philox p;
+        rc_philox_init(&p, seed, seed2);
+        rc_philox_skip(&p, (uint64_t)g * 256);
+        int64_t got = 0, want = RC_MIN(4, n - g * 4);
+        while (got < want) {
+            uint32_t x0 = rc_philox_next(&p), x1 = rc_philox_next(&p);
+            float f[2];
+            box_muller(x0, x1, &f[0], &f[1]);
+            for (int i = 0; i < 2 && got < want; i++)
+                if (fabsf(f[i]) < 2.0f) out[g * 4 + got++] = f[i];
+        }
+    }
+}
+
 uint32_t rc_philox_next(rc_philox *p)
 {
     if (!p->avail) philox_block(p);
@@ -67,21 +111,18 @@ double rc_philox_uniform_double(rc_philox *p)
     return d - 1.0;
 }
 
-/* Box-Muller on two uniforms, in TensorFlow's order (sin first, then cos). */
+/* Standard normal pairs, in TensorFlow's order (sin first, then cos). */
 float rc_philox_normal(rc_normal_gen *n)
 {
     if (n->has_spare) {
         n->has_spare = false;
         return n->spare;
     }
-    float u1 = rc_philox_uniform(n->p);
-    float u2 = rc_philox_uniform(n->p);
-    if (u1 < 1.0e-7f) u1 = 1.0e-7f;
-    float v = 2.0f * (float)M_PI * u2;
-    float r = sqrtf(-2.0f * logf(u1));
-    n->spare = cosf(v) * r;
+    uint32_t x0 = rc_philox_next(n->p), x1 = rc_philox_next(n->p);
+    float f0;
+    box_muller(x0, x1, &f0, &n->spare);
     n->has_spare = true;
-    return sinf(v) * r;
+    return f0;
 }
 
 #define DEFAULT_GRAPH_SEED 87654321

@@ -188,17 +188,23 @@ recur_code rc_exec_op(rc_run *run, recur_op *op)
         goto done;
     }
     memset(out, 0, (size_t)RC_MIN(op->noutputs, 8) * sizeof *out);
+    rc_kctx k = {.run = run, .op = op, .in = in, .out = out, .st = run->st};
     for (int i = 0; i < op->ninputs; i++) {
         in[i] = run->vals[op->inputs[i]->id];
-        RC_CHECK(in[i]);
+        if (!in[i] && !(i == 0 && (def->flags & RC_OPF_REF_INPUT))) {
+            rc_variable *v = rc_tensor_var(op->inputs[i]);
+            RC_CHECK(v); /* only variables may hold no value */
+            code = rc_kerr(&k, RECUR_FAILED_PRECONDITION, "Attempting to use uninitialized value %s", v->name);
+            for (int j = 0; j < op->ninputs; j++) rc_run_drop(run, op->inputs[j]);
+            goto done;
+        }
     }
-    rc_kctx k = {.run = run, .op = op, .in = in, .out = out, .st = run->st};
     rc_kernel_fn fn = run->s->reference && def->reference ? def->reference : def->forward;
     code = fn(&k);
     if (code == RECUR_OK && run->s->opts.check_numerics) code = check_numerics(&k);
     if (code == RECUR_OK) {
         for (int i = 0; i < op->noutputs; i++) {
-            RC_CHECK(out[i]);
+            RC_CHECK(out[i] || op->type == RC_OP_VARIABLE);
             recur_tensor *t = &op->outputs[i];
             rc_run_set(run, t, out[i]);
             out[i] = NULL;
@@ -374,7 +380,11 @@ recur_code recur_session_run(recur_session *s, const recur_feed *feeds, int nfee
     recur_code code = rc_plan_exec(&run, plan);
     for (int i = 0; code == RECUR_OK && i < nfetches; i++) {
         recur_array *a = run.vals[fetches[i]->id];
-        RC_CHECK(a);
+        if (!a) {
+            code = rc_err(run.st, RECUR_FAILED_PRECONDITION, "Attempting to use uninitialized value %s",
+                          rc_tensor_var(fetches[i]) ? rc_tensor_var(fetches[i])->name : fetches[i]->name);
+            break;
+        }
         if (a->pooled && a->refs == 1 && run.remaining[fetches[i]->id] == 1) {
             a->pooled = false;
             a->refs = 0;

@@ -81,6 +81,14 @@ static void fill_uniform(recur_array *a, rc_philox *p, double lo, double hi)
 
 static void fill_normal(recur_array *a, rc_philox *p, double mean, double std, bool truncated)
 {
+    if (truncated && a->dtype == RECUR_F32) {
+        /* TensorFlow's exact stream for the same seeds. */
+        float *d = a->data;
+        rc_philox_truncated_normal((uint64_t)p->key[0] | (uint64_t)p->key[1] << 32,
+                                   (uint64_t)p->counter[2] | (uint64_t)p->counter[3] << 32, d, a->size);
+        for (int64_t i = 0; i < a->size; i++) d[i] = d[i] * (float)std + (float)mean;
+        return;
+    }
     rc_normal_gen n = {.p = p};
     for (int64_t i = 0; i < a->size; i++) {
         float v;

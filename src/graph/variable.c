@@ -203,9 +203,8 @@ oom:
     return rc_goom(g);
 }
 
-recur_tensor *recur_get_variable_at(recur_graph *g, const char *name, recur_shape shape,
-                                    const recur_variable_opts *opts, const char *file, int line,
-                                    const char *func)
+recur_tensor *recur_get_variable_at(recur_graph *g, const char *name, const char *file, int line,
+                                    const char *func, recur_shape shape, const recur_variable_opts *opts)
 {
     if (!rc_gready(g, NULL, 0)) return NULL;
     if (!name || !name[0])

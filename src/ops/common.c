@@ -46,7 +46,7 @@ bool rc_broadcast_shape(recur_graph *g, recur_op *op, recur_shape a, recur_shape
     }
     int r = RC_MAX(a.rank, b.rank);
     recur_shape o = {.rank = r};
-    for (int i = 0; i < r; i++) {
+    for (int i = r - 1; i >= 0; i--) { /* from the last dimension, as TensorFlow reports */
         int ia = a.rank - r + i, ib = b.rank - r + i;
         int64_t da = ia >= 0 ? a.dims[ia] : 1, db = ib >= 0 ? b.dims[ib] : 1;
         int64_t d;

@@ -106,6 +106,7 @@ enum {
     RC_OPF_NO_GRAD = 1 << 1,    /* not differentiable (integer/bool outputs, sources, ...) */
     RC_OPF_FORWARDS = 1 << 2,   /* output 0 may alias input 0 (no copy) */
     RC_OPF_GRAD_ONLY = 1 << 3,  /* built only by gradients; second derivatives unsupported */
+    RC_OPF_REF_INPUT = 1 << 4,  /* input 0 is a variable written, not read (may be uninitialised) */
 };
 
 typedef struct rc_op_def {

@@ -98,8 +98,8 @@ static recur_code variable_kernel(rc_kctx *k)
     if (!v) return rc_kerr(k, RECUR_INTERNAL, "Variable op %s has no definition", k->op->name);
     recur_array **slot = rc_session_var_slot(k->run->s, v);
     if (!slot) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
-    if (!*slot)
-        return rc_kerr(k, RECUR_FAILED_PRECONDITION, "Attempting to use uninitialized value %s", v->name);
+    /* A reference to the session's value, NULL while uninitialised: the consumer that reads it
+     * reports "Attempting to use uninitialized value", as in TensorFlow. */
     k->out[0] = *slot;
     return RECUR_OK;
 }
@@ -277,12 +277,13 @@ const rc_op_def rc_def_placeholder = {"Placeholder", NULL, 0, 0, RC_OPF_NO_GRAD,
 const rc_op_def rc_def_constant = {"Const", NULL, 0, 0, RC_OPF_NO_GRAD, const_shape, const_kernel, NULL, NULL};
 const rc_op_def rc_def_variable = {"VariableV2", "Variable", 0, 0, RC_OPF_NO_GRAD | RC_OPF_STATEFUL, variable_shape,
                                    variable_kernel, NULL, NULL};
-const rc_op_def rc_def_var_init = {"Assign", NULL, 1, 1, RC_OPF_NO_GRAD | RC_OPF_STATEFUL, var_init_shape,
+const rc_op_def rc_def_var_init = {"Assign", NULL, 1, 1, RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, var_init_shape,
                                    var_init_kernel, NULL, NULL};
-const rc_op_def rc_def_assign = {"Assign", NULL, 2, 2, RC_OPF_NO_GRAD | RC_OPF_STATEFUL, assign_shape, assign_kernel, NULL, NULL};
-const rc_op_def rc_def_assign_add = {"AssignAdd", NULL, 2, 2, RC_OPF_NO_GRAD | RC_OPF_STATEFUL, assign_shape,
+const rc_op_def rc_def_assign = {"Assign", NULL, 2, 2, RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, assign_shape,
+                                 assign_kernel, NULL, NULL};
+const rc_op_def rc_def_assign_add = {"AssignAdd", NULL, 2, 2, RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, assign_shape,
                                      assign_kernel, NULL, NULL};
-const rc_op_def rc_def_assign_sub = {"AssignSub", NULL, 2, 2, RC_OPF_NO_GRAD | RC_OPF_STATEFUL, assign_shape,
+const rc_op_def rc_def_assign_sub = {"AssignSub", NULL, 2, 2, RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, assign_shape,
                                      assign_kernel, NULL, NULL};
 const rc_op_def rc_def_identity = {"Identity", NULL, 1, 1, RC_OPF_FORWARDS, identity_shape, identity_kernel, NULL, grad_identity};
 const rc_op_def rc_def_stop_gradient = {"StopGradient", NULL, 1, 1, RC_OPF_NO_GRAD | RC_OPF_FORWARDS, identity_shape,
