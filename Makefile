@@ -38,7 +38,7 @@ LIB_SRC  := $(sort $(wildcard src/*/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-TEST_LIB := $(BUILD)/tests/runner.o $(BUILD)/tests/golden.o
+TEST_LIB := $(BUILD)/tests/runner.o $(BUILD)/tests/golden.o $(BUILD)/tests/rnn_dsl.o
 EX_SRC   := $(sort $(wildcard examples/*.c))
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 

@@ -490,6 +490,9 @@ RECUR_API recur_tensor *recur_ones_like(recur_graph *g, recur_tensor *x);
 /* float mask [B, maxlen]: 1 where t < lengths[b] (tf.sequence_mask). maxlen -1: max(lengths). */
 RECUR_API recur_tensor *recur_sequence_mask(recur_graph *g, recur_tensor *lengths, int64_t maxlen,
                                             recur_dtype dt);
+/* Inverted dropout: x / keep_prob * mask with mask ~ Bernoulli(keep_prob), a new mask every run
+ * (tf.nn.dropout with keep_prob). keep_prob is a float scalar tensor in (0, 1]. */
+RECUR_API recur_tensor *recur_dropout(recur_graph *g, recur_tensor *x, recur_tensor *keep_prob, int64_t seed);
 /* Random values of a known shape. seed 0: see recur_graph_set_seed. */
 RECUR_API recur_tensor *recur_random_uniform(recur_graph *g, recur_shape shape, double minval,
                                              double maxval, int64_t seed);
@@ -562,9 +565,10 @@ RECUR_API bool recur_session_variable_initialized(recur_session *s, recur_tensor
  * RNN cells and RNN functions (tf.compat.v1.nn.rnn_cell, dynamic_rnn, ...).
  *
  * A cell binds its variable scope on its first call, in the variable scope current at that
- * moment, exactly as TensorFlow's cells: later calls of the same cell share its variables; a
- * cell called from a different scope than the one it bound is an error. Cells are owned by the
- * graph.
+ * moment, exactly as TensorFlow's cells: every later call of the same cell object re-enters that
+ * scope and shares its variables, wherever it is called from (TensorFlow 1.2 and later; the
+ * same object as fw and bw cell, or twice in a MultiRNNCell, therefore shares one set of
+ * weights). Use a new cell object for new weights. Cells are owned by the graph.
  * ========================================================================================== */
 typedef enum recur_activation {
     RECUR_ACT_TANH = 0, /* default */
@@ -653,10 +657,11 @@ RECUR_API const char *recur_cell_scope_name(const recur_cell *cell);
  * for zeros. Writes the new state tensors to new_state (num_state of them). */
 RECUR_API recur_tensor *recur_cell_call(recur_graph *g, recur_cell *cell, recur_tensor *input,
                                         recur_tensor *const *state, recur_tensor **new_state);
-/* cell.zero_state(batch_size, dtype): writes num_state tensors to out. batch may be a tensor
- * (int32 scalar) or NULL with batch_size >= 0. */
+/* cell.zero_state(batch_size, dtype): writes num_state zero tensors [batch, size_i] to out. The
+ * batch is `batch_size`, or, when `batch_like` is non-NULL, the run-time size of batch_like's
+ * first dimension. */
 RECUR_API bool recur_cell_zero_state(recur_graph *g, recur_cell *cell, int64_t batch_size,
-                                     recur_tensor *batch, recur_dtype dt, recur_tensor **out);
+                                     recur_tensor *batch_like, recur_dtype dt, recur_tensor **out);
 
 typedef struct recur_rnn_opts {
     recur_tensor *sequence_length;     /* int32/int64 [B]; NULL: every row runs T steps */
@@ -699,8 +704,9 @@ RECUR_API recur_birnn_out recur_bidirectional_dynamic_rnn(recur_graph *g, recur_
 
 /* tf.contrib.rnn.stack_bidirectional_dynamic_rnn: n layers; returns the last layer's
  * concatenated outputs [B, T, fw+bw] in .outputs_fw (outputs_bw NULL) and every layer's final
- * states (state_fw holds layer 0's states, then layer 1's, ...). opts->scope NULL:
- * "stack_bidirectional_rnn". */
+ * states (state_fw holds layer 0's states, then layer 1's, ...). Initial states, when given,
+ * are flattened the same way: opts->initial_state_fw holds layer 0's, then layer 1's, ...
+ * opts->scope NULL: "stack_bidirectional_rnn". */
 RECUR_API recur_birnn_out recur_stack_bidirectional_dynamic_rnn(recur_graph *g, recur_cell *const *cells_fw,
                                                                 recur_cell *const *cells_bw, int n,
                                                                 recur_tensor *inputs,

@@ -139,8 +139,13 @@ void **rc_kstate(rc_kctx *k)
         memset(nf + s->capop_state, 0, (nc - s->capop_state) * sizeof *nf);
         s->capop_state = nc;
     }
-    s->op_state_free[k->op->id] = rc_free;
+    if (!s->op_state_free[k->op->id]) s->op_state_free[k->op->id] = rc_free;
     return &s->op_state[k->op->id];
+}
+
+void rc_kstate_set_free(rc_kctx *k, void (*free_fn)(void *))
+{
+    if ((size_t)k->op->id < k->run->s->capop_state) k->run->s->op_state_free[k->op->id] = free_fn ? free_fn : rc_free;
 }
 
 /* ------------------------------------------------------------------ running */

@@ -883,7 +883,9 @@ static bool reverse_sequence_shape(recur_graph *g, recur_op *op)
                  (long long)len->shape.dims[0]);
         return rc_shape_error(g, op, m);
     }
-    return set1(g, op, x->dtype, x->shape);
+    recur_shape out = x->shape; /* the batch dimension merges with the lengths' (as TensorFlow) */
+    if (out.dims[ba] < 0 && len->shape.rank == 1) out.dims[ba] = len->shape.dims[0];
+    return set1(g, op, x->dtype, out);
 }
 
 static recur_code reverse_sequence_kernel(rc_kctx *k)

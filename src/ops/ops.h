@@ -75,7 +75,11 @@
     X(TANH_GRAD, "TanhGrad", tanh_grad)                                                        \
     X(RELU_GRAD, "ReluGrad", relu_grad)                                                        \
     X(UNSORTED_SEGMENT_SUM, "UnsortedSegmentSum", unsorted_segment_sum)                        \
-    X(ZEROS_SHAPED, "ZerosShaped", zeros_shaped)
+    X(ZEROS_SHAPED, "ZerosShaped", zeros_shaped)                                               \
+    X(DROPOUT, "Dropout", dropout)                                                             \
+    X(DROPOUT_MASK, "DropoutMask", dropout_mask)                                               \
+    X(LOOP_VAR, "LoopVar", loop_var)                                                           \
+    X(RNN, "RnnLoop", rnn)
 
 typedef enum rc_op_type {
     RC_OP_INVALID = 0,
@@ -133,8 +137,10 @@ recur_code rc_kerr(rc_kctx *k, recur_code code, const char *fmt, ...) __attribut
 int rc_kthreads(rc_kctx *k);
 /* Whether the session asked for reference kernels. */
 bool rc_kreference(rc_kctx *k);
-/* Per-op persistent state in the session (random generators). */
+/* Per-op persistent state in the session (random generators, loop plans), freed with the
+ * session by `free_fn` (rc_free when NULL). */
 void **rc_kstate(rc_kctx *k);
+void rc_kstate_set_free(rc_kctx *k, void (*free_fn)(void *));
 
 /* ------------------------------------------------------------------ shared shape helpers */
 /* NumPy broadcast of two static shapes; false (and an error naming op) when incompatible. */

@@ -1,0 +1,361 @@
+/*
+ * loop.c - the RNN loop op: a step sub-graph built once by the cell (a loop frame) and run over
+ * time, with sequence_length semantics (outputs zero past each row's length, state copied
+ * through). For built-in cells the same op runs a fused whole-sequence kernel instead.
+ *
+ * Inputs:  [x_tm [T,B,D], (seq_len [B]), init_state..., captures...]
+ * Outputs: [outputs_tm [T,B,O], final_state...]
+ */
+#include "exec/exec.h"
+#include "rnn/rnn_impl.h"
+
+/* ================================================================== LoopVar */
+
+static bool loop_var_shape(recur_graph *g, recur_op *op)
+{
+    if (!rc_set_outputs(op, 1)) return rc_goom(g), false;
+    rc_set_output(op, 0, (recur_dtype)op->attr.i[0], op->attr.shape);
+    return true;
+}
+
+static recur_code loop_var_kernel(rc_kctx *k)
+{
+    return rc_kerr(k, RECUR_INTERNAL, "Loop variable %s evaluated outside its loop", k->op->name);
+}
+
+static recur_tensor *loop_var(recur_graph *g, recur_dtype dt, recur_shape s)
+{
+    rc_attrs a = {.shape = s};
+    a.i[0] = dt;
+    return rc_op1(g, RC_OP_LOOP_VAR, NULL, 0, NULL, &a);
+}
+
+const rc_op_def rc_def_loop_var = {"LoopVar", NULL, 0, 0, RC_OPF_NO_GRAD, loop_var_shape, loop_var_kernel, NULL, NULL};
+
+/* ================================================================== shape */
+
+static bool rnn_shape(recur_graph *g, recur_op *op)
+{
+    rc_loop *L = op->attr.ptr;
+    recur_tensor *x = op->inputs[0];
+    if (!rc_set_outputs(op, 1 + L->nstate)) return rc_goom(g), false;
+    int64_t T = x->shape.dims[0], B = x->shape.dims[1];
+    rc_set_output(op, 0, L->out->dtype, RECUR_SHAPE(T, B, L->out->shape.dims[1]));
+    for (int i = 0; i < L->nstate; i++)
+        rc_set_output(op, 1 + i, L->state_out[i]->dtype, RECUR_SHAPE(B, L->state_out[i]->shape.dims[1]));
+    return true;
+}
+
+/* ================================================================== kernel */
+
+typedef struct loop_state {
+    rc_plan *plan;
+} loop_state;
+
+static void free_loop_state(void *p)
+{
+    loop_state *s = p;
+    if (!s) return;
+    rc_plan_free(s->plan);
+    rc_free(s);
+}
+
+static rc_plan *body_plan(rc_kctx *k, rc_loop *L)
+{
+    void **slot = rc_kstate(k);
+    if (!slot) return NULL;
+    if (!*slot) {
+        loop_state *ls = rc_calloc(1, sizeof *ls);
+        if (!ls) return NULL;
+        *slot = ls;
+        rc_kstate_set_free(k, free_loop_state);
+    }
+    loop_state *ls = *slot;
+    if (!ls->plan) {
+        recur_tensor *feeds[RECUR_MAX_STATE + 1], *fetches[RECUR_MAX_STATE + 1];
+        feeds[0] = L->x_in;
+        fetches[0] = L->out;
+        for (int i = 0; i < L->nstate; i++) {
+            feeds[1 + i] = L->state_in[i];
+            fetches[1 + i] = L->state_out[i];
+        }
+        ls->plan = rc_plan_build(k->op->g, L->frame, feeds, 1 + L->nstate, fetches, 1 + L->nstate, NULL, 0, k->st);
+    }
+    return ls->plan;
+}
+
+/* Checks of the run-time inputs; sets T, B and the number of steps to run. */
+static recur_code check_inputs(rc_kctx *k, rc_loop *L, int64_t *T, int64_t *B, int64_t *steps)
+{
+    recur_array *x = k->in[0];
+    char s1[128], s2[128];
+    if (x->shape.rank != 3)
+        return rc_kerr(k, RECUR_INVALID_ARGUMENT, "Expected the RNN input to have rank 3, got shape %s",
+                       rc_shape_debug(x->shape, s1, sizeof s1));
+    *T = x->shape.dims[0];
+    *B = x->shape.dims[1];
+    if (x->shape.dims[2] != L->x_in->shape.dims[1])
+        return rc_kerr(k, RECUR_INVALID_ARGUMENT, "The RNN input has depth %lld but the cell was built for depth %lld",
+                       (long long)x->shape.dims[2], (long long)L->x_in->shape.dims[1]);
+    *steps = *T;
+    if (L->has_len) {
+        recur_array *len = k->in[1];
+        if (len->shape.rank != 1 || len->shape.dims[0] != *B)
+            return rc_kerr(k, RECUR_INVALID_ARGUMENT,
+                           "Expected shape for Tensor %s is [%lld] but saw shape: %s (sequence_length must be a "
+                           "vector of length batch_size)",
+                           k->op->inputs[1]->name, (long long)*B, rc_shape_debug(len->shape, s1, sizeof s1));
+        int64_t mx = 0;
+        for (int64_t b = 0; b < *B; b++) {
+            int64_t l = (int64_t)rc_array_get(len, b);
+            if (l < 0 || l > *T)
+                return rc_kerr(k, RECUR_INVALID_ARGUMENT,
+                               "sequence_length[%lld] = %lld is outside [0, %lld] (the input has %lld time steps)",
+                               (long long)b, (long long)l, (long long)*T, (long long)*T);
+            mx = RC_MAX(mx, l);
+        }
+        *steps = mx;
+    }
+    int s0 = L->has_len ? 2 : 1;
+    for (int i = 0; i < L->nstate; i++) {
+        recur_array *st = k->in[s0 + i];
+        int64_t want = L->state_in[i]->shape.dims[1];
+        if (st->shape.rank != 2 || st->shape.dims[0] != *B || st->shape.dims[1] != want)
+            return rc_kerr(k, RECUR_INVALID_ARGUMENT,
+                           "Initial state %d has shape %s but the input has batch size %lld and the cell's state %d "
+                           "has size %lld (expected %s)",
+                           i, rc_shape_debug(st->shape, s1, sizeof s1), (long long)*B, i, (long long)want,
+                           rc_shape_debug(RECUR_SHAPE(*B, want), s2, sizeof s2));
+    }
+    return RECUR_OK;
+}
+
+/* Copy row b of `src` into row b of `dst` (both [B, n]). */
+static void copy_row(recur_array *dst, const recur_array *src, int64_t b)
+{
+    size_t row = src->nbytes / (size_t)src->shape.dims[0];
+    memcpy((char *)dst->data + (size_t)b * row, (const char *)src->data + (size_t)b * row, row);
+}
+
+static void release_input(rc_run *run, recur_tensor *t)
+{
+    if (run->vals[t->id]) rc_release(&run->s->pool, run->vals[t->id]);
+    run->vals[t->id] = NULL;
+    run->remaining[t->id] = 0;
+}
+
+static recur_code loop_path(rc_kctx *k, rc_loop *L, int64_t T, int64_t B, int64_t steps, recur_array *out,
+                            recur_array **fin)
+{
+    rc_run *run = k->run;
+    rc_plan *plan = body_plan(k, L);
+    if (!plan) return recur_status_code(k->st) ? recur_status_code(k->st) : rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
+    recur_array *x = k->in[0], *len = L->has_len ? k->in[1] : NULL;
+    int64_t D = x->shape.dims[2];
+    size_t xrow = (size_t)(B * D) * recur_dtype_size(x->dtype);
+    size_t orow = out->nbytes / (size_t)(T ? T : 1);
+    (void)T;
+    for (int64_t t = 0; t < steps; t++) {
+        recur_array *xt = rc_pool_get(&run->s->pool, x->dtype, RECUR_SHAPE(B, D));
+        if (!xt) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
+        memcpy(xt->data, (char *)x->data + (size_t)t * xrow, xrow);
+        rc_run_set(run, L->x_in, xt);
+        for (int i = 0; i < L->nstate; i++) {
+            if (fin[i]->pooled) fin[i]->refs++;
+            rc_run_set(run, L->state_in[i], fin[i]);
+        }
+        recur_code c = rc_plan_exec(run, plan);
+        if (c == RECUR_OK) {
+            recur_array *o = run->vals[L->out->id];
+            char *dst = (char *)out->data + (size_t)t * orow;
+            if (!len) {
+                memcpy(dst, o->data, orow);
+            } else {
+                size_t r = orow / (size_t)B;
+                for (int64_t b = 0; b < B; b++)
+                    if (t < (int64_t)rc_array_get(len, b)) memcpy(dst + (size_t)b * r, (char *)o->data + (size_t)b * r, r);
+            }
+            for (int i = 0; i < L->nstate; i++) {
+                recur_array *ns = run->vals[L->state_out[i]->id];
+                if (!len) {
+                    if (ns != fin[i]) memcpy(fin[i]->data, ns->data, fin[i]->nbytes);
+                } else {
+                    for (int64_t b = 0; b < B; b++)
+                        if (t < (int64_t)rc_array_get(len, b) && ns != fin[i]) copy_row(fin[i], ns, b);
+                }
+            }
+            rc_run_drop(run, L->out);
+            for (int i = 0; i < L->nstate; i++) rc_run_drop(run, L->state_out[i]);
+        } else {
+            /* release whatever the failed step still holds */
+            for (int i = 0; i < plan->nops; i++)
+                for (int j = 0; j < plan->ops[i]->noutputs; j++) release_input(run, &plan->ops[i]->outputs[j]);
+        }
+        release_input(run, L->x_in);
+        for (int i = 0; i < L->nstate; i++) release_input(run, L->state_in[i]);
+        if (c != RECUR_OK) return c;
+    }
+    return RECUR_OK;
+}
+
+static recur_code rnn_kernel(rc_kctx *k)
+{
+    rc_loop *L = k->op->attr.ptr;
+    int64_t T = 0, B = 0, steps = 0;
+    recur_code c = check_inputs(k, L, &T, &B, &steps);
+    if (c) return c;
+    recur_array *x = k->in[0];
+    recur_array *out = rc_kout(k, 0, L->out->dtype, RECUR_SHAPE(T, B, L->out->shape.dims[1]));
+    if (!out) return recur_status_code(k->st);
+    memset(out->data, 0, out->nbytes);
+    recur_array *fin[RECUR_MAX_STATE];
+    int s0 = L->has_len ? 2 : 1;
+    for (int i = 0; i < L->nstate; i++) {
+        fin[i] = rc_kout(k, 1 + i, L->state_out[i]->dtype, k->in[s0 + i]->shape);
+        if (!fin[i]) return recur_status_code(k->st);
+        memcpy(fin[i]->data, k->in[s0 + i]->data, fin[i]->nbytes);
+    }
+    bool fused = L->fused.nlayers > 0 && k->run->s->opts.rnn_path != RECUR_RNN_LOOP && x->dtype == RECUR_F32;
+    if (fused)
+        return rc_fused_forward(k, &L->fused, x, L->has_len ? k->in[1] : NULL, &k->in[s0], fin, out);
+    return loop_path(k, L, T, B, steps, out, fin);
+}
+
+const rc_op_def rc_def_rnn = {"RnnLoop", "rnn_loop", 1, -1, 0, rnn_shape, rnn_kernel, NULL, NULL};
+
+/* ================================================================== building */
+
+static void free_loop(void *p)
+{
+    rc_loop *L = p;
+    if (!L) return;
+    rc_free(L->state_in);
+    rc_free(L->state_out);
+    rc_free(L);
+}
+
+static void free_frame(void *p)
+{
+    rc_frame *f = p;
+    if (!f) return;
+    rc_free(f->captures);
+    rc_free(f->name);
+    rc_free(f);
+}
+
+static int find_input(recur_tensor *const *in, int n, int from, const recur_tensor *t)
+{
+    for (int i = from; i < n; i++)
+        if (in[i] == t) return i;
+    return -1;
+}
+
+/* Describe one built-in layer for the fused kernels; false when it cannot be fused. */
+static bool fuse_layer(const recur_cell *c, recur_tensor *const *in, int n, int first, rc_fused_layer *l)
+{
+    memset(l, 0, sizeof *l);
+    switch (c->kind) {
+    case RC_CELL_BASIC_RNN: l->kind = RC_FUSED_RNN; break;
+    case RC_CELL_BASIC_LSTM:
+    case RC_CELL_LSTM: l->kind = RC_FUSED_LSTM; break;
+    case RC_CELL_GRU: l->kind = RC_FUSED_GRU; break;
+    case RC_CELL_GRU_V2: l->kind = RC_FUSED_GRU_V2; break;
+    default: return false;
+    }
+    if (!c->built || c->dtype != RECUR_F32) return false;
+    l->in = c->input_depth;
+    l->units = c->units;
+    l->proj = c->kind == RC_CELL_LSTM ? c->num_proj : 0;
+    l->act = c->act;
+    l->forget_bias = c->forget_bias;
+    l->peepholes = c->kind == RC_CELL_LSTM && c->peepholes;
+    l->cell_clip = c->kind == RC_CELL_LSTM ? (float)c->cell_clip : 0;
+    l->proj_clip = c->kind == RC_CELL_LSTM ? (float)c->proj_clip : 0;
+    l->state_concat = (c->kind == RC_CELL_BASIC_LSTM || c->kind == RC_CELL_LSTM) && !c->state_tuple;
+    l->nstate = rc_cell_state_count(c);
+    l->nw = c->nvars;
+    for (int i = 0; i < c->nvars; i++) {
+        l->w[i] = find_input(in, n, first, c->vars[i]);
+        if (l->w[i] < 0) return false;
+    }
+    return true;
+}
+
+static void describe_fused(const recur_cell *cell, recur_tensor *const *in, int n, int first, rc_fused *f)
+{
+    memset(f, 0, sizeof *f);
+    if (cell->kind == RC_CELL_MULTI) {
+        if (!cell->state_tuple || cell->ncells > (int)RC_ARRAY_LEN(f->layers)) return;
+        int st = 0;
+        for (int i = 0; i < cell->ncells; i++) {
+            if (!fuse_layer(cell->cells[i], in, n, first, &f->layers[i])) return;
+            f->layers[i].state0 = st;
+            st += f->layers[i].nstate;
+        }
+        f->nlayers = cell->ncells;
+    } else if (fuse_layer(cell, in, n, first, &f->layers[0])) {
+        f->nlayers = 1;
+    }
+}
+
+/* Make sure a body output is produced inside the frame (so the loop can hand it over). */
+static recur_tensor *frame_local(recur_graph *g, rc_frame *f, recur_tensor *t)
+{
+    return t && t->op->frame != f ? recur_identity(g, t, NULL) : t;
+}
+
+recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recur_tensor *seq_len,
+                      recur_tensor *const *init, int nstate)
+{
+    rc_frame *fr = rc_calloc(1, sizeof *fr);
+    rc_loop *L = rc_calloc(1, sizeof *L);
+    if (!fr || !L) {
+        rc_free(fr);
+        rc_free(L);
+        return rc_goom(g);
+    }
+    if (!rc_graph_own(g, fr, free_frame) || !rc_graph_own(g, L, free_loop)) return rc_goom(g);
+    L->state_in = rc_calloc((size_t)nstate, sizeof *L->state_in);
+    L->state_out = rc_calloc((size_t)nstate, sizeof *L->state_out);
+    if (!L->state_in || !L->state_out) return rc_goom(g);
+    L->frame = fr;
+    L->nstate = nstate;
+    L->has_len = seq_len != NULL;
+    fr->parent = g->frame;
+
+    size_t depth = rc_scope_depth(g);
+    const char *ns = recur_name_scope_push(g, "while");
+    if (!ns) return NULL;
+    fr->name = rc_strdup(ns);
+    rc_frame *saved = g->frame;
+    g->frame = fr;
+    int64_t B = x_tm->shape.dims[1];
+    L->x_in = loop_var(g, x_tm->dtype, RECUR_SHAPE(B, x_tm->shape.dims[2]));
+    for (int i = 0; i < nstate; i++) L->state_in[i] = loop_var(g, init[i]->dtype, RECUR_SHAPE(B, init[i]->shape.dims[1]));
+    recur_tensor *out = recur_graph_ok(g) ? rc_cell_call(g, cell, L->x_in, L->state_in, L->state_out) : NULL;
+    if (out) {
+        L->out = frame_local(g, fr, out);
+        for (int i = 0; i < nstate; i++) L->state_out[i] = frame_local(g, fr, L->state_out[i]);
+    }
+    g->frame = saved;
+    rc_scope_unwind(g, depth);
+    if (!out || !recur_graph_ok(g)) return NULL;
+
+    int n = 1 + (seq_len ? 1 : 0) + nstate + (int)fr->ncaptures;
+    recur_tensor **in = rc_malloc((size_t)n * sizeof *in);
+    if (!in) return rc_goom(g);
+    int k = 0;
+    in[k++] = x_tm;
+    if (seq_len) in[k++] = seq_len;
+    for (int i = 0; i < nstate; i++) in[k++] = init[i];
+    L->first_capture = k;
+    L->ncaptures = (int)fr->ncaptures;
+    for (size_t i = 0; i < fr->ncaptures; i++) in[k++] = fr->captures[i];
+    describe_fused(cell, in, n, L->first_capture, &L->fused);
+    rc_attrs a = {.ptr = L};
+    a.i[0] = L->has_len;
+    a.i[1] = nstate;
+    recur_op *op = rc_op_new(g, RC_OP_RNN, in, n, NULL, &a);
+    rc_free(in);
+    return op;
+}

@@ -1,0 +1,124 @@
+/*
+ * rnn_impl.h - private structures of cells and RNN loops.
+ *
+ * A cell knows its TensorFlow naming (base scope name, variables) and how to add one step of
+ * ops. An RNN loop op runs a step sub-graph (a loop frame) over time; for built-in cells the
+ * same op can instead run a fused whole-sequence kernel described by an rc_fused spec.
+ */
+#ifndef RECUR_RNN_IMPL_H
+#define RECUR_RNN_IMPL_H
+
+#include "ops/ops.h"
+
+typedef enum rc_cell_kind {
+    RC_CELL_BASIC_RNN,
+    RC_CELL_BASIC_LSTM,
+    RC_CELL_LSTM,
+    RC_CELL_GRU,
+    RC_CELL_GRU_V2,
+    RC_CELL_MULTI,
+    RC_CELL_DROPOUT,
+    RC_CELL_RESIDUAL,
+    RC_CELL_CUSTOM,
+} rc_cell_kind;
+
+struct recur_cell {
+    rc_cell_kind kind;
+    recur_graph *g;
+    const char *base_name;       /* interned */
+    const char *class_name;      /* "BasicLSTMCell" (zero-state scope names) */
+    int64_t units, num_proj;
+    recur_activation act;
+    float forget_bias;
+    bool state_tuple;            /* LSTM state_is_tuple (MultiRNNCell: tuple of states) */
+    bool peepholes;
+    double cell_clip, proj_clip; /* <= 0: none */
+    recur_initializer init, bias_init;
+    bool reuse;                  /* the cell's reuse=True */
+    recur_dtype dtype;           /* variable dtype; 0 until the first call */
+    /* bound on the first call */
+    recur_scope *scope;
+    bool built;
+    int64_t input_depth;
+    recur_tensor *vars[6];       /* by kind: see cells.c (kernel, bias, peepholes, projection) */
+    int nvars;
+    /* composites */
+    recur_cell **cells;          /* MULTI: children; DROPOUT/RESIDUAL: cells[0] is the inner */
+    int ncells;
+    recur_dropout_opts dropout;
+    recur_tensor *var_masks[3];  /* variational masks (input, state..., output) made on first call */
+    recur_cell_def def;          /* CUSTOM */
+};
+
+/* Flattened state structure of a cell: number of tensors and the size of each. */
+int rc_cell_state_count(const recur_cell *c);
+int64_t rc_cell_state_size_at(const recur_cell *c, int i);
+int64_t rc_cell_out_size(const recur_cell *c);
+
+/* One step: cell(input, state) with TensorFlow's scope binding. Writes the new flattened
+ * state; returns the output or NULL (error recorded). */
+recur_tensor *rc_cell_call(recur_graph *g, recur_cell *cell, recur_tensor *input, recur_tensor *const *state,
+                           recur_tensor **new_state);
+/* Zero state shaped [batch, size] with the batch taken at run time from dim `dim` of `like`. */
+bool rc_cell_zero_state_like(recur_graph *g, recur_cell *cell, recur_tensor *like, int dim, recur_dtype dt,
+                             recur_tensor **out);
+
+/* ------------------------------------------------------------------ fused descriptions */
+typedef enum rc_fused_kind {
+    RC_FUSED_NONE = 0,
+    RC_FUSED_RNN,      /* BasicRNNCell */
+    RC_FUSED_LSTM,     /* BasicLSTMCell and LSTMCell (peepholes, clip, projection) */
+    RC_FUSED_GRU,      /* GRUCell (reset before the candidate matmul) */
+    RC_FUSED_GRU_V2,   /* reset after the recurrent matmul */
+} rc_fused_kind;
+
+/* One fused layer: the cell's math and where its weights are among the loop op's inputs. */
+typedef struct rc_fused_layer {
+    rc_fused_kind kind;
+    int64_t in, units, proj;     /* input depth, units, projection (0: none) */
+    recur_activation act;
+    float forget_bias;
+    bool peepholes;
+    float cell_clip, proj_clip;  /* 0: none */
+    int w[6];                    /* loop-op input index of each weight (kind-specific order) */
+    int nw;
+    int state0;                  /* index of this layer's first state in the flattened state */
+    int nstate;
+    bool state_concat;           /* LSTM state_is_tuple=False: one [B, c|h] tensor */
+} rc_fused_layer;
+
+typedef struct rc_fused {
+    int nlayers;                 /* 0: no fused path */
+    rc_fused_layer layers[8];
+} rc_fused;
+
+/* ------------------------------------------------------------------ the loop */
+typedef struct rc_loop {
+    rc_frame *frame;
+    recur_tensor *x_in;          /* body input: x_t [B, D] */
+    recur_tensor **state_in;     /* body inputs: state_t */
+    recur_tensor *out;           /* body output [B, O] */
+    recur_tensor **state_out;    /* body outputs: new state */
+    int nstate;
+    bool has_len;
+    int first_capture;           /* loop-op input index of the first capture */
+    int ncaptures;
+    rc_fused fused;
+    recur_op *grad_op;           /* set when gradients of the loop are built */
+} rc_loop;
+
+/* Loop-op input layout: [x_tm, (seq_len), init_state..., captures...]
+ * outputs: [outputs_tm, final_state...] */
+
+/* Build an RNN loop running `cell` over time-major x [T, B, D]. init: nstate tensors. Returns
+ * the loop op (outputs as above) or NULL. Name scope "while" is opened for the body. */
+recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recur_tensor *seq_len,
+                      recur_tensor *const *init, int nstate);
+
+/* Fused whole-sequence forward of `spec` (kernels in fused.c). x: [T, B, D] f32; len: int32 [B]
+ * or NULL; init/final: per flattened state; weights: the loop op's inputs; out: [T, B, O]
+ * zero-filled by the caller. T_run: steps to run (max length). */
+recur_code rc_fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array *x, const recur_array *len,
+                            recur_array *const *init, recur_array **final, recur_array *out);
+
+#endif
