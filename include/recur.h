@@ -569,6 +569,10 @@ RECUR_API bool recur_session_variable_initialized(recur_session *s, recur_tensor
  * scope and shares its variables, wherever it is called from (TensorFlow 1.2 and later; the
  * same object as fw and bw cell, or twice in a MultiRNNCell, therefore shares one set of
  * weights). Use a new cell object for new weights. Cells are owned by the graph.
+ *
+ * The functions that call cells (recur_dynamic_rnn, ..., recur_cell_call) are macros that pass
+ * the caller's file, line and function to their *_at form, so that an "already exists" error
+ * about a cell's variable says where in YOUR code the variable was first created.
  * ========================================================================================== */
 typedef enum recur_activation {
     RECUR_ACT_TANH = 0, /* default */
@@ -655,8 +659,10 @@ RECUR_API const char *recur_cell_scope_name(const recur_cell *cell);
 
 /* Call a cell for one step outside any RNN function (cell(inputs, state)). state may be NULL
  * for zeros. Writes the new state tensors to new_state (num_state of them). */
-RECUR_API recur_tensor *recur_cell_call(recur_graph *g, recur_cell *cell, recur_tensor *input,
-                                        recur_tensor *const *state, recur_tensor **new_state);
+#define recur_cell_call(g, ...) recur_cell_call_at((g), __FILE__, __LINE__, __func__, __VA_ARGS__)
+RECUR_API recur_tensor *recur_cell_call_at(recur_graph *g, const char *file, int line, const char *func,
+                                           recur_cell *cell, recur_tensor *input,
+                                           recur_tensor *const *state, recur_tensor **new_state);
 /* cell.zero_state(batch_size, dtype): writes num_state zero tensors [batch, size_i] to out. The
  * batch is `batch_size`, or, when `batch_like` is non-NULL, the run-time size of batch_like's
  * first dimension. */
@@ -679,8 +685,9 @@ typedef struct recur_rnn_out {
 } recur_rnn_out;
 
 /* tf.compat.v1.nn.dynamic_rnn. */
-RECUR_API recur_rnn_out recur_dynamic_rnn(recur_graph *g, recur_cell *cell, recur_tensor *inputs,
-                                          const recur_rnn_opts *opts);
+#define recur_dynamic_rnn(g, ...) recur_dynamic_rnn_at((g), __FILE__, __LINE__, __func__, __VA_ARGS__)
+RECUR_API recur_rnn_out recur_dynamic_rnn_at(recur_graph *g, const char *file, int line, const char *func,
+                                             recur_cell *cell, recur_tensor *inputs, const recur_rnn_opts *opts);
 
 typedef struct recur_birnn_opts {
     recur_tensor *sequence_length;
@@ -698,29 +705,40 @@ typedef struct recur_birnn_out {
 } recur_birnn_out;
 
 /* tf.compat.v1.nn.bidirectional_dynamic_rnn. */
-RECUR_API recur_birnn_out recur_bidirectional_dynamic_rnn(recur_graph *g, recur_cell *cell_fw,
-                                                          recur_cell *cell_bw, recur_tensor *inputs,
-                                                          const recur_birnn_opts *opts);
+#define recur_bidirectional_dynamic_rnn(g, ...)                                                \
+    recur_bidirectional_dynamic_rnn_at((g), __FILE__, __LINE__, __func__, __VA_ARGS__)
+RECUR_API recur_birnn_out recur_bidirectional_dynamic_rnn_at(recur_graph *g, const char *file, int line,
+                                                             const char *func, recur_cell *cell_fw,
+                                                             recur_cell *cell_bw, recur_tensor *inputs,
+                                                             const recur_birnn_opts *opts);
 
 /* tf.contrib.rnn.stack_bidirectional_dynamic_rnn: n layers; returns the last layer's
  * concatenated outputs [B, T, fw+bw] in .outputs_fw (outputs_bw NULL) and every layer's final
  * states (state_fw holds layer 0's states, then layer 1's, ...). Initial states, when given,
  * are flattened the same way: opts->initial_state_fw holds layer 0's, then layer 1's, ...
  * opts->scope NULL: "stack_bidirectional_rnn". */
-RECUR_API recur_birnn_out recur_stack_bidirectional_dynamic_rnn(recur_graph *g, recur_cell *const *cells_fw,
-                                                                recur_cell *const *cells_bw, int n,
-                                                                recur_tensor *inputs,
-                                                                const recur_birnn_opts *opts);
+#define recur_stack_bidirectional_dynamic_rnn(g, ...)                                          \
+    recur_stack_bidirectional_dynamic_rnn_at((g), __FILE__, __LINE__, __func__, __VA_ARGS__)
+RECUR_API recur_birnn_out recur_stack_bidirectional_dynamic_rnn_at(recur_graph *g, const char *file, int line,
+                                                                   const char *func, recur_cell *const *cells_fw,
+                                                                   recur_cell *const *cells_bw, int n,
+                                                                   recur_tensor *inputs,
+                                                                   const recur_birnn_opts *opts);
 
 /* tf.compat.v1.nn.static_rnn over a list of T tensors [B, D]; writes T outputs to `outputs`.
  * Returns the final state in .state (.outputs is outputs[T-1]). */
-RECUR_API recur_rnn_out recur_static_rnn(recur_graph *g, recur_cell *cell, recur_tensor *const *inputs,
-                                         int T, recur_tensor **outputs, const recur_rnn_opts *opts);
+#define recur_static_rnn(g, ...) recur_static_rnn_at((g), __FILE__, __LINE__, __func__, __VA_ARGS__)
+RECUR_API recur_rnn_out recur_static_rnn_at(recur_graph *g, const char *file, int line, const char *func,
+                                            recur_cell *cell, recur_tensor *const *inputs, int T,
+                                            recur_tensor **outputs, const recur_rnn_opts *opts);
 /* tf.compat.v1.nn.static_bidirectional_rnn: outputs[t] = concat(fw_t, bw_t) along axis 1. */
-RECUR_API recur_birnn_out recur_static_bidirectional_rnn(recur_graph *g, recur_cell *cell_fw,
-                                                         recur_cell *cell_bw, recur_tensor *const *inputs,
-                                                         int T, recur_tensor **outputs,
-                                                         const recur_birnn_opts *opts);
+#define recur_static_bidirectional_rnn(g, ...)                                                 \
+    recur_static_bidirectional_rnn_at((g), __FILE__, __LINE__, __func__, __VA_ARGS__)
+RECUR_API recur_birnn_out recur_static_bidirectional_rnn_at(recur_graph *g, const char *file, int line,
+                                                            const char *func, recur_cell *cell_fw,
+                                                            recur_cell *cell_bw, recur_tensor *const *inputs,
+                                                            int T, recur_tensor **outputs,
+                                                            const recur_birnn_opts *opts);
 
 
 /* ============================================================================================

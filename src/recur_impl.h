@@ -275,6 +275,9 @@ struct recur_graph {
     recur_op *global_init;
     size_t global_init_nvars;
     uint64_t ctrl_version;       /* bumped when control inputs change (plan cache) */
+    /* the user's call site of the outermost public builder in progress (creation sites) */
+    const char *site_file, *site_func;
+    int site_line;
 };
 
 /* Record an error in the graph's sticky status (keeps the first). Returns NULL for
@@ -331,6 +334,11 @@ struct rc_frame {
 bool rc_frame_note_op(recur_graph *g, recur_op *op);
 /* Is frame `inner` equal to or nested in `outer` (NULL = top level)? */
 bool rc_frame_within(const rc_frame *inner, const rc_frame *outer);
+
+/* Record the user's call site for variables created by this builder (outermost call wins).
+ * Returns true when this call set it; pass that to rc_site_pop. */
+bool rc_site_push(recur_graph *g, const char *file, int line, const char *func);
+void rc_site_pop(recur_graph *g, bool set);
 
 /* Variables (graph/variable.c) */
 rc_variable *rc_tensor_var(const recur_tensor *t);

@@ -181,9 +181,9 @@ static rc_variable *create_variable(recur_graph *g, const char *full, recur_dtyp
     v->init = init;
     v->init.value = NULL;
     v->trainable = trainable;
-    v->file = file;
-    v->line = line;
-    v->func = func;
+    v->file = g->site_file ? g->site_file : file;
+    v->line = g->site_file ? g->site_line : line;
+    v->func = g->site_file ? g->site_func : func;
     v->init_op = iop;
     v->index = (int)g->nvars;
     if (!rc_map_set(&g->var_by_name, full, (intptr_t)v)) {
@@ -308,6 +308,20 @@ recur_tensor *recur_get_variable_at(recur_graph *g, const char *name, const char
     rc_variable *v = create_variable(g, full, dt, shape, init, !o.not_trainable, file, line, func);
     rc_free(full);
     return v ? v->t : NULL;
+}
+
+bool rc_site_push(recur_graph *g, const char *file, int line, const char *func)
+{
+    if (!g || g->site_file || !file) return false;
+    g->site_file = file;
+    g->site_line = line;
+    g->site_func = func;
+    return true;
+}
+
+void rc_site_pop(recur_graph *g, bool set)
+{
+    if (g && set) g->site_file = g->site_func = NULL;
 }
 
 bool recur_is_variable(const recur_tensor *t) { return rc_tensor_var(t) != NULL; }

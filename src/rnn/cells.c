@@ -571,11 +571,20 @@ static recur_tensor *dropout_call(recur_graph *g, recur_cell *c, recur_tensor *x
     recur_dropout_opts *o = &c->dropout;
     recur_cell *inner = c->cells[0];
     int n = rc_cell_state_count(inner);
-    /* keep = 1 - training * (1 - keep_prob) so feeding training = 0 disables dropout */
+    /* keep = 1 - training * (1 - keep_prob) so feeding training = 0 disables dropout.
+     * Variational masks are drawn once per run outside the loop body, so their keep tensors
+     * are made there too. */
+    rc_frame *fr = g->frame;
+    bool var_new = o->variational_recurrent && !c->var_masks[0] && !c->var_masks[1] && !c->var_masks[2];
+    if (var_new) g->frame = fr ? fr->parent : NULL;
     recur_tensor *keep[3] = {0};
     double kp[3] = {o->input_keep_prob, o->state_keep_prob, o->output_keep_prob};
     for (int i = 0; i < 3; i++) {
         if (kp[i] >= 1) continue;
+        if (o->variational_recurrent && !var_new) {
+            keep[i] = c->var_masks[i]; /* only used as a flag below */
+            continue;
+        }
         recur_tensor *k = rc_const_scalar(g, x->dtype, kp[i], NULL);
         if (o->training)
             k = recur_sub(g, rc_const_scalar(g, x->dtype, 1, NULL),
@@ -583,16 +592,13 @@ static recur_tensor *dropout_call(recur_graph *g, recur_cell *c, recur_tensor *x
         keep[i] = k;
     }
     int64_t seed = o->seed;
-    if (o->variational_recurrent && !c->var_masks[0] && !c->var_masks[1] && !c->var_masks[2]) {
-        /* Masks drawn once per run, outside the loop body: shape [1, size]. */
-        rc_frame *fr = g->frame;
-        g->frame = NULL;
+    if (var_new) {
         int64_t sizes[3] = {o->input_size, rc_cell_state_size_at(inner, n - 1), rc_cell_out_size(inner)};
         for (int i = 0; i < 3; i++)
             if (keep[i]) c->var_masks[i] = rc_dropout_mask(g, RECUR_SHAPE(1, sizes[i]), x->dtype, keep[i], seed ? seed + i : 0);
-        g->frame = fr;
-        if (!recur_graph_ok(g)) return NULL;
     }
+    g->frame = fr;
+    if (!recur_graph_ok(g)) return NULL;
     if (keep[0]) x = o->variational_recurrent ? recur_mul(g, x, c->var_masks[0]) : rc_dropout(g, x, keep[0], seed ? seed : 0);
     recur_tensor *out = rc_cell_call(g, inner, x, st, ns);
     if (!out) return NULL;
@@ -651,8 +657,8 @@ recur_tensor *rc_cell_call(recur_graph *g, recur_cell *cell, recur_tensor *input
     }
 }
 
-recur_tensor *recur_cell_call(recur_graph *g, recur_cell *cell, recur_tensor *input, recur_tensor *const *state,
-                              recur_tensor **new_state)
+recur_tensor *recur_cell_call_at(recur_graph *g, const char *file, int line, const char *func, recur_cell *cell,
+                                 recur_tensor *input, recur_tensor *const *state, recur_tensor **new_state)
 {
     if (!rc_gready(g, &input, 1) || !owned_cell(g, cell)) return NULL;
     if (!new_state) return rc_gerr(g, RECUR_INVALID_ARGUMENT, "recur_cell_call: new_state is NULL");
@@ -664,7 +670,10 @@ recur_tensor *recur_cell_call(recur_graph *g, recur_cell *cell, recur_tensor *in
     } else if (!rc_gready(g, state, n)) {
         return NULL;
     }
-    return rc_cell_call(g, cell, input, state, new_state);
+    bool set = rc_site_push(g, file, line, func);
+    recur_tensor *out = rc_cell_call(g, cell, input, state, new_state);
+    rc_site_pop(g, set);
+    return out;
 }
 
 /* ================================================================== zero state */

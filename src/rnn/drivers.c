@@ -74,7 +74,7 @@ static bool prep_state(recur_graph *g, recur_cell *cell, recur_tensor *const *gi
     return rc_cell_zero_state_like(g, cell, like, batch_dim, dt, out);
 }
 
-recur_rnn_out recur_dynamic_rnn(recur_graph *g, recur_cell *cell, recur_tensor *inputs, const recur_rnn_opts *opts)
+static recur_rnn_out dynamic_rnn(recur_graph *g, recur_cell *cell, recur_tensor *inputs, const recur_rnn_opts *opts)
 {
     recur_rnn_out r = no_out;
     if (!rc_gready(g, &inputs, 1) || !cell_ok(g, cell, "cell")) return r;
@@ -122,8 +122,8 @@ static recur_tensor *reverse_time(recur_graph *g, recur_tensor *x, recur_tensor 
     return len ? recur_reverse_sequence(g, x, len, seq, 1 - seq) : recur_reverse(g, x, seq);
 }
 
-recur_birnn_out recur_bidirectional_dynamic_rnn(recur_graph *g, recur_cell *cell_fw, recur_cell *cell_bw,
-                                                recur_tensor *inputs, const recur_birnn_opts *opts)
+static recur_birnn_out bidirectional_dynamic_rnn(recur_graph *g, recur_cell *cell_fw, recur_cell *cell_bw,
+                                                 recur_tensor *inputs, const recur_birnn_opts *opts)
 {
     recur_birnn_out r = no_biout;
     if (!rc_gready(g, &inputs, 1) || !cell_ok(g, cell_fw, "cell_fw") || !cell_ok(g, cell_bw, "cell_bw")) return r;
@@ -136,7 +136,7 @@ recur_birnn_out recur_bidirectional_dynamic_rnn(recur_graph *g, recur_cell *cell
     if (fs) {
         ro.initial_state = o.initial_state_fw;
         ro.scope_obj = fs;
-        fw = recur_dynamic_rnn(g, cell_fw, inputs, &ro);
+        fw = dynamic_rnn(g, cell_fw, inputs, &ro);
         recur_variable_scope_pop(g);
     }
     recur_scope *bs = fw.outputs ? recur_variable_scope_push(g, "bw", RECUR_REUSE_INHERIT) : NULL;
@@ -145,7 +145,7 @@ recur_birnn_out recur_bidirectional_dynamic_rnn(recur_graph *g, recur_cell *cell
         recur_tensor *rev = reverse_time(g, inputs, len, o.time_major);
         ro.initial_state = o.initial_state_bw;
         ro.scope_obj = bs;
-        bw = rev ? recur_dynamic_rnn(g, cell_bw, rev, &ro) : no_out;
+        bw = rev ? dynamic_rnn(g, cell_bw, rev, &ro) : no_out;
         recur_variable_scope_pop(g);
         if (bw.outputs) {
             r.outputs_fw = fw.outputs;
@@ -161,9 +161,9 @@ recur_birnn_out recur_bidirectional_dynamic_rnn(recur_graph *g, recur_cell *cell
     return r;
 }
 
-recur_birnn_out recur_stack_bidirectional_dynamic_rnn(recur_graph *g, recur_cell *const *cells_fw,
-                                                      recur_cell *const *cells_bw, int n, recur_tensor *inputs,
-                                                      const recur_birnn_opts *opts)
+static recur_birnn_out stack_bidirectional_dynamic_rnn(recur_graph *g, recur_cell *const *cells_fw,
+                                                       recur_cell *const *cells_bw, int n, recur_tensor *inputs,
+                                                       const recur_birnn_opts *opts)
 {
     recur_birnn_out r = no_biout;
     if (!rc_gready(g, &inputs, 1)) return r;
@@ -183,7 +183,7 @@ recur_birnn_out recur_stack_bidirectional_dynamic_rnn(recur_graph *g, recur_cell
         recur_birnn_opts lo = {.sequence_length = o.sequence_length, .dtype = o.dtype, .time_major = o.time_major};
         if (o.initial_state_fw) lo.initial_state_fw = o.initial_state_fw + sf;
         if (o.initial_state_bw) lo.initial_state_bw = o.initial_state_bw + sb;
-        recur_birnn_out l = recur_bidirectional_dynamic_rnn(g, cells_fw[i], cells_bw[i], prev, &lo);
+        recur_birnn_out l = bidirectional_dynamic_rnn(g, cells_fw[i], cells_bw[i], prev, &lo);
         recur_variable_scope_pop(g);
         if (!l.outputs_fw) {
             prev = NULL;
@@ -210,8 +210,8 @@ recur_birnn_out recur_stack_bidirectional_dynamic_rnn(recur_graph *g, recur_cell
 
 /* ================================================================== static */
 
-recur_rnn_out recur_static_rnn(recur_graph *g, recur_cell *cell, recur_tensor *const *inputs, int T, recur_tensor **outputs,
-                               const recur_rnn_opts *opts)
+static recur_rnn_out static_rnn(recur_graph *g, recur_cell *cell, recur_tensor *const *inputs, int T, recur_tensor **outputs,
+                                const recur_rnn_opts *opts)
 {
     recur_rnn_out r = no_out;
     if (!rc_gready(g, NULL, 0) || !cell_ok(g, cell, "cell")) return r;
@@ -288,9 +288,9 @@ static bool reverse_list(recur_graph *g, recur_tensor *const *in, int T, recur_t
     return rev && recur_unstack(g, rev, 0, out, T);
 }
 
-recur_birnn_out recur_static_bidirectional_rnn(recur_graph *g, recur_cell *cell_fw, recur_cell *cell_bw,
-                                               recur_tensor *const *inputs, int T, recur_tensor **outputs,
-                                               const recur_birnn_opts *opts)
+static recur_birnn_out static_bidirectional_rnn(recur_graph *g, recur_cell *cell_fw, recur_cell *cell_bw,
+                                                recur_tensor *const *inputs, int T, recur_tensor **outputs,
+                                                const recur_birnn_opts *opts)
 {
     recur_birnn_out r = no_biout;
     if (!rc_gready(g, NULL, 0) || !cell_ok(g, cell_fw, "cell_fw") || !cell_ok(g, cell_bw, "cell_bw")) return r;
@@ -310,7 +310,7 @@ recur_birnn_out recur_static_bidirectional_rnn(recur_graph *g, recur_cell *cell_
     if (fs) {
         ro.initial_state = o.initial_state_fw;
         ro.scope_obj = fs;
-        fw = recur_static_rnn(g, cell_fw, inputs, T, fw_out, &ro);
+        fw = static_rnn(g, cell_fw, inputs, T, fw_out, &ro);
         recur_variable_scope_pop(g);
     }
     recur_tensor *len = fw.outputs && o.sequence_length ? recur_cast(g, o.sequence_length, RECUR_I32) : NULL;
@@ -319,7 +319,7 @@ recur_birnn_out recur_static_bidirectional_rnn(recur_graph *g, recur_cell *cell_
         if (reverse_list(g, inputs, T, len, rin)) {
             ro.initial_state = o.initial_state_bw;
             ro.scope_obj = bs;
-            bw = recur_static_rnn(g, cell_bw, rin, T, tmp, &ro);
+            bw = static_rnn(g, cell_bw, rin, T, tmp, &ro);
         }
         recur_variable_scope_pop(g);
     }
@@ -337,5 +337,56 @@ recur_birnn_out recur_static_bidirectional_rnn(recur_graph *g, recur_cell *cell_
     rc_free(tmp);
     rc_free(rin);
     if (!r.outputs_fw || !recur_graph_ok(g)) return no_biout;
+    return r;
+}
+
+/* ================================================================== public entry points */
+/* Each records the caller's site (for "Originally defined at") around the builder. */
+
+recur_rnn_out recur_dynamic_rnn_at(recur_graph *g, const char *file, int line, const char *func, recur_cell *cell,
+                                   recur_tensor *inputs, const recur_rnn_opts *opts)
+{
+    bool set = rc_site_push(g, file, line, func);
+    recur_rnn_out r = dynamic_rnn(g, cell, inputs, opts);
+    rc_site_pop(g, set);
+    return r;
+}
+
+recur_birnn_out recur_bidirectional_dynamic_rnn_at(recur_graph *g, const char *file, int line, const char *func,
+                                                   recur_cell *cell_fw, recur_cell *cell_bw, recur_tensor *inputs,
+                                                   const recur_birnn_opts *opts)
+{
+    bool set = rc_site_push(g, file, line, func);
+    recur_birnn_out r = bidirectional_dynamic_rnn(g, cell_fw, cell_bw, inputs, opts);
+    rc_site_pop(g, set);
+    return r;
+}
+
+recur_birnn_out recur_stack_bidirectional_dynamic_rnn_at(recur_graph *g, const char *file, int line, const char *func,
+                                                         recur_cell *const *cells_fw, recur_cell *const *cells_bw, int n,
+                                                         recur_tensor *inputs, const recur_birnn_opts *opts)
+{
+    bool set = rc_site_push(g, file, line, func);
+    recur_birnn_out r = stack_bidirectional_dynamic_rnn(g, cells_fw, cells_bw, n, inputs, opts);
+    rc_site_pop(g, set);
+    return r;
+}
+
+recur_rnn_out recur_static_rnn_at(recur_graph *g, const char *file, int line, const char *func, recur_cell *cell,
+                                  recur_tensor *const *inputs, int T, recur_tensor **outputs, const recur_rnn_opts *opts)
+{
+    bool set = rc_site_push(g, file, line, func);
+    recur_rnn_out r = static_rnn(g, cell, inputs, T, outputs, opts);
+    rc_site_pop(g, set);
+    return r;
+}
+
+recur_birnn_out recur_static_bidirectional_rnn_at(recur_graph *g, const char *file, int line, const char *func,
+                                                  recur_cell *cell_fw, recur_cell *cell_bw, recur_tensor *const *inputs,
+                                                  int T, recur_tensor **outputs, const recur_birnn_opts *opts)
+{
+    bool set = rc_site_push(g, file, line, func);
+    recur_birnn_out r = static_bidirectional_rnn(g, cell_fw, cell_bw, inputs, T, outputs, opts);
+    rc_site_pop(g, set);
     return r;
 }
