@@ -742,6 +742,20 @@ RECUR_API recur_birnn_out recur_static_bidirectional_rnn_at(recur_graph *g, cons
 
 
 /* ============================================================================================
+ * Training: gradients, losses, optimizers.
+ * ========================================================================================== */
+
+/* tf.gradients(ys, xs, grad_ys): adds the ops computing d(sum of ys)/d(xs[i]) and writes them to
+ * dxs[i] (borrowed). A tensor not connected to any y gets NULL, as TensorFlow's None.
+ * grad_ys may be NULL (ones) or give one seed tensor per y (NULL entries: ones). Gradients of a
+ * tensor used by several ops are summed; recur_stop_gradient blocks them. The gradient of an
+ * embedding lookup (recur_gather) stays sparse until something needs it dense; optimizers
+ * update only the rows it touches where TensorFlow's do. Returns false on error (recorded in
+ * the graph), with every dxs[i] NULL. New ops go under name scope "gradients". */
+RECUR_API bool recur_gradients(recur_graph *g, recur_tensor *const *ys, int ny, recur_tensor *const *xs, int nx,
+                               recur_tensor *const *grad_ys, recur_tensor **dxs);
+
+/* ============================================================================================
  * Checkpoints in TensorFlow's V2 format (PREFIX.index + PREFIX.data-00000-of-00001 + the
  * `checkpoint` state file), readable and writable both ways with TensorFlow.
  * ========================================================================================== */

@@ -329,6 +329,11 @@ struct rc_frame {
     char *name;                  /* the loop's name scope, for messages */
     recur_tensor **captures;     /* outer tensors used in the body, in first-use order */
     size_t ncaptures, capcaptures;
+    /* A backward (gradient) body may read the tensors of its forward body: their per-step
+     * values are saved by the forward loop. */
+    rc_frame *forward;
+    recur_tensor **saved;
+    size_t nsaved, capsaved;
 };
 /* Check an op's inputs against frames and record captures; false with an error recorded. */
 bool rc_frame_note_op(recur_graph *g, recur_op *op);

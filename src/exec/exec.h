@@ -22,7 +22,12 @@ typedef struct rc_plan {
     recur_op **targets;
     int ntargets;
     uint64_t ctrl_version;
+    unsigned char *has_op;  /* by op id (ids below nops_seen): op is in the plan */
+    size_t nops_seen;
 } rc_plan;
+
+/* Is `op` run by `plan`? */
+bool rc_plan_contains(const rc_plan *plan, const recur_op *op);
 
 /* Size-bucketed free lists of arrays so a steady-state loop allocates nothing. */
 typedef struct rc_pool_bucket {
@@ -62,7 +67,7 @@ struct rc_run {
     int *remaining;           /* by tensor id */
     int ntensors;
     recur_status *st;
-    int depth;                /* nesting of loop bodies */
+    const rc_plan *plan;      /* the top-level plan being run */
 };
 
 /* Allocate a run-time array from the pool (refs = 1). NULL on OOM. */
@@ -88,6 +93,9 @@ recur_code rc_exec_op(rc_run *run, recur_op *op);
 void rc_run_set(rc_run *run, recur_tensor *t, recur_array *a);
 /* Drop the run's reference to tensor t's value. */
 void rc_run_drop(rc_run *run, recur_tensor *t);
+
+/* Another op's persistent state in this session (NULL if none). */
+void *rc_session_op_state(recur_session *s, const recur_op *op);
 
 /* The session's storage slot of a variable (grows the table). NULL on OOM. */
 recur_array **rc_session_var_slot(recur_session *s, const rc_variable *v);

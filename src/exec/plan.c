@@ -13,7 +13,13 @@ void rc_plan_free(rc_plan *p)
     rc_free(p->feeds);
     rc_free(p->fetches);
     rc_free(p->targets);
+    rc_free(p->has_op);
     rc_free(p);
+}
+
+bool rc_plan_contains(const rc_plan *plan, const recur_op *op)
+{
+    return plan && op && (size_t)op->id < plan->nops_seen && plan->has_op[op->id];
 }
 
 typedef struct walk {
@@ -113,6 +119,13 @@ rc_plan *rc_plan_build(recur_graph *g, rc_frame *frame, recur_tensor *const *fee
             p->use_ids[p->nuses] = (int)t;
             p->use_counts[p->nuses++] = counts[t];
         }
+    p->has_op = rc_calloc(nops + 1, 1);
+    if (!p->has_op) {
+        rc_oom(st);
+        goto fail;
+    }
+    for (int i = 0; i < w.norder; i++) p->has_op[w.order[i]->id] = 1;
+    p->nops_seen = nops;
     p->ops = w.order;
     p->nops = w.norder;
     w.order = NULL;

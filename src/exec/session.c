@@ -143,6 +143,11 @@ void **rc_kstate(rc_kctx *k)
     return &s->op_state[k->op->id];
 }
 
+void *rc_session_op_state(recur_session *s, const recur_op *op)
+{
+    return (size_t)op->id < s->capop_state ? s->op_state[op->id] : NULL;
+}
+
 void rc_kstate_set_free(rc_kctx *k, void (*free_fn)(void *))
 {
     if ((size_t)k->op->id < k->run->s->capop_state) k->run->s->op_state_free[k->op->id] = free_fn ? free_fn : rc_free;
@@ -377,7 +382,7 @@ recur_code recur_session_run(recur_session *s, const recur_feed *feeds, int nfee
     recur_status local;
     recur_status_clear(&local);
     rc_run run = {.s = s, .vals = s->run_vals, .remaining = s->run_remaining,
-                  .ntensors = s->g->ntensors, .st = st ? st : &local};
+                  .ntensors = s->g->ntensors, .st = st ? st : &local, .plan = plan};
     memset(run.vals, 0, (size_t)run.ntensors * sizeof *run.vals);
     memset(run.remaining, 0, (size_t)run.ntensors * sizeof *run.remaining);
     for (int i = 0; i < nfeeds; i++) run.vals[feeds[i].tensor->id] = (recur_array *)feeds[i].value;

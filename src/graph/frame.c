@@ -11,15 +11,15 @@ bool rc_frame_within(const rc_frame *inner, const rc_frame *outer)
     return outer == NULL;
 }
 
-static bool capture(recur_graph *g, rc_frame *f, recur_tensor *t)
+static bool add_unique(recur_graph *g, recur_tensor ***list, size_t *n, size_t *cap, recur_tensor *t)
 {
-    for (size_t i = 0; i < f->ncaptures; i++)
-        if (f->captures[i] == t) return true;
-    if (!RC_GROW(f->captures, f->capcaptures, f->ncaptures + 1)) {
+    for (size_t i = 0; i < *n; i++)
+        if ((*list)[i] == t) return true;
+    if (!rc_grow((void **)list, cap, *n + 1, sizeof **list)) {
         rc_goom(g);
         return false;
     }
-    f->captures[f->ncaptures++] = t;
+    (*list)[(*n)++] = t;
     return true;
 }
 
@@ -29,6 +29,11 @@ bool rc_frame_note_op(recur_graph *g, recur_op *op)
         recur_tensor *t = op->inputs[i];
         rc_frame *tf = t->op->frame;
         if (tf == op->frame) continue;
+        if (op->frame && tf && op->frame->forward == tf) {
+            /* a gradient body reading its forward body: saved per step */
+            if (!add_unique(g, &op->frame->saved, &op->frame->nsaved, &op->frame->capsaved, t)) return false;
+            continue;
+        }
         if (!rc_frame_within(op->frame, tf)) {
             rc_gerr(g, RECUR_INVALID_ARGUMENT,
                     "Cannot use '%s' as input to '%s' because '%s' is in a loop body (%s). "
@@ -39,7 +44,7 @@ bool rc_frame_note_op(recur_graph *g, recur_op *op)
         }
         /* Capture in every frame between the op's and the tensor's. */
         for (rc_frame *f = op->frame; f && f != tf; f = f->parent)
-            if (!capture(g, f, t)) return false;
+            if (!add_unique(g, &f->captures, &f->ncaptures, &f->capcaptures, t)) return false;
     }
     return true;
 }

@@ -810,11 +810,24 @@ static recur_code uss_kernel(rc_kctx *k)
     return RECUR_OK;
 }
 
+recur_tensor *rc_indexed_slices(recur_graph *g, recur_tensor *values, recur_tensor *indices, recur_tensor *params);
+
+/* The gradient stays sparse: IndexedSlices(dy as [N, row...], indices as [N], params). */
 static bool grad_gather(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
 {
-    recur_tensor *in[3] = {dy[0], op->inputs[1], op->inputs[0]};
-    dx[0] = rc_op1(g, RC_OP_UNSORTED_SEGMENT_SUM, in, 3, NULL, NULL);
+    recur_tensor *p = op->inputs[0], *ix = op->inputs[1];
     dx[1] = NULL;
+    recur_shape ps = p->shape;
+    bool rows_known = ps.rank >= 1;
+    for (int i = 1; i < ps.rank; i++) rows_known = rows_known && ps.dims[i] >= 0;
+    if (!rows_known) {
+        recur_tensor *in[3] = {dy[0], ix, p};
+        dx[0] = rc_op1(g, RC_OP_UNSORTED_SEGMENT_SUM, in, 3, NULL, NULL);
+        return dx[0] != NULL;
+    }
+    recur_shape vs = ps;
+    vs.dims[0] = -1;
+    dx[0] = rc_indexed_slices(g, recur_reshape(g, dy[0], vs), recur_reshape(g, ix, RECUR_SHAPE(-1)), p);
     return dx[0] != NULL;
 }
 

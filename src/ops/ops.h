@@ -79,7 +79,9 @@
     X(DROPOUT, "Dropout", dropout)                                                             \
     X(DROPOUT_MASK, "DropoutMask", dropout_mask)                                               \
     X(LOOP_VAR, "LoopVar", loop_var)                                                           \
-    X(RNN, "RnnLoop", rnn)
+    X(RNN, "RnnLoop", rnn)                                                                     \
+    X(RNN_GRAD, "RnnLoopGrad", rnn_grad)                                                       \
+    X(INDEXED_SLICES, "IndexedSlices", indexed_slices)
 
 typedef enum rc_op_type {
     RC_OP_INVALID = 0,

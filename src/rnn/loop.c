@@ -23,7 +23,7 @@ static recur_code loop_var_kernel(rc_kctx *k)
     return rc_kerr(k, RECUR_INTERNAL, "Loop variable %s evaluated outside its loop", k->op->name);
 }
 
-static recur_tensor *loop_var(recur_graph *g, recur_dtype dt, recur_shape s)
+recur_tensor *rc_loop_var(recur_graph *g, recur_dtype dt, recur_shape s)
 {
     rc_attrs a = {.shape = s};
     a.i[0] = dt;
@@ -48,40 +48,58 @@ static bool rnn_shape(recur_graph *g, recur_op *op)
 
 /* ================================================================== kernel */
 
-typedef struct loop_state {
-    rc_plan *plan;
-} loop_state;
+static void release_hist(recur_session *s, rc_loop_state *ls)
+{
+    for (size_t i = 0; i < (size_t)ls->hist_steps * (size_t)ls->hist_nsaved; i++) rc_release(&s->pool, ls->hist[i]);
+    ls->hist_steps = 0;
+}
 
+/* The session state is freed with the session; its pooled history arrays are freed with the
+ * pool (they are only referenced here). */
 static void free_loop_state(void *p)
 {
-    loop_state *s = p;
+    rc_loop_state *s = p;
     if (!s) return;
     rc_plan_free(s->plan);
+    rc_plan_free(s->train_plan);
+    for (size_t i = 0; i < (size_t)s->hist_steps * (size_t)s->hist_nsaved; i++)
+        if (s->hist[i] && s->hist[i]->pooled && --s->hist[i]->refs == 0) recur_array_free(s->hist[i]);
+    rc_free(s->hist);
+    rc_free(s->fused_hist);
     rc_free(s);
 }
 
-static rc_plan *body_plan(rc_kctx *k, rc_loop *L)
+rc_loop_state *rc_loop_state_of(rc_kctx *k)
 {
     void **slot = rc_kstate(k);
     if (!slot) return NULL;
     if (!*slot) {
-        loop_state *ls = rc_calloc(1, sizeof *ls);
-        if (!ls) return NULL;
-        *slot = ls;
+        *slot = rc_calloc(1, sizeof(rc_loop_state));
+        if (!*slot) return NULL;
         rc_kstate_set_free(k, free_loop_state);
     }
-    loop_state *ls = *slot;
-    if (!ls->plan) {
-        recur_tensor *feeds[RECUR_MAX_STATE + 1], *fetches[RECUR_MAX_STATE + 1];
+    return *slot;
+}
+
+static rc_plan *body_plan(rc_kctx *k, rc_loop *L, rc_loop_state *ls, bool train)
+{
+    rc_plan **pp = train ? &ls->train_plan : &ls->plan;
+    if (*pp) return *pp;
+    int nf = 1 + L->nstate + (train ? (int)L->nsaved : 0);
+    recur_tensor **feeds = rc_malloc((size_t)(1 + L->nstate) * sizeof *feeds), **fetches = rc_malloc((size_t)nf * sizeof *fetches);
+    if (feeds && fetches) {
         feeds[0] = L->x_in;
         fetches[0] = L->out;
         for (int i = 0; i < L->nstate; i++) {
             feeds[1 + i] = L->state_in[i];
             fetches[1 + i] = L->state_out[i];
         }
-        ls->plan = rc_plan_build(k->op->g, L->frame, feeds, 1 + L->nstate, fetches, 1 + L->nstate, NULL, 0, k->st);
+        for (size_t i = 0; train && i < L->nsaved; i++) fetches[1 + L->nstate + i] = L->saved[i];
+        *pp = rc_plan_build(k->op->g, L->frame, feeds, 1 + L->nstate, fetches, nf, NULL, 0, k->st);
     }
-    return ls->plan;
+    rc_free(feeds);
+    rc_free(fetches);
+    return *pp;
 }
 
 /* Checks of the run-time inputs; sets T, B and the number of steps to run. */
@@ -137,32 +155,62 @@ static void copy_row(recur_array *dst, const recur_array *src, int64_t b)
     memcpy((char *)dst->data + (size_t)b * row, (const char *)src->data + (size_t)b * row, row);
 }
 
-static void release_input(rc_run *run, recur_tensor *t)
+void rc_loop_release(rc_run *run, recur_tensor *t)
 {
     if (run->vals[t->id]) rc_release(&run->s->pool, run->vals[t->id]);
     run->vals[t->id] = NULL;
     run->remaining[t->id] = 0;
 }
 
-static recur_code loop_path(rc_kctx *k, rc_loop *L, int64_t T, int64_t B, int64_t steps, recur_array *out,
-                            recur_array **fin)
+/* Release every value a failed body step still holds. */
+void rc_loop_abort_step(rc_run *run, const rc_plan *plan)
+{
+    for (int i = 0; i < plan->nops; i++)
+        for (int j = 0; j < plan->ops[i]->noutputs; j++) rc_loop_release(run, &plan->ops[i]->outputs[j]);
+}
+
+/* A pooled copy of `a` (the loop's state buffers change in place; the body must see a stable
+ * value, also when saved for the gradient). */
+static recur_array *pooled_copy(rc_run *run, const recur_array *a, const void *src)
+{
+    recur_array *c = rc_pool_get(&run->s->pool, a->dtype, a->shape);
+    if (c && c->nbytes) memcpy(c->data, src ? src : a->data, c->nbytes);
+    return c;
+}
+
+static recur_code loop_path(rc_kctx *k, rc_loop *L, rc_loop_state *ls, bool train, int64_t T, int64_t B,
+                            int64_t steps, recur_array *out, recur_array **fin)
 {
     rc_run *run = k->run;
-    rc_plan *plan = body_plan(k, L);
+    rc_plan *plan = body_plan(k, L, ls, train);
     if (!plan) return recur_status_code(k->st) ? recur_status_code(k->st) : rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
     recur_array *x = k->in[0], *len = L->has_len ? k->in[1] : NULL;
     int64_t D = x->shape.dims[2];
     size_t xrow = (size_t)(B * D) * recur_dtype_size(x->dtype);
     size_t orow = out->nbytes / (size_t)(T ? T : 1);
-    (void)T;
+    if (train) {
+        size_t need = (size_t)steps * L->nsaved;
+        if (need > ls->hist_cap) {
+            recur_array **h = rc_realloc(ls->hist, need * sizeof *h);
+            if (!h) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
+            ls->hist = h;
+            ls->hist_cap = need;
+        }
+        ls->hist_nsaved = (int)L->nsaved;
+    }
     for (int64_t t = 0; t < steps; t++) {
         recur_array *xt = rc_pool_get(&run->s->pool, x->dtype, RECUR_SHAPE(B, D));
         if (!xt) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
         memcpy(xt->data, (char *)x->data + (size_t)t * xrow, xrow);
         rc_run_set(run, L->x_in, xt);
         for (int i = 0; i < L->nstate; i++) {
-            if (fin[i]->pooled) fin[i]->refs++;
-            rc_run_set(run, L->state_in[i], fin[i]);
+            recur_array *sc = pooled_copy(run, fin[i], NULL);
+            if (!sc) {
+                for (int j = 0; j < i; j++) rc_loop_release(run, L->state_in[j]);
+                rc_loop_release(run, L->x_in);
+                return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
+            }
+            rc_run_set(run, L->state_in[i], sc);
         }
         recur_code c = rc_plan_exec(run, plan);
         if (c == RECUR_OK) {
@@ -178,24 +226,37 @@ static recur_code loop_path(rc_kctx *k, rc_loop *L, int64_t T, int64_t B, int64_
             for (int i = 0; i < L->nstate; i++) {
                 recur_array *ns = run->vals[L->state_out[i]->id];
                 if (!len) {
-                    if (ns != fin[i]) memcpy(fin[i]->data, ns->data, fin[i]->nbytes);
+                    memcpy(fin[i]->data, ns->data, fin[i]->nbytes);
                 } else {
                     for (int64_t b = 0; b < B; b++)
-                        if (t < (int64_t)rc_array_get(len, b) && ns != fin[i]) copy_row(fin[i], ns, b);
+                        if (t < (int64_t)rc_array_get(len, b)) copy_row(fin[i], ns, b);
                 }
             }
+            for (size_t i = 0; train && i < L->nsaved; i++) {
+                recur_array *a = run->vals[L->saved[i]->id];
+                if (a->pooled) a->refs++;
+                ls->hist[(size_t)t * L->nsaved + i] = a;
+                rc_run_drop(run, L->saved[i]);
+            }
+            if (train) ls->hist_steps = (int)t + 1;
             rc_run_drop(run, L->out);
             for (int i = 0; i < L->nstate; i++) rc_run_drop(run, L->state_out[i]);
         } else {
-            /* release whatever the failed step still holds */
-            for (int i = 0; i < plan->nops; i++)
-                for (int j = 0; j < plan->ops[i]->noutputs; j++) release_input(run, &plan->ops[i]->outputs[j]);
+            rc_loop_abort_step(run, plan);
         }
-        release_input(run, L->x_in);
-        for (int i = 0; i < L->nstate; i++) release_input(run, L->state_in[i]);
+        rc_loop_release(run, L->x_in);
+        for (int i = 0; i < L->nstate; i++) rc_loop_release(run, L->state_in[i]);
         if (c != RECUR_OK) return c;
     }
     return RECUR_OK;
+}
+
+/* Does this run also run a gradient of the loop (so the forward must keep its history)? */
+static bool training(rc_kctx *k, rc_loop *L)
+{
+    for (size_t i = 0; i < L->ngrads; i++)
+        if (rc_plan_contains(k->run->plan, L->grads[i])) return true;
+    return false;
 }
 
 static recur_code rnn_kernel(rc_kctx *k)
@@ -204,6 +265,9 @@ static recur_code rnn_kernel(rc_kctx *k)
     int64_t T = 0, B = 0, steps = 0;
     recur_code c = check_inputs(k, L, &T, &B, &steps);
     if (c) return c;
+    rc_loop_state *ls = rc_loop_state_of(k);
+    if (!ls) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
+    release_hist(k->run->s, ls);
     recur_array *x = k->in[0];
     recur_array *out = rc_kout(k, 0, L->out->dtype, RECUR_SHAPE(T, B, L->out->shape.dims[1]));
     if (!out) return recur_status_code(k->st);
@@ -215,13 +279,28 @@ static recur_code rnn_kernel(rc_kctx *k)
         if (!fin[i]) return recur_status_code(k->st);
         memcpy(fin[i]->data, k->in[s0 + i]->data, fin[i]->nbytes);
     }
-    bool fused = L->fused.nlayers > 0 && k->run->s->opts.rnn_path != RECUR_RNN_LOOP && x->dtype == RECUR_F32;
-    if (fused)
-        return rc_fused_forward(k, &L->fused, x, L->has_len ? k->in[1] : NULL, &k->in[s0], fin, out);
-    return loop_path(k, L, T, B, steps, out, fin);
+    bool train = training(k, L);
+    ls->steps = steps;
+    ls->fused_ran = L->fused.nlayers > 0 && k->run->s->opts.rnn_path != RECUR_RNN_LOOP && x->dtype == RECUR_F32;
+    if (ls->fused_ran) {
+        float *hist = NULL;
+        if (train) {
+            size_t need = rc_fused_hist_floats(&L->fused, T, B);
+            if (need > ls->fused_cap) {
+                rc_free(ls->fused_hist);
+                ls->fused_cap = 0;
+                ls->fused_hist = rc_malloc(need * sizeof(float));
+                if (!ls->fused_hist) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
+                ls->fused_cap = need;
+            }
+            hist = ls->fused_hist;
+        }
+        return rc_fused_forward(k, &L->fused, x, L->has_len ? k->in[1] : NULL, &k->in[s0], fin, out, hist);
+    }
+    return loop_path(k, L, ls, train, T, B, steps, out, fin);
 }
 
-const rc_op_def rc_def_rnn = {"RnnLoop", "rnn_loop", 1, -1, 0, rnn_shape, rnn_kernel, NULL, NULL};
+const rc_op_def rc_def_rnn = {"RnnLoop", "rnn_loop", 1, -1, 0, rnn_shape, rnn_kernel, NULL, rc_grad_rnn};
 
 /* ================================================================== building */
 
@@ -231,14 +310,17 @@ static void free_loop(void *p)
     if (!L) return;
     rc_free(L->state_in);
     rc_free(L->state_out);
+    rc_free(L->grads);
+    rc_free(L->saved);
     rc_free(L);
 }
 
-static void free_frame(void *p)
+void rc_free_frame(void *p)
 {
     rc_frame *f = p;
     if (!f) return;
     rc_free(f->captures);
+    rc_free(f->saved);
     rc_free(f->name);
     rc_free(f);
 }
@@ -314,7 +396,7 @@ recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recu
         rc_free(L);
         return rc_goom(g);
     }
-    if (!rc_graph_own(g, fr, free_frame) || !rc_graph_own(g, L, free_loop)) return rc_goom(g);
+    if (!rc_graph_own(g, fr, rc_free_frame) || !rc_graph_own(g, L, free_loop)) return rc_goom(g);
     L->state_in = rc_calloc((size_t)nstate, sizeof *L->state_in);
     L->state_out = rc_calloc((size_t)nstate, sizeof *L->state_out);
     if (!L->state_in || !L->state_out) return rc_goom(g);
@@ -330,8 +412,8 @@ recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recu
     rc_frame *saved = g->frame;
     g->frame = fr;
     int64_t B = x_tm->shape.dims[1];
-    L->x_in = loop_var(g, x_tm->dtype, RECUR_SHAPE(B, x_tm->shape.dims[2]));
-    for (int i = 0; i < nstate; i++) L->state_in[i] = loop_var(g, init[i]->dtype, RECUR_SHAPE(B, init[i]->shape.dims[1]));
+    L->x_in = rc_loop_var(g, x_tm->dtype, RECUR_SHAPE(B, x_tm->shape.dims[2]));
+    for (int i = 0; i < nstate; i++) L->state_in[i] = rc_loop_var(g, init[i]->dtype, RECUR_SHAPE(B, init[i]->shape.dims[1]));
     recur_tensor *out = recur_graph_ok(g) ? rc_cell_call(g, cell, L->x_in, L->state_in, L->state_out) : NULL;
     if (out) {
         L->out = frame_local(g, fr, out);

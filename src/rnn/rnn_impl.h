@@ -104,21 +104,70 @@ typedef struct rc_loop {
     int first_capture;           /* loop-op input index of the first capture */
     int ncaptures;
     rc_fused fused;
-    recur_op *grad_op;           /* set when gradients of the loop are built */
+    /* gradients: every RnnLoopGrad op built for this loop, and the union of the forward
+     * tensors their bodies read (saved per step by a forward run that feeds one of them) */
+    recur_op **grads;
+    size_t ngrads, capgrads;
+    recur_tensor **saved;
+    size_t nsaved, capsaved;
 } rc_loop;
+
+/* The backward body of one RnnLoopGrad op. */
+typedef struct rc_loop_grad {
+    rc_loop *fwd;
+    recur_op *fwd_op;
+    rc_frame *frame;             /* backward frame (forward = fwd->frame) */
+    recur_tensor *d_out_in;      /* body inputs: gradient of the step output ... */
+    recur_tensor **d_state_in;   /* ... and of the new state */
+    recur_tensor *d_x_out;       /* body outputs: gradient of x_t ... */
+    recur_tensor **d_state_out;  /* ... of the old state ... */
+    recur_tensor **d_cap_out;    /* ... and of each forward capture (NULL: none) */
+    int first_bcap;              /* grad-op input index of the backward frame's captures */
+} rc_loop_grad;
+
+/* Per-session state of a forward loop op: the cached body plans and the per-step history a
+ * gradient needs. */
+typedef struct rc_loop_state {
+    struct rc_plan *plan, *train_plan;
+    recur_array **hist;          /* steps x nsaved saved values (generic path) */
+    size_t hist_cap;
+    int hist_steps, hist_nsaved;
+    float *fused_hist;           /* fused path: per-layer step records */
+    size_t fused_cap;
+    bool fused_ran;              /* the last forward run used the fused kernels */
+    int64_t steps;               /* steps run by the last forward */
+} rc_loop_state;
 
 /* Loop-op input layout: [x_tm, (seq_len), init_state..., captures...]
  * outputs: [outputs_tm, final_state...] */
+
+/* Shared by the loop and its gradient (loop.c). */
+recur_tensor *rc_loop_var(recur_graph *g, recur_dtype dt, recur_shape s);
+rc_loop_state *rc_loop_state_of(rc_kctx *k);
+void rc_loop_release(rc_run *run, recur_tensor *t);
+void rc_loop_abort_step(rc_run *run, const struct rc_plan *plan);
+void rc_free_frame(void *p);
+bool rc_grad_rnn(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx);
 
 /* Build an RNN loop running `cell` over time-major x [T, B, D]. init: nstate tensors. Returns
  * the loop op (outputs as above) or NULL. Name scope "while" is opened for the body. */
 recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recur_tensor *seq_len,
                       recur_tensor *const *init, int nstate);
 
+/* Forward history layout of the fused kernels (floats per layer per step), and the backward. */
+size_t rc_fused_hist_floats(const rc_fused *spec, int64_t T, int64_t B);
+/* fwd_in: the forward loop op's input values (x_tm, len, init..., captures...); dcap[j] is the
+ * gradient of capture j = fwd input first_capture + j. dinit arrives holding d_final_state and
+ * leaves holding the gradient of the initial state. */
+recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, int64_t steps,
+                             recur_array *const *fwd_in, const recur_array *len, recur_array *const *init,
+                             const recur_array *dout, const recur_array *const *dfinal, recur_array *dx,
+                             recur_array **dinit, recur_array **dcap, int first_capture);
+
 /* Fused whole-sequence forward of `spec` (kernels in fused.c). x: [T, B, D] f32; len: int32 [B]
  * or NULL; init/final: per flattened state; weights: the loop op's inputs; out: [T, B, O]
  * zero-filled by the caller. T_run: steps to run (max length). */
 recur_code rc_fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array *x, const recur_array *len,
-                            recur_array *const *init, recur_array **final, recur_array *out);
+                            recur_array *const *init, recur_array **final, recur_array *out, float *hist);
 
 #endif

@@ -1,0 +1,446 @@
+/*
+ * test_grad.c - gradients: a finite-difference check of every differentiable op (float64),
+ * of every cell type through dynamic_rnn with sequence lengths and the bidirectional wrapper,
+ * TensorFlow's gradients of the 61 RNN golden programs (loop and fused paths), and the edge
+ * cases of tf.gradients (unconnected tensors, stop_gradient, sums over several uses).
+ */
+#include "runner.h"
+#include "rnn_dsl.h"
+
+static recur_status *st;
+
+static recur_array *rnd64(recur_shape s, unsigned seed, double lo, double hi)
+{
+    recur_array *a = recur_array_new(RECUR_F64, s, NULL);
+    srand(seed);
+    for (int64_t i = 0; i < recur_array_size(a); i++) recur_array_f64(a)[i] = lo + (hi - lo) * rand() / (double)RAND_MAX;
+    return a;
+}
+
+/* loss = sum(y * R) for a fixed random R; checks d loss / d inputs against central differences. */
+typedef recur_tensor *(*gbuild)(recur_graph *g, recur_tensor **in);
+
+typedef struct gcase {
+    const char *name;
+    gbuild build;
+    int n;
+    recur_shape shape[3];
+    double lo, hi;
+} gcase;
+
+static double eval_loss(recur_session *s, recur_tensor *loss, recur_feed *f, int n)
+{
+    recur_array *out = NULL;
+    recur_session_run(s, f, n, &loss, &out, 1, NULL, 0, st);
+    ASSERT_OK(st);
+    double v = recur_array_f64(out)[0];
+    recur_array_free(out);
+    return v;
+}
+
+static double fd_check(recur_graph *g, recur_tensor *y, recur_tensor **ph, recur_array **vals, int n, const char *name,
+                       const recur_session_opts *opts)
+{
+    recur_array *R = rnd64(recur_tensor_shape(y).rank >= 0 && recur_shape_size(recur_tensor_shape(y)) >= 0
+                               ? recur_tensor_shape(y)
+                               : RECUR_SCALAR,
+                           99, -1, 1);
+    recur_tensor *r = recur_constant(g, R, "R");
+    recur_tensor *loss = recur_reduce_sum(g, recur_mul(g, y, r), NULL, 0, false);
+    recur_tensor *dx[8];
+    ASSERT_TRUE(recur_gradients(g, &loss, 1, ph, n, NULL, dx));
+    recur_session *s = recur_session_new(g, opts, st);
+    recur_session_run_target(s, recur_global_variables_initializer(g), st);
+    recur_feed f[8];
+    for (int i = 0; i < n; i++) f[i] = (recur_feed){ph[i], vals[i]};
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        if (!dx[i]) rt_fail(__FILE__, __LINE__, "%s: no gradient for input %d", name, i);
+        recur_array *an = NULL;
+        recur_session_run(s, f, n, &dx[i], &an, 1, NULL, 0, st);
+        ASSERT_OK(st);
+        double *v = recur_array_f64(vals[i]);
+        for (int64_t k = 0; k < recur_array_size(vals[i]); k++) {
+            double keep = v[k], h = 1e-6 * fmax(1, fabs(keep));
+            v[k] = keep + h;
+            double lp = eval_loss(s, loss, f, n);
+            v[k] = keep - h;
+            double lm = eval_loss(s, loss, f, n);
+            v[k] = keep;
+            double num = (lp - lm) / (2 * h), ana = recur_array_f64(an)[k];
+            double err = fabs(num - ana) / fmax(1, fabs(num));
+            if (err > 1e-5) rt_fail(__FILE__, __LINE__, "%s: d/d input %d [%lld]: analytic %.10g, numeric %.10g", name, i, (long long)k, ana, num);
+            worst = fmax(worst, err);
+        }
+        recur_array_free(an);
+    }
+    recur_array_free(R);
+    recur_session_free(s);
+    return worst;
+}
+
+#define GB(name, body)                                                                         \
+    static recur_tensor *name(recur_graph *g, recur_tensor **in)                               \
+    {                                                                                          \
+        return body;                                                                           \
+    }
+GB(g_add, recur_add(g, in[0], in[1]))
+GB(g_sub, recur_sub(g, in[0], in[1]))
+GB(g_mul, recur_mul(g, in[0], in[1]))
+GB(g_div, recur_div(g, in[0], in[1]))
+GB(g_max, recur_maximum(g, in[0], in[1]))
+GB(g_min, recur_minimum(g, in[0], in[1]))
+GB(g_neg, recur_neg(g, in[0]))
+GB(g_exp, recur_exp(g, in[0]))
+GB(g_log, recur_log(g, in[0]))
+GB(g_sqrt, recur_sqrt(g, in[0]))
+GB(g_square, recur_square(g, in[0]))
+GB(g_abs, recur_abs(g, in[0]))
+GB(g_sigmoid, recur_sigmoid(g, in[0]))
+GB(g_tanh, recur_tanh(g, in[0]))
+GB(g_relu, recur_relu(g, in[0]))
+GB(g_clip, recur_clip(g, in[0], -0.4, 0.5))
+GB(g_softmax, recur_softmax(g, in[0]))
+GB(g_log_softmax, recur_log_softmax(g, in[0]))
+GB(g_matmul, recur_matmul(g, in[0], in[1], false, false))
+GB(g_matmul_ta, recur_matmul(g, in[0], in[1], true, false))
+GB(g_matmul_tb, recur_matmul(g, in[0], in[1], false, true))
+GB(g_matmul_tt, recur_matmul(g, in[0], in[1], true, true))
+GB(g_bias_add, recur_bias_add(g, in[0], in[1]))
+GB(g_add_n, recur_add_n(g, in, 3))
+GB(g_select, recur_select(g, recur_less(g, in[0], in[1]), in[0], in[1]))
+GB(g_concat, recur_concat(g, in, 2, 1))
+GB(g_transpose, recur_transpose(g, in[0], (int[]){1, 2, 0}))
+GB(g_reshape, recur_reshape(g, in[0], RECUR_SHAPE(4, -1)))
+GB(g_expand, recur_expand_dims(g, in[0], 0))
+GB(g_sum, recur_reduce_sum(g, in[0], (int[]){1}, 1, false))
+GB(g_sum_keep, recur_reduce_sum(g, in[0], (int[]){0, 2}, 2, true))
+GB(g_mean, recur_reduce_mean(g, in[0], (int[]){-1}, 1, false))
+GB(g_max_r, recur_reduce_max(g, in[0], (int[]){1}, 1, false))
+GB(g_slice, recur_slice(g, in[0], (int64_t[]){1, 0, 1}, (int64_t[]){1, 3, 2}))
+GB(g_stack, recur_stack(g, in, 2, 1))
+GB(g_identity, recur_identity(g, in[0], NULL))
+GB(g_reverse, recur_reverse(g, in[0], 1))
+static recur_tensor *g_split(recur_graph *g, recur_tensor **in)
+{
+    recur_tensor *p[2];
+    return recur_split(g, in[0], 2, 2, p) ? recur_mul(g, p[0], p[1]) : NULL;
+}
+static recur_tensor *g_unstack(recur_graph *g, recur_tensor **in)
+{
+    recur_tensor *p[3];
+    return recur_unstack(g, in[0], 1, p, 3) ? recur_add(g, recur_mul(g, p[0], p[2]), p[1]) : NULL;
+}
+static recur_tensor *g_gather(recur_graph *g, recur_tensor **in)
+{
+    recur_array *ix = recur_array_from(RECUR_I32, RECUR_SHAPE(2, 3), (int32_t[]){0, 3, 3, 1, 0, 2}, NULL);
+    recur_tensor *t = recur_gather(g, in[0], recur_constant(g, ix, NULL));
+    recur_array_free(ix);
+    return t;
+}
+static recur_tensor *g_revseq(recur_graph *g, recur_tensor **in)
+{
+    recur_array *l = recur_array_from(RECUR_I32, RECUR_SHAPE(2), (int32_t[]){3, 1}, NULL);
+    recur_tensor *t = recur_reverse_sequence(g, in[0], recur_constant(g, l, NULL), 1, 0);
+    recur_array_free(l);
+    return t;
+}
+
+#define S(...) RECUR_SHAPE(__VA_ARGS__)
+static const gcase cases[] = {
+    {"add bcast", g_add, 2, {S(3, 4), S(4)}, -1, 1},
+    {"sub bcast", g_sub, 2, {S(3, 1), S(1, 4)}, -1, 1},
+    {"mul bcast", g_mul, 2, {S(2, 3, 4), S(3, 1)}, -1, 1},
+    {"div", g_div, 2, {S(3, 4), S(4)}, 0.5, 2},
+    {"maximum", g_max, 2, {S(3, 4), S(3, 4)}, -1, 1},
+    {"minimum", g_min, 2, {S(3, 4), S(4)}, -1, 1},
+    {"neg", g_neg, 1, {S(5)}, -1, 1},
+    {"exp", g_exp, 1, {S(5)}, -1, 1},
+    {"log", g_log, 1, {S(5)}, 0.5, 2},
+    {"sqrt", g_sqrt, 1, {S(5)}, 0.5, 2},
+    {"square", g_square, 1, {S(5)}, -1, 1},
+    {"abs", g_abs, 1, {S(5)}, 0.1, 1},
+    {"sigmoid", g_sigmoid, 1, {S(2, 5)}, -3, 3},
+    {"tanh", g_tanh, 1, {S(2, 5)}, -2, 2},
+    {"relu", g_relu, 1, {S(9)}, -1, 1},
+    {"clip", g_clip, 1, {S(9)}, -1, 1},
+    {"softmax", g_softmax, 1, {S(3, 4)}, -2, 2},
+    {"log_softmax", g_log_softmax, 1, {S(3, 4)}, -2, 2},
+    {"matmul", g_matmul, 2, {S(3, 4), S(4, 2)}, -1, 1},
+    {"matmul ta", g_matmul_ta, 2, {S(4, 3), S(4, 2)}, -1, 1},
+    {"matmul tb", g_matmul_tb, 2, {S(3, 4), S(2, 4)}, -1, 1},
+    {"matmul tt", g_matmul_tt, 2, {S(4, 3), S(2, 4)}, -1, 1},
+    {"bias_add", g_bias_add, 2, {S(2, 3, 4), S(4)}, -1, 1},
+    {"add_n", g_add_n, 3, {S(3, 2), S(3, 2), S(3, 2)}, -1, 1},
+    {"select", g_select, 2, {S(3, 4), S(3, 4)}, -1, 1},
+    {"concat", g_concat, 2, {S(2, 3), S(2, 2)}, -1, 1},
+    {"transpose", g_transpose, 1, {S(2, 3, 4)}, -1, 1},
+    {"reshape", g_reshape, 1, {S(2, 3, 4)}, -1, 1},
+    {"expand_dims", g_expand, 1, {S(2, 3)}, -1, 1},
+    {"reduce_sum", g_sum, 1, {S(2, 3, 4)}, -1, 1},
+    {"reduce_sum keep", g_sum_keep, 1, {S(2, 3, 4)}, -1, 1},
+    {"reduce_mean", g_mean, 1, {S(2, 3, 4)}, -1, 1},
+    {"reduce_max", g_max_r, 1, {S(2, 3, 4)}, -1, 1},
+    {"slice", g_slice, 1, {S(3, 3, 4)}, -1, 1},
+    {"stack", g_stack, 2, {S(2, 3), S(2, 3)}, -1, 1},
+    {"identity", g_identity, 1, {S(4)}, -1, 1},
+    {"reverse", g_reverse, 1, {S(2, 4, 3)}, -1, 1},
+    {"split", g_split, 1, {S(2, 3, 4)}, -1, 1},
+    {"unstack", g_unstack, 1, {S(2, 3, 4)}, -1, 1},
+    {"gather (sparse gradient)", g_gather, 1, {S(4, 3)}, -1, 1},
+    {"reverse_sequence", g_revseq, 1, {S(2, 4, 3)}, -1, 1},
+};
+
+TEST(finite_differences_for_every_op)
+{
+    st = recur_status_new();
+    double worst = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        recur_graph *g = recur_graph_new();
+        recur_tensor *ph[3];
+        recur_array *vals[3];
+        for (int i = 0; i < cases[c].n; i++) {
+            ph[i] = recur_placeholder(g, RECUR_F64, cases[c].shape[i], NULL);
+            vals[i] = rnd64(cases[c].shape[i], (unsigned)(c * 3 + i + 1), cases[c].lo, cases[c].hi);
+        }
+        recur_tensor *y = cases[c].build(g, ph);
+        if (!recur_graph_ok(g)) rt_fail(__FILE__, __LINE__, "%s: %s", cases[c].name, recur_graph_message(g));
+        worst = fmax(worst, fd_check(g, y, ph, vals, cases[c].n, cases[c].name, NULL));
+        for (int i = 0; i < cases[c].n; i++) recur_array_free(vals[i]);
+        recur_graph_free(g);
+    }
+    printf("  %zu op cases, worst relative error %.2g\n", sizeof cases / sizeof cases[0], worst);
+    recur_status_free(st);
+}
+
+/* Every cell type through dynamic_rnn with lengths (0, partial, full) and bidirectionally,
+ * float64 on the step-loop path; variables as inputs via placeholders fed to set_variable is
+ * not possible, so the check is on the input and the initial state, and on the weights through
+ * an extra placeholder multiplying the kernel. */
+static recur_cell *make_cell(recur_graph *g, int kind)
+{
+    switch (kind) {
+    case 0: return recur_basic_rnn_cell(g, 3, NULL);
+    case 1: return recur_basic_lstm_cell(g, 3, &(recur_cell_opts){.forget_bias = 0.5f, .forget_bias_set = true});
+    case 2: return recur_lstm_cell(g, 3, &(recur_lstm_opts){.use_peepholes = true, .cell_clip = 0.8, .num_proj = 2, .proj_clip = 0.6});
+    case 3: return recur_gru_cell(g, 3, NULL);
+    case 4: return recur_gru_cell_v2(g, 3, NULL);
+    case 5: {
+        recur_cell *c[2] = {recur_gru_cell(g, 2, NULL), recur_basic_lstm_cell(g, 3, NULL)};
+        return recur_multi_rnn_cell(g, c, 2, NULL);
+    }
+    default: return recur_residual_wrapper(g, recur_basic_rnn_cell(g, 2, NULL));
+    }
+}
+
+static const char *cell_names[] = {"BasicRNNCell", "BasicLSTMCell", "LSTMCell(peepholes, clip, projection)", "GRUCell",
+                                   "GRUCell v2", "MultiRNNCell(GRU, LSTM)", "ResidualWrapper"};
+
+TEST(finite_differences_through_rnns)
+{
+    st = recur_status_new();
+    double worst = 0;
+    for (int kind = 0; kind < 7; kind++)
+        for (int bi = 0; bi < 2; bi++) {
+            recur_graph *g = recur_graph_new();
+            recur_graph_set_seed(g, 5);
+            int64_t D = kind == 6 ? 2 : 2;
+            recur_tensor *x = recur_placeholder(g, RECUR_F64, RECUR_SHAPE(3, 4, D), "x");
+            recur_array *lv = recur_array_from(RECUR_I32, RECUR_SHAPE(3), (int32_t[]){4, 0, 2}, NULL);
+            recur_tensor *len = recur_constant(g, lv, "len");
+            recur_array_free(lv);
+            recur_tensor *y;
+            if (!bi) {
+                recur_rnn_out r = recur_dynamic_rnn(g, make_cell(g, kind), x, &(recur_rnn_opts){.dtype = RECUR_F64, .sequence_length = len});
+                recur_tensor *parts[RECUR_MAX_STATE + 1];
+                parts[0] = recur_reduce_sum(g, r.outputs, NULL, 0, false);
+                for (int i = 0; i < r.num_state; i++) parts[1 + i] = recur_reduce_sum(g, recur_square(g, r.state[i]), NULL, 0, false);
+                y = recur_add(g, recur_add_n(g, parts, 1 + r.num_state), recur_reduce_sum(g, recur_square(g, r.outputs), NULL, 0, false));
+            } else {
+                recur_birnn_out r = recur_bidirectional_dynamic_rnn(g, make_cell(g, kind), make_cell(g, kind), x,
+                                                                    &(recur_birnn_opts){.dtype = RECUR_F64, .sequence_length = len});
+                y = recur_concat(g, (recur_tensor *[]){r.outputs_fw, recur_square(g, r.outputs_bw)}, 2, 2);
+            }
+            ASSERT_GRAPH_OK(g);
+            recur_array *xv = rnd64(RECUR_SHAPE(3, 4, D), (unsigned)(kind * 2 + bi + 11), -1, 1);
+            char name[128];
+            snprintf(name, sizeof name, "%s%s", cell_names[kind], bi ? " bidirectional" : "");
+            worst = fmax(worst, fd_check(g, y, &x, &xv, 1, name, &(recur_session_opts){.rnn_path = RECUR_RNN_LOOP}));
+            recur_array_free(xv);
+            recur_graph_free(g);
+        }
+    printf("  7 cell types x uni/bidirectional, worst relative error %.2g\n", worst);
+    recur_status_free(st);
+}
+
+/* ------------------------------------------------------------------ TensorFlow parity */
+
+TEST(rnn_gradients_match_tensorflow)
+{
+    st = recur_status_new();
+    char **files = rd_list();
+    int nprog = 0, ngrads = 0;
+    double worst[2] = {0, 0}, paths = 0;
+    for (int f = 0; files[f]; f++) {
+        rd_prog *p = rd_build(files[f]);
+        ASSERT_TRUE(p != NULL);
+        recur_graph *g = p->g;
+        /* loss = sum over results of sum(result * loss_weight/result) */
+        recur_tensor *terms[RD_MAX];
+        int nt = 0;
+        for (int i = 0; i < p->nresults; i++) {
+            char key[256];
+            snprintf(key, sizeof key, "loss_weight/%s", p->results[i].name);
+            const gt_tensor *w = gt_find(p->gf, key);
+            ASSERT_TRUE(w != NULL);
+            recur_array *wa = gt_array(w);
+            terms[nt++] = recur_reduce_sum(g, recur_mul(g, p->results[i].t, recur_constant(g, wa, NULL)), NULL, 0, false);
+            recur_array_free(wa);
+        }
+        recur_tensor *loss = recur_add_n(g, terms, nt);
+        /* xs: trainable variables, the input, the initial-state placeholders */
+        recur_tensor *xs[RD_MAX], *dx[RD_MAX];
+        char names[RD_MAX][160];
+        int nx = 0;
+        recur_tensor *vars[128];
+        long nv = recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 128);
+        for (long i = 0; i < nv; i++) {
+            xs[nx] = vars[i];
+            snprintf(names[nx++], sizeof names[0], "grad/%s", recur_variable_name(vars[i]));
+        }
+        for (int i = 0; i < p->nfeeds; i++) {
+            xs[nx] = p->feeds[i].t;
+            snprintf(names[nx++], sizeof names[0], "grad/%s", p->feeds[i].name);
+        }
+        ASSERT_TRUE(recur_gradients(g, &loss, 1, xs, nx, NULL, dx));
+        ASSERT_GRAPH_OK(g);
+        recur_array *got[2][RD_MAX];
+        for (int path = 0; path < 2; path++) {
+            recur_session *s = rd_session(p, &(recur_session_opts){.rnn_path = path ? RECUR_RNN_FUSED : RECUR_RNN_LOOP});
+            recur_feed feeds[RD_MAX];
+            recur_array *keep[RD_MAX];
+            int nf = rd_feeds(p, feeds, keep);
+            int k = 0;
+            recur_tensor *fetch[RD_MAX];
+            for (int i = 0; i < nx; i++)
+                if (dx[i]) fetch[k++] = dx[i];
+            recur_session_run(s, feeds, nf, fetch, got[path], k, NULL, 0, st);
+            if (!recur_status_ok(st)) rt_fail(__FILE__, __LINE__, "%s: %s", p->name, recur_status_message(st));
+            for (int i = 0; i < nf; i++) recur_array_free(keep[i]);
+            recur_session_free(s);
+        }
+        for (int i = 0, k = 0; i < nx; i++) {
+            const gt_tensor *t = gt_find(p->gf, names[i]);
+            if (!dx[i]) {
+                /* TensorFlow's None: the golden has no such gradient or an all-zero one */
+                if (t)
+                    for (int64_t e = 0; e < t->size; e++)
+                        if (t->v[e] != 0) rt_fail(__FILE__, __LINE__, "%s: recur says %s is unconnected", p->name, names[i]);
+                continue;
+            }
+            if (!t) rt_fail(__FILE__, __LINE__, "%s: golden lacks %s", p->name, names[i]);
+            double scale = 0;
+            for (int64_t e = 0; e < t->size; e++) scale = fmax(scale, fabs(t->v[e]));
+            for (int path = 0; path < 2; path++) {
+                double d = gt_max_abs_diff(t, got[path][k]) / fmax(scale, 1e-3);
+                if (d > 1e-4)
+                    rt_fail(__FILE__, __LINE__, "%s: %s differs from TensorFlow by %.3g (relative, %s path)", p->name, names[i], d,
+                            path ? "fused" : "loop");
+                worst[path] = fmax(worst[path], d);
+            }
+            const float *a = recur_array_cdata(got[0][k]), *b = recur_array_cdata(got[1][k]);
+            for (int64_t e = 0; e < recur_array_size(got[0][k]); e++) paths = fmax(paths, fabs((double)a[e] - b[e]) / fmax(scale, 1e-3));
+            recur_array_free(got[0][k]);
+            recur_array_free(got[1][k]);
+            k++;
+            ngrads++;
+        }
+        rd_free(p);
+        nprog++;
+    }
+    printf("  %d programs, %d gradients; worst relative error vs TF: loop %.2g, fused %.2g; loop vs fused %.2g\n", nprog,
+           ngrads, worst[0], worst[1], paths);
+    rd_list_free(files);
+    recur_status_free(st);
+}
+
+/* ------------------------------------------------------------------ tf.gradients semantics */
+
+TEST(unconnected_stop_gradient_and_sums)
+{
+    st = recur_status_new();
+    recur_graph *g = recur_graph_new();
+    recur_tensor *a = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(2), "a"), *b = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(2), "b");
+    recur_tensor *c = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(2), "c");
+    /* y = a*a + stop_gradient(b)*a : dy/da = 2a + b, dy/db = None (blocked), dy/dc = None */
+    recur_tensor *y = recur_reduce_sum(g, recur_add(g, recur_mul(g, a, a), recur_mul(g, recur_stop_gradient(g, b), a)), NULL, 0, false);
+    recur_tensor *dx[3];
+    ASSERT_TRUE(recur_gradients(g, &y, 1, (recur_tensor *[]){a, b, c}, 3, NULL, dx));
+    ASSERT_TRUE(dx[0] != NULL);
+    ASSERT_TRUE(dx[1] == NULL);
+    ASSERT_TRUE(dx[2] == NULL);
+    ASSERT_STR_STARTS(recur_tensor_name(dx[0]), "gradients/");
+    recur_session *s = recur_session_new(g, NULL, st);
+    recur_array *av = recur_array_from(RECUR_F32, RECUR_SHAPE(2), (float[]){1, 2}, NULL);
+    recur_array *bv = recur_array_from(RECUR_F32, RECUR_SHAPE(2), (float[]){10, 20}, NULL), *out = NULL;
+    recur_session_run(s, (recur_feed[]){{a, av}, {b, bv}}, 2, &dx[0], &out, 1, NULL, 0, st);
+    ASSERT_OK(st);
+    ASSERT_NEAR(recur_array_f32(out)[0], 12, 1e-6);
+    ASSERT_NEAR(recur_array_f32(out)[1], 24, 1e-6);
+    recur_array_free(out);
+    /* grad_ys seeds; errors */
+    recur_tensor *seed = recur_scalar_f32(g, 3);
+    ASSERT_TRUE(recur_gradients(g, &y, 1, &a, 1, &seed, dx));
+    recur_session_run(s, (recur_feed[]){{a, av}, {b, bv}}, 2, &dx[0], &out, 1, NULL, 0, st);
+    ASSERT_NEAR(recur_array_f32(out)[0], 36, 1e-5);
+    recur_array_free(out);
+    /* through casts (float32 rounding makes finite differences useless here): the gradient of
+     * a float cast is the upstream gradient cast back */
+    recur_tensor *cy = recur_reduce_sum(g, recur_mul(g, recur_cast(g, recur_cast(g, a, RECUR_F64), RECUR_F32), b), NULL, 0, false);
+    ASSERT_TRUE(recur_gradients(g, &cy, 1, &a, 1, NULL, dx));
+    recur_session_run(s, (recur_feed[]){{a, av}, {b, bv}}, 2, &dx[0], &out, 1, NULL, 0, st);
+    ASSERT_NEAR(recur_array_f32(out)[1], 20, 0);
+    recur_array_free(out);
+    recur_tensor *bad = recur_fill(g, RECUR_F32, RECUR_SHAPE(3), 1);
+    ASSERT_FALSE(recur_gradients(g, &y, 1, &a, 1, &bad, dx));
+    ASSERT_STR_CONTAINS(recur_graph_message(g), "Incompatible shapes");
+    recur_graph_clear_error(g);
+    recur_tensor *iy = recur_cast(g, a, RECUR_I32);
+    ASSERT_FALSE(recur_gradients(g, &iy, 1, &a, 1, NULL, dx));
+    ASSERT_STR_CONTAINS(recur_graph_message(g), "must be a floating tensor");
+    recur_graph_clear_error(g);
+    recur_array_free(av);
+    recur_array_free(bv);
+    recur_session_free(s);
+    recur_graph_free(g);
+    recur_status_free(st);
+}
+
+TEST(embedding_gradient_stays_sparse)
+{
+    st = recur_status_new();
+    recur_graph *g = recur_graph_new();
+    recur_tensor *emb = recur_get_variable(g, "emb", RECUR_SHAPE(100000, 16), NULL);
+    recur_tensor *ids = recur_placeholder(g, RECUR_I32, RECUR_SHAPE(-1), "ids");
+    recur_tensor *y = recur_reduce_sum(g, recur_gather(g, emb, ids), NULL, 0, false);
+    recur_tensor *d;
+    ASSERT_TRUE(recur_gradients(g, &y, 1, &emb, 1, NULL, &d));
+    ASSERT_EQ_STR(recur_op_type(recur_tensor_op(d)), "IndexedSlices");
+    /* fetched, it is dense (and correct) */
+    recur_session *s = recur_session_new(g, NULL, st);
+    recur_session_run_target(s, recur_global_variables_initializer(g), st);
+    recur_array *iv = recur_array_from(RECUR_I32, RECUR_SHAPE(3), (int32_t[]){7, 7, 99999}, NULL), *out = NULL;
+    recur_session_run(s, (recur_feed[]){{ids, iv}}, 1, &d, &out, 1, NULL, 0, st);
+    ASSERT_OK(st);
+    ASSERT_NEAR(recur_array_f32(out)[7 * 16], 2, 0);
+    ASSERT_NEAR(recur_array_f32(out)[99999 * 16 + 15], 1, 0);
+    ASSERT_NEAR(recur_array_f32(out)[8 * 16], 0, 0);
+    recur_array_free(out);
+    recur_array_free(iv);
+    recur_session_free(s);
+    recur_graph_free(g);
+    recur_status_free(st);
+}
+
+RUN_TESTS(T(finite_differences_for_every_op), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
+          T(unconnected_stop_gradient_and_sums), T(embedding_gradient_stays_sparse))
