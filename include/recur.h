@@ -755,6 +755,75 @@ RECUR_API recur_birnn_out recur_static_bidirectional_rnn_at(recur_graph *g, cons
 RECUR_API bool recur_gradients(recur_graph *g, recur_tensor *const *ys, int ny, recur_tensor *const *xs, int nx,
                                recur_tensor *const *grad_ys, recur_tensor **dxs);
 
+/* ---- losses (per-example unless stated) ---- */
+/* tf.nn.softmax_cross_entropy_with_logits (v2): labels and logits [B, C] (labels are
+ * probabilities; gradients flow to both). Returns [B]. */
+RECUR_API recur_tensor *recur_softmax_cross_entropy_with_logits(recur_graph *g, recur_tensor *labels,
+                                                                recur_tensor *logits);
+/* tf.nn.sparse_softmax_cross_entropy_with_logits: labels int32/int64 [B] in [0, C), logits
+ * [B, C]. A label outside the range fails the run: "Received a label value of 5 which is outside
+ * the valid range of [0, 2)". Returns [B]. */
+RECUR_API recur_tensor *recur_sparse_softmax_cross_entropy_with_logits(recur_graph *g, recur_tensor *labels,
+                                                                       recur_tensor *logits);
+/* tf.nn.sigmoid_cross_entropy_with_logits, element-wise and numerically stable. */
+RECUR_API recur_tensor *recur_sigmoid_cross_entropy_with_logits(recur_graph *g, recur_tensor *labels,
+                                                                recur_tensor *logits);
+/* tf.losses.mean_squared_error with default weights: mean((labels - predictions)^2), scalar. */
+RECUR_API recur_tensor *recur_mean_squared_error(recur_graph *g, recur_tensor *labels, recur_tensor *predictions);
+/* tf.nn.l2_loss: sum(t^2) / 2, scalar. */
+RECUR_API recur_tensor *recur_l2_loss(recur_graph *g, recur_tensor *t);
+
+/* ---- learning-rate schedules, global step, clipping ---- */
+/* tf.train.get_or_create_global_step: the int64 scalar variable "global_step" (not trainable). */
+RECUR_API recur_tensor *recur_get_or_create_global_step(recur_graph *g);
+/* tf.train.exponential_decay: lr * rate ^ (global_step / decay_steps) (floor of the exponent
+ * with staircase). A float32 scalar. */
+RECUR_API recur_tensor *recur_exponential_decay(recur_graph *g, double learning_rate, recur_tensor *global_step,
+                                                double decay_steps, double decay_rate, bool staircase);
+/* tf.clip_by_global_norm: writes the n clipped tensors to out (NULL entries stay NULL) and, if
+ * global_norm is non-NULL, the norm before clipping. Sparse gradients stay sparse. */
+RECUR_API bool recur_clip_by_global_norm(recur_graph *g, recur_tensor *const *ts, int n, double clip_norm,
+                                         recur_tensor **out, recur_tensor **global_norm);
+
+/* ---- optimizers with TensorFlow 1.x's update rules and slot variable names ---- */
+typedef enum recur_optimizer_kind {
+    RECUR_OPT_GRADIENT_DESCENT = 0, /* var -= lr * g */
+    RECUR_OPT_MOMENTUM,             /* slot <var>/Momentum; nesterov optional */
+    RECUR_OPT_ADAM,                 /* slots <var>/Adam, <var>/Adam_1; beta1_power, beta2_power */
+    RECUR_OPT_ADAGRAD,              /* slot <var>/Adagrad */
+    RECUR_OPT_RMSPROP,              /* slots <var>/RMSProp (ms, starts at 1), <var>/RMSProp_1 */
+} recur_optimizer_kind;
+
+typedef struct recur_optimizer_opts {
+    recur_optimizer_kind kind;
+    double learning_rate;             /* used when learning_rate_tensor is NULL */
+    recur_tensor *learning_rate_tensor; /* a float scalar (e.g. recur_exponential_decay) */
+    double momentum;                  /* Momentum, RMSProp (default 0) */
+    bool use_nesterov;                /* Momentum */
+    double beta1, beta2, epsilon;     /* Adam: 0 means 0.9, 0.999, 1e-8; RMSProp epsilon 1e-10 */
+    double initial_accumulator_value; /* Adagrad: 0 means 0.1 */
+    double decay;                     /* RMSProp: 0 means 0.9 */
+    const char *name;                 /* slot suffix / op name: NULL for TensorFlow's */
+} recur_optimizer_opts;
+
+typedef struct recur_optimizer recur_optimizer;
+/* New optimizer (owned by the graph). NULL on error. */
+RECUR_API recur_optimizer *recur_optimizer_new(recur_graph *g, const recur_optimizer_opts *opts);
+/* Gradients of `loss` for vars (NULL, 0: every trainable variable, written to vars_out when
+ * non-NULL). Writes n gradients to grads (NULL where unconnected). Returns n or -1. */
+RECUR_API int recur_optimizer_compute_gradients(recur_optimizer *opt, recur_tensor *loss, recur_tensor *const *vars,
+                                                int nvars, recur_tensor **grads, recur_tensor **vars_out, int cap);
+/* The update op for (grad, var) pairs (NULL grads are skipped). Every update runs after every
+ * gradient is computed, so variables are read before any is written. global_step (may be NULL)
+ * is incremented after the updates. Slots are created here. */
+RECUR_API recur_op *recur_optimizer_apply_gradients(recur_optimizer *opt, recur_tensor *const *grads,
+                                                    recur_tensor *const *vars, int n, recur_tensor *global_step);
+/* compute_gradients + apply_gradients over every trainable variable (or vars). */
+RECUR_API recur_op *recur_optimizer_minimize(recur_optimizer *opt, recur_tensor *loss, recur_tensor *global_step,
+                                             recur_tensor *const *vars, int nvars);
+/* The slot variable of `var` ("m"/"v" for Adam, "momentum", "accumulator", "rms"), or NULL. */
+RECUR_API recur_tensor *recur_optimizer_slot(recur_optimizer *opt, recur_tensor *var, const char *slot);
+
 /* ============================================================================================
  * Checkpoints in TensorFlow's V2 format (PREFIX.index + PREFIX.data-00000-of-00001 + the
  * `checkpoint` state file), readable and writable both ways with TensorFlow.

@@ -322,7 +322,7 @@ static bool grad_select(recur_graph *g, recur_op *op, recur_tensor *const *dy, r
 static bool unary_float_only(int type)
 {
     return type != RC_OP_NEG && type != RC_OP_ABS && type != RC_OP_SQUARE && type != RC_OP_SIGN &&
-           type != RC_OP_RELU;
+           type != RC_OP_RELU && type != RC_OP_FLOOR;
 }
 
 static bool unary_shape(recur_graph *g, recur_op *op)
@@ -342,7 +342,7 @@ static bool unary_shape(recur_graph *g, recur_op *op)
      : (t) == RC_OP_SQRT ? sqrt(x) : (t) == RC_OP_SQUARE ? (x) * (x)                           \
      : (t) == RC_OP_ABS ? ((x) < 0 ? -(x) : (x)) : (t) == RC_OP_SIGN ? (double)(((x) > 0) - ((x) < 0)) \
      : (t) == RC_OP_SIGMOID ? 1.0 / (1.0 + exp(-(x))) : (t) == RC_OP_TANH ? tanh(x)            \
-     : ((x) > 0 ? (x) : 0))
+     : (t) == RC_OP_FLOOR ? floor(x) : ((x) > 0 ? (x) : 0))
 
 #define UN_REF(T)                                                                              \
     do {                                                                                       \
@@ -381,6 +381,7 @@ static recur_code unary_fast(rc_kctx *k)
     case RC_OP_SIGN: for (int64_t i = 0; i < n; i++) po[i] = (float)((px[i] > 0) - (px[i] < 0)); break;
     case RC_OP_SIGMOID: for (int64_t i = 0; i < n; i++) po[i] = 1.0f / (1.0f + expf(-px[i])); break;
     case RC_OP_TANH: for (int64_t i = 0; i < n; i++) po[i] = tanhf(px[i]); break;
+    case RC_OP_FLOOR: for (int64_t i = 0; i < n; i++) po[i] = floorf(px[i]); break;
     default: for (int64_t i = 0; i < n; i++) po[i] = px[i] > 0 ? px[i] : 0; break;
     }
     return RECUR_OK;
@@ -397,6 +398,7 @@ recur_tensor *recur_sigmoid(recur_graph *g, recur_tensor *x) { return unary(g, R
 recur_tensor *recur_tanh(recur_graph *g, recur_tensor *x) { return unary(g, RC_OP_TANH, x); }
 recur_tensor *recur_relu(recur_graph *g, recur_tensor *x) { return unary(g, RC_OP_RELU, x); }
 recur_tensor *rc_sign(recur_graph *g, recur_tensor *x) { return unary(g, RC_OP_SIGN, x); }
+recur_tensor *rc_floor(recur_graph *g, recur_tensor *x) { return unary(g, RC_OP_FLOOR, x); }
 
 static recur_tensor *scalar_like(recur_graph *g, recur_tensor *x, double v)
 {
@@ -413,7 +415,8 @@ static bool grad_unary(recur_graph *g, recur_op *op, recur_tensor *const *dy, re
     case RC_OP_SQRT: dx[0] = recur_div(g, recur_mul(g, d, scalar_like(g, y, 0.5)), y); break;
     case RC_OP_SQUARE: dx[0] = recur_mul(g, d, recur_mul(g, x, scalar_like(g, x, 2.0))); break;
     case RC_OP_ABS: dx[0] = recur_mul(g, d, rc_sign(g, x)); break;
-    case RC_OP_SIGN: dx[0] = recur_zeros_like(g, x); break;
+    case RC_OP_SIGN:
+    case RC_OP_FLOOR: dx[0] = recur_zeros_like(g, x); break;
     case RC_OP_SIGMOID: {
         recur_tensor *in[2] = {y, d};
         dx[0] = rc_op1(g, RC_OP_SIGMOID_GRAD, in, 2, NULL, NULL);
@@ -936,6 +939,7 @@ UNARY_DEF(sign, "Sign")
 UNARY_DEF(sigmoid, "Sigmoid")
 UNARY_DEF(tanh, "Tanh")
 UNARY_DEF(relu, "Relu")
+UNARY_DEF(floor, "Floor")
 
 const rc_op_def rc_def_sigmoid_grad = {"SigmoidGrad", NULL, 2, 2, 0, pair_shape, pair_kernel, NULL, grad_sigmoid_grad};
 const rc_op_def rc_def_tanh_grad = {"TanhGrad", NULL, 2, 2, 0, pair_shape, pair_kernel, NULL, grad_tanh_grad};

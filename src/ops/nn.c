@@ -150,3 +150,162 @@ recur_tensor *rc_dropout_mask(recur_graph *g, recur_shape shape, recur_dtype dt,
 const rc_op_def rc_def_dropout = {"Dropout", "dropout", 2, 2, RC_OPF_STATEFUL, dropout_shape, dropout_kernel, NULL, grad_dropout};
 const rc_op_def rc_def_dropout_mask = {"DropoutMask", "dropout_mask", 1, 1, RC_OPF_STATEFUL | RC_OPF_NO_GRAD,
                                        dropout_mask_shape, dropout_mask_kernel, NULL, NULL};
+
+/* ================================================================== cross-entropy losses */
+/* SoftmaxCrossEntropyWithLogits(labels [B,C], logits [B,C]) -> (loss [B], backprop [B,C])
+ * SparseSoftmaxCrossEntropyWithLogits(labels [B] int, logits [B,C]) -> (loss [B], backprop)
+ * backprop = softmax(logits) - labels (one-hot for the sparse form). */
+
+static bool xent_shape(recur_graph *g, recur_op *op)
+{
+    bool sparse = op->type == RC_OP_SPARSE_XENT;
+    recur_tensor *lab = op->inputs[0], *lg = op->inputs[1];
+    if (!rc_dtype_is_float(lg->dtype))
+        return rc_gerr(g, RECUR_INVALID_ARGUMENT, "%s: logits must be float or double, got %s", op->name,
+                       recur_dtype_name(lg->dtype)), false;
+    if (sparse ? !rc_dtype_is_int(lab->dtype) : lab->dtype != lg->dtype)
+        return rc_gerr(g, RECUR_INVALID_ARGUMENT, "%s: labels must be %s, got %s", op->name,
+                       sparse ? "int32 or int64" : recur_dtype_name(lg->dtype), recur_dtype_name(lab->dtype)), false;
+    if (lg->shape.rank >= 0 && lg->shape.rank != 2) return rc_shape_error(g, op, "logits must be 2-dimensional");
+    if (sparse && lab->shape.rank >= 0 && lab->shape.rank != 1) return rc_shape_error(g, op, "labels must be 1-D");
+    if (!sparse && !rc_shape_compatible(lab->shape, lg->shape))
+        return rc_shape_error(g, op, "logits and labels must be broadcastable");
+    int64_t B = lg->shape.rank == 2 ? lg->shape.dims[0] : -1;
+    if (sparse && B < 0 && lab->shape.rank == 1) B = lab->shape.dims[0];
+    if (sparse && B >= 0 && lab->shape.rank == 1 && lab->shape.dims[0] >= 0 && lab->shape.dims[0] != B)
+        return rc_shape_error(g, op, "logits and labels must have the same first dimension");
+    if (!rc_set_outputs(op, 2)) return rc_goom(g), false;
+    rc_set_output(op, 0, lg->dtype, RECUR_SHAPE(B));
+    rc_set_output(op, 1, lg->dtype, lg->shape);
+    return true;
+}
+
+static recur_code xent_kernel(rc_kctx *k)
+{
+    bool sparse = k->op->type == RC_OP_SPARSE_XENT;
+    recur_array *lab = k->in[0], *lg = k->in[1];
+    char a[128], b[128];
+    if (lg->shape.rank != 2 || (sparse ? (lab->shape.rank != 1 || lab->shape.dims[0] != lg->shape.dims[0])
+                                       : !rc_shape_equal(lab->shape, lg->shape)))
+        return rc_kerr(k, RECUR_INVALID_ARGUMENT, "logits and labels must have compatible shapes: logits %s, labels %s",
+                       rc_shape_debug(lg->shape, a, sizeof a), rc_shape_debug(lab->shape, b, sizeof b));
+    int64_t B = lg->shape.dims[0], C = lg->shape.dims[1];
+    if (sparse)
+        for (int64_t i = 0; i < B; i++) {
+            int64_t y = (int64_t)rc_array_get(lab, i);
+            if (y < 0 || y >= C)
+                return rc_kerr(k, RECUR_INVALID_ARGUMENT,
+                               "Received a label value of %lld which is outside the valid range of [0, %lld) (example %lld)",
+                               (long long)y, (long long)C, (long long)i);
+        }
+    recur_array *loss = rc_kout(k, 0, lg->dtype, RECUR_SHAPE(B)), *bp = loss ? rc_kout(k, 1, lg->dtype, lg->shape) : NULL;
+    if (!bp) return recur_status_code(k->st);
+    for (int64_t i = 0; i < B; i++) {
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j < C; j++) m = fmax(m, rc_array_get(lg, i * C + j));
+        for (int64_t j = 0; j < C; j++) s += exp(rc_array_get(lg, i * C + j) - m);
+        double lse = m + log(s), l = 0;
+        int64_t y = sparse ? (int64_t)rc_array_get(lab, i) : -1;
+        for (int64_t j = 0; j < C; j++) {
+            double x = rc_array_get(lg, i * C + j), p = exp(x - lse);
+            double t = sparse ? (j == y) : rc_array_get(lab, i * C + j);
+            l -= t ? t * (x - lse) : 0;
+            rc_array_set(bp, i * C + j, p - t);
+        }
+        rc_array_set(loss, i, l);
+    }
+    return RECUR_OK;
+}
+
+static bool grad_xent(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
+{
+    dx[0] = dx[1] = NULL;
+    if (!dy[0]) return true;
+    recur_tensor *d = recur_expand_dims(g, dy[0], 1);
+    dx[1] = recur_mul(g, d, &op->outputs[1]);
+    if (op->type == RC_OP_XENT) /* v2: the labels get -log_softmax(logits) */
+        dx[0] = recur_mul(g, d, recur_neg(g, recur_log_softmax(g, op->inputs[1])));
+    return recur_graph_ok(g);
+}
+
+static recur_tensor *xent(recur_graph *g, int type, recur_tensor *labels, recur_tensor *logits)
+{
+    recur_tensor *in[2] = {labels, logits};
+    recur_op *op = rc_op_new(g, type, in, 2, NULL, NULL);
+    return op ? &op->outputs[0] : NULL;
+}
+
+recur_tensor *recur_softmax_cross_entropy_with_logits(recur_graph *g, recur_tensor *labels, recur_tensor *logits)
+{
+    return xent(g, RC_OP_XENT, labels, logits);
+}
+
+recur_tensor *recur_sparse_softmax_cross_entropy_with_logits(recur_graph *g, recur_tensor *labels, recur_tensor *logits)
+{
+    return xent(g, RC_OP_SPARSE_XENT, labels, logits);
+}
+
+/* ================================================================== sigmoid cross-entropy */
+/* max(x, 0) - x * z + log(1 + exp(-|x|)) */
+
+static bool sigmoid_xent_shape(recur_graph *g, recur_op *op)
+{
+    recur_tensor *z = op->inputs[0], *x = op->inputs[1];
+    if (!rc_dtype_is_float(x->dtype) || z->dtype != x->dtype)
+        return rc_gerr(g, RECUR_INVALID_ARGUMENT, "%s: logits and labels must share a float dtype", op->name), false;
+    if (!rc_shape_compatible(z->shape, x->shape))
+        return rc_shape_error(g, op, "logits and labels must have the same shape");
+    if (!rc_set_outputs(op, 1)) return rc_goom(g), false;
+    rc_set_output(op, 0, x->dtype, rc_shape_known(x->shape) ? x->shape : z->shape);
+    return true;
+}
+
+static recur_code sigmoid_xent_kernel(rc_kctx *k)
+{
+    recur_array *z = k->in[0], *x = k->in[1];
+    if (!rc_shape_equal(z->shape, x->shape)) {
+        char a[128], b[128];
+        return rc_kerr(k, RECUR_INVALID_ARGUMENT, "logits and labels must have the same shape (%s vs %s)",
+                       rc_shape_debug(x->shape, a, sizeof a), rc_shape_debug(z->shape, b, sizeof b));
+    }
+    recur_array *o = rc_kout(k, 0, x->dtype, x->shape);
+    if (!o) return recur_status_code(k->st);
+    for (int64_t i = 0; i < x->size; i++) {
+        double xv = rc_array_get(x, i), zv = rc_array_get(z, i);
+        rc_array_set(o, i, fmax(xv, 0) - xv * zv + log1p(exp(-fabs(xv))));
+    }
+    return RECUR_OK;
+}
+
+static bool grad_sigmoid_xent(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
+{
+    recur_tensor *z = op->inputs[0], *x = op->inputs[1];
+    dx[1] = recur_mul(g, dy[0], recur_sub(g, recur_sigmoid(g, x), z));
+    dx[0] = recur_mul(g, dy[0], recur_neg(g, x));
+    return recur_graph_ok(g);
+}
+
+recur_tensor *recur_sigmoid_cross_entropy_with_logits(recur_graph *g, recur_tensor *labels, recur_tensor *logits)
+{
+    recur_tensor *in[2] = {labels, logits};
+    return rc_op1(g, RC_OP_SIGMOID_XENT, in, 2, NULL, NULL);
+}
+
+recur_tensor *recur_mean_squared_error(recur_graph *g, recur_tensor *labels, recur_tensor *predictions)
+{
+    return recur_reduce_mean(g, recur_square(g, recur_sub(g, predictions, labels)), NULL, 0, false);
+}
+
+recur_tensor *rc_const_scalar(recur_graph *g, recur_dtype dt, double v, const char *name);
+
+recur_tensor *recur_l2_loss(recur_graph *g, recur_tensor *t)
+{
+    if (!rc_gready(g, &t, 1)) return NULL;
+    return recur_mul(g, recur_reduce_sum(g, recur_square(g, t), NULL, 0, false), rc_const_scalar(g, t->dtype, 0.5, NULL));
+}
+
+const rc_op_def rc_def_xent = {"SoftmaxCrossEntropyWithLogits", NULL, 2, 2, 0, xent_shape, xent_kernel, NULL, grad_xent};
+const rc_op_def rc_def_sparse_xent = {"SparseSoftmaxCrossEntropyWithLogits", NULL, 2, 2, 0, xent_shape, xent_kernel, NULL,
+                                      grad_xent};
+const rc_op_def rc_def_sigmoid_xent = {"SigmoidCrossEntropyWithLogits", "logistic_loss", 2, 2, 0, sigmoid_xent_shape,
+                                       sigmoid_xent_kernel, NULL, grad_sigmoid_xent};

@@ -81,7 +81,16 @@
     X(LOOP_VAR, "LoopVar", loop_var)                                                           \
     X(RNN, "RnnLoop", rnn)                                                                     \
     X(RNN_GRAD, "RnnLoopGrad", rnn_grad)                                                       \
-    X(INDEXED_SLICES, "IndexedSlices", indexed_slices)
+    X(INDEXED_SLICES, "IndexedSlices", indexed_slices)                                         \
+    X(XENT, "SoftmaxCrossEntropyWithLogits", xent)                                             \
+    X(SPARSE_XENT, "SparseSoftmaxCrossEntropyWithLogits", sparse_xent)                         \
+    X(SIGMOID_XENT, "SigmoidCrossEntropyWithLogits", sigmoid_xent)                             \
+    X(FLOOR, "Floor", floor)                                                                   \
+    X(APPLY_GD, "ApplyGradientDescent", apply_gd)                                              \
+    X(APPLY_MOMENTUM, "ApplyMomentum", apply_momentum)                                         \
+    X(APPLY_ADAM, "ApplyAdam", apply_adam)                                                     \
+    X(APPLY_ADAGRAD, "ApplyAdagrad", apply_adagrad)                                            \
+    X(APPLY_RMSPROP, "ApplyRMSProp", apply_rmsprop)
 
 typedef enum rc_op_type {
     RC_OP_INVALID = 0,
