@@ -48,7 +48,7 @@ all: $(BUILD)/librecur.a $(BUILD)/librecur.so $(BUILD)/recur
 setup:
 	@./scripts/setup.sh
 
-$(BUILD)/%.o: %.c include/recur.h $(wildcard src/*.h src/*/*.h tests/*.h)
+$(BUILD)/%.o: %.c include/recur.h $(wildcard src/*.h src/*/*.h tests/*.h tools/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -59,7 +59,9 @@ $(BUILD)/librecur.a: $(LIB_OBJ)
 $(BUILD)/librecur.so: $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/recur: $(BUILD)/tools/recur.o $(BUILD)/librecur.a
+TOOL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tools/*.c)))
+
+$(BUILD)/recur: $(TOOL_OBJ) $(BUILD)/librecur.a
 	$(CC) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_LIB) $(BUILD)/librecur.a
