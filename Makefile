@@ -72,7 +72,7 @@ $(BUILD)/examples/%: $(BUILD)/examples/%.o $(BUILD)/librecur.a
 
 examples: $(EX_BIN)
 
-test: $(if $(SETUP),setup) $(TEST_BIN) $(EX_BIN)
+test: $(if $(SETUP),setup) $(TEST_BIN) $(EX_BIN) $(BUILD)/recur
 	@./tests/run_all.sh $(BUILD)/tests $(TEST_BIN:$(BUILD)/tests/%=%)
 
 demo: $(if $(SETUP),setup) $(EX_BIN) $(BUILD)/recur

@@ -2,6 +2,7 @@
  * recur.c - the `recur` command: train, predict and eval a text classifier; version.
  * (Checkpoint tools arrive with src/io: inspect, diff, rename.)
  */
+#include "blas_env.h"
 #include "classifier.h"
 #include "recur.h"
 
@@ -103,7 +104,7 @@ static int cmd_train(int argc, char **argv)
         else if (!strcmp(a, "--seed")) c.seed = int_value(argc, argv, &i, 0, 1LL << 62);
         else if (!strcmp(a, "--threads")) c.threads = (int)int_value(argc, argv, &i, 0, 1024);
         else if (!strcmp(a, "--save-every")) c.checkpoint_every = (int)int_value(argc, argv, &i, 0, 1 << 30);
-        else if (!strcmp(a, "--lr")) c.lr = real_value(argc, argv, &i, 0, 10);
+        else if (!strcmp(a, "--lr")) c.lr = real_value(argc, argv, &i, 0, 1e38);
         else if (!strcmp(a, "--lr-decay")) c.lr_decay = real_value(argc, argv, &i, 0, 1);
         else if (!strcmp(a, "--keep")) c.keep = real_value(argc, argv, &i, 1e-6, 1);
         else if (!strcmp(a, "--clip")) c.clip = real_value(argc, argv, &i, 0, 1e9);
@@ -161,6 +162,7 @@ static int cmd_predict(int argc, char **argv, bool eval)
 
 int main(int argc, char **argv)
 {
+    recur_tools_fix_blas(argv);
     if (argc < 2) return usage(stderr);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) return usage(stdout);
