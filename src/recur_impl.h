@@ -73,6 +73,16 @@ char *rc_sb_take(rc_strbuf *b);
 /* Levenshtein distance (capped at `cap`). */
 size_t rc_edit_distance(const char *a, const char *b, size_t cap);
 
+/* ---------------------------------------------------------------- arena (core/arena.c) */
+typedef struct rc_arena {
+    struct rc_arena_block *head;
+    size_t reserve; /* size of the merged block to make next */
+} rc_arena;
+/* 64-byte aligned scratch valid until the next reset; NULL on OOM. */
+void *rc_arena_alloc(rc_arena *a, size_t bytes, bool zero);
+void rc_arena_reset(rc_arena *a);
+void rc_arena_free(rc_arena *a);
+
 /* ---------------------------------------------------------------- hash map (core/map.c) */
 /* String-keyed map; keys are copied. Values are pointer-sized. */
 typedef struct rc_map_entry {

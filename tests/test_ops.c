@@ -93,6 +93,7 @@ B(b_select, recur_select(g, recur_less(g, in[0], in[1]), in[0], in[1]))
 B(b_concat0, recur_concat(g, in, 2, 0))
 B(b_concat1, recur_concat(g, in, 2, -1))
 B(b_transpose, recur_transpose(g, in[0], (int[]){2, 0, 1}))
+B(b_transpose_rows, recur_transpose(g, in[0], (int[]){1, 0, 2}))
 B(b_reshape, recur_reshape(g, in[0], RECUR_SHAPE(-1, 4)))
 B(b_expand, recur_expand_dims(g, in[0], 1))
 B(b_sum_all, recur_reduce_sum(g, in[0], NULL, 0, false))
@@ -104,6 +105,8 @@ B(b_mean_mid, recur_reduce_mean(g, in[0], (int[]){0, 2}, 2, true))
 B(b_max_trail, recur_reduce_max(g, in[0], (int[]){-1}, 1, false))
 B(b_max_lead, recur_reduce_max(g, in[0], (int[]){0}, 1, false))
 B(b_argmax, recur_argmax(g, in[0], -1))
+B(b_max_mid, recur_reduce_max(g, in[0], (int[]){1}, 1, false))
+B(b_mean_mid2, recur_reduce_mean(g, in[0], (int[]){1, 2}, 2, true))
 B(b_cast, recur_cast(g, in[0], RECUR_I32))
 B(b_cast64, recur_cast(g, in[0], RECUR_F64))
 B(b_gather, recur_gather(g, in[0], in[1]))
@@ -132,6 +135,8 @@ static const opcase cases[] = {
     {"add col bcast", b_add, 2, {F, F}, {S(3, 1), S(1, 4)}, -2, 2},
     {"add scalar", b_add, 2, {F, F}, {S(3, 4), RECUR_SCALAR}, -2, 2},
     {"add 3d mixed", b_add, 2, {F, F}, {S(2, 1, 4), S(3, 1)}, -2, 2},
+    {"add leading bcast", b_add, 2, {F, F}, {S(2, 3, 4), S(2, 3, 1)}, -2, 2},
+    {"mul leading bcast", b_mul, 2, {F, F}, {S(2, 3, 4), S(2, 1, 1)}, -2, 2},
     {"add int32", b_add, 2, {RECUR_I32, RECUR_I32}, {S(5), S(5)}, -9, 9},
     {"add f64", b_add, 2, {RECUR_F64, RECUR_F64}, {S(2, 3), S(3)}, -9, 9},
     {"sub bcast", b_sub, 2, {F, F}, {S(4), S(3, 4)}, -2, 2},
@@ -163,6 +168,7 @@ static const opcase cases[] = {
     {"concat axis 0", b_concat0, 2, {F, F}, {S(2, 3), S(4, 3)}, -1, 1},
     {"concat axis -1", b_concat1, 2, {F, F}, {S(2, 3, 2), S(2, 3, 5)}, -1, 1},
     {"transpose", b_transpose, 1, {F}, {S(2, 3, 4)}, -1, 1},
+    {"transpose keeping rows", b_transpose_rows, 1, {F}, {S(2, 3, 4)}, -1, 1},
     {"reshape", b_reshape, 1, {F}, {S(2, 3, 4)}, -1, 1},
     {"expand_dims", b_expand, 1, {F}, {S(2, 3)}, -1, 1},
     {"sum all", b_sum_all, 1, {F}, {S(2, 3, 4)}, -1, 1},
@@ -174,6 +180,8 @@ static const opcase cases[] = {
     {"mean outer keep", b_mean_mid, 1, {F}, {S(2, 3, 4)}, -1, 1},
     {"max trailing", b_max_trail, 1, {F}, {S(2, 3, 4)}, -1, 1},
     {"max leading", b_max_lead, 1, {F}, {S(2, 3, 4)}, -1, 1},
+    {"max middle", b_max_mid, 1, {F}, {S(2, 3, 4)}, -1, 1},
+    {"mean middle", b_mean_mid2, 1, {F}, {S(2, 3, 4, 2)}, -1, 1},
     {"argmax", b_argmax, 1, {F}, {S(3, 5)}, -1, 1},
     {"cast", b_cast, 1, {F}, {S(6)}, -9, 9},
     {"cast f64", b_cast64, 1, {F}, {S(6)}, -9, 9},

@@ -581,6 +581,22 @@ static recur_code transpose_kernel(rc_kctx *k)
     }
     recur_array *o = rc_kout(k, 0, x->dtype, os);
     if (!o) return recur_status_code(k->st);
+    if (r >= 2 && k->op->attr.ivec[r - 1] == r - 1 && !rc_kreference(k)) {
+        /* the last axis stays: move whole rows */
+        int64_t inner = x->shape.dims[r - 1], rows = inner ? o->size / inner : 0;
+        size_t es = recur_dtype_size(x->dtype), rb = (size_t)inner * es;
+        int64_t idx2[RECUR_MAX_RANK] = {0}, src = 0;
+        for (int64_t i = 0; i < rows; i++) {
+            memcpy((char *)o->data + (size_t)i * rb, (const char *)x->data + (size_t)src * es, rb);
+            for (int d = r - 2; d >= 0; d--) {
+                src += ist[d];
+                if (++idx2[d] < o->shape.dims[d]) break;
+                src -= ist[d] * o->shape.dims[d];
+                idx2[d] = 0;
+            }
+        }
+        return RECUR_OK;
+    }
     int64_t off = 0;
     switch (recur_dtype_size(x->dtype)) {
     case 1: TRANSPOSE_LOOP(uint8_t); break;
@@ -921,6 +937,26 @@ static recur_code reverse_sequence_kernel(rc_kctx *k)
     int64_t st[RECUR_MAX_RANK], idx[RECUR_MAX_RANK] = {0};
     strides_of(x->shape, st);
     size_t es = recur_dtype_size(x->dtype);
+    int r = x->shape.rank;
+    if (sa < r - 1 && ba < r - 1 && r >= 3 && !rc_kreference(k)) {
+        /* move rows of the trailing dims (those after both axes) */
+        int lo = sa > ba ? sa : ba;
+        int64_t inner = 1, rows;
+        for (int d = lo + 1; d < r; d++) inner *= x->shape.dims[d];
+        rows = inner ? x->size / inner : 0;
+        size_t rb = (size_t)inner * es;
+        int64_t ridx[RECUR_MAX_RANK] = {0};
+        for (int64_t i = 0; i < rows; i++) {
+            int64_t b = ridx[ba], t = ridx[sa], l = (int64_t)rc_array_get(len, b), src = i * inner;
+            if (t < l) src += (l - 1 - 2 * t) * st[sa];
+            memcpy((char *)o->data + (size_t)i * rb, (char *)x->data + (size_t)src * es, rb);
+            for (int d = lo; d >= 0; d--) {
+                if (++ridx[d] < x->shape.dims[d]) break;
+                ridx[d] = 0;
+            }
+        }
+        return RECUR_OK;
+    }
     for (int64_t i = 0; i < x->size; i++) {
         int64_t b = idx[ba], t = idx[sa], l = (int64_t)rc_array_get(len, b);
         int64_t src = i;

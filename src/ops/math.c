@@ -159,6 +159,12 @@ static recur_code binary_ref(rc_kctx *k)
             int64_t m = b->size;                                                               \
             for (int64_t r = 0; r < n; r += m)                                                 \
                 for (int64_t j = 0; j < m; j++) po[r + j] = (T)BIN_EXPR(kind, pa[r + j], pb[j]); \
+        } else if (a->size == n && (inner = leading(b->shape, o->shape)) > 0) {                \
+            for (int64_t r = 0; r < b->size; r++) {                                            \
+                T y = pb[r];                                                                   \
+                for (int64_t j = 0; j < inner; j++)                                            \
+                    po[r * inner + j] = (T)BIN_EXPR(kind, pa[r * inner + j], y);               \
+            }                                                                                  \
         } else {                                                                               \
             bwalk w;                                                                           \
             bwalk_init(&w, a->shape, b->shape, o->shape);                                      \
@@ -179,8 +185,25 @@ static bool trailing(recur_shape s, recur_shape out)
     return true;
 }
 
+/* Is `s` the leading dims of `out` followed by 1s (b[i, 1, 1] against out[i, j, k])? Returns
+ * the broadcast block size (product of out's dims where s has trailing 1s), or 0. */
+static int64_t leading(recur_shape s, recur_shape out)
+{
+    if (s.rank != out.rank) return 0;
+    int k = s.rank;
+    while (k > 0 && s.dims[k - 1] == 1) k--;
+    if (k == s.rank) return 0;
+    int64_t inner = 1;
+    for (int i = 0; i < s.rank; i++) {
+        if (i < k && s.dims[i] != out.dims[i]) return 0;
+        if (i >= k) inner *= out.dims[i];
+    }
+    return inner;
+}
+
 static recur_code binary_fast(rc_kctx *k)
 {
+    int64_t inner;
     if (is_compare(k->op->type)) return binary_ref(k);
     recur_array *a = k->in[0], *b = k->in[1], *o;
     recur_code c = binary_alloc(k, &o);

@@ -119,56 +119,59 @@ static recur_code reduce_ref(rc_kctx *k)
     return RECUR_OK;
 }
 
-/* Fast float32 paths when the reduced axes are a leading or a trailing block. */
+/* Fast float32 path when the reduced axes form one contiguous block: the input is then
+ * [outer, mid, inner] with mid reduced (leading: outer 1; trailing: inner 1). */
 static recur_code reduce_fast(rc_kctx *k)
 {
     recur_array *x = k->in[0];
     if (x->dtype != RECUR_F32) return reduce_ref(k);
     int r = x->shape.rank;
     int64_t mask = k->op->attr.i[1];
-    int lead = 0, trail = 0;
-    while (lead < r && (mask >> lead & 1)) lead++;
-    while (trail < r && (mask >> (r - 1 - trail) & 1)) trail++;
-    int nred = 0;
-    for (int i = 0; i < r; i++) nred += (int)(mask >> i & 1);
-    bool leading = lead == nred, trailing = trail == nred;
-    if (!leading && !trailing) return reduce_ref(k);
+    int first = -1, last = -1;
+    for (int i = 0; i < r; i++)
+        if (mask >> i & 1) {
+            if (first < 0) first = i;
+            if (last >= 0 && last != i - 1) return reduce_ref(k); /* not contiguous */
+            last = i;
+        }
+    if (first < 0) return reduce_ref(k);
+    int64_t outer = 1, mid = 1, inner = 1;
+    for (int i = 0; i < first; i++) outer *= x->shape.dims[i];
+    for (int i = first; i <= last; i++) mid *= x->shape.dims[i];
+    for (int i = last + 1; i < r; i++) inner *= x->shape.dims[i];
     recur_array *o = rc_kout(k, 0, x->dtype, reduced_shape(x->shape, mask, k->op->attr.i[0]));
     if (!o) return recur_status_code(k->st);
-    int64_t outer = 1, inner = 1;
     const float *px = x->data;
     float *po = o->data;
     bool is_max = k->op->type == RC_OP_MAX, mean = k->op->type == RC_OP_MEAN;
-    if (trailing) {
-        for (int i = 0; i < r - nred; i++) outer *= x->shape.dims[i];
-        for (int i = r - nred; i < r; i++) inner *= x->shape.dims[i];
-        for (int64_t a = 0; a < outer; a++) {
-            const float *row = px + a * inner;
+    for (int64_t a = 0; a < outer; a++) {
+        float *dst = po + a * inner;
+        const float *src = px + a * mid * inner;
+        if (inner == 1) {
             double s = is_max ? -INFINITY : 0;
-            for (int64_t j = 0; j < inner; j++) {
+            for (int64_t m = 0; m < mid; m++) {
+                float v = src[m];
                 if (is_max) {
-                    if (row[j] > s || isnan(row[j])) s = row[j];
+                    if (v > s || isnan(v)) s = v;
                 } else {
-                    s += row[j];
+                    s += v;
                 }
             }
-            po[a] = (float)(mean ? (inner ? s / (double)inner : NAN) : s);
+            dst[0] = (float)(mean ? (mid ? s / (double)mid : NAN) : s);
+            continue;
         }
-    } else {
-        for (int i = 0; i < nred; i++) outer *= x->shape.dims[i];
-        for (int i = nred; i < r; i++) inner *= x->shape.dims[i];
-        for (int64_t j = 0; j < inner; j++) po[j] = is_max ? -INFINITY : 0;
-        for (int64_t a = 0; a < outer; a++) {
-            const float *row = px + a * inner;
+        for (int64_t j = 0; j < inner; j++) dst[j] = is_max ? -INFINITY : 0;
+        for (int64_t m = 0; m < mid; m++) {
+            const float *row = src + m * inner;
             if (is_max) {
                 for (int64_t j = 0; j < inner; j++)
-                    if (row[j] > po[j] || isnan(row[j])) po[j] = row[j];
+                    if (row[j] > dst[j] || isnan(row[j])) dst[j] = row[j];
             } else {
-                for (int64_t j = 0; j < inner; j++) po[j] += row[j];
+                for (int64_t j = 0; j < inner; j++) dst[j] += row[j];
             }
         }
         if (mean)
-            for (int64_t j = 0; j < inner; j++) po[j] = outer ? po[j] / (float)outer : NAN;
+            for (int64_t j = 0; j < inner; j++) dst[j] = mid ? dst[j] / (float)mid : NAN;
     }
     return RECUR_OK;
 }

@@ -66,6 +66,7 @@ static void free_loop_state(void *p)
         if (s->hist[i] && s->hist[i]->pooled && --s->hist[i]->refs == 0) recur_array_free(s->hist[i]);
     rc_free(s->hist);
     rc_free(s->fused_hist);
+    rc_arena_free(&s->scratch);
     rc_free(s);
 }
 
@@ -295,7 +296,7 @@ static recur_code rnn_kernel(rc_kctx *k)
             }
             hist = ls->fused_hist;
         }
-        return rc_fused_forward(k, &L->fused, x, L->has_len ? k->in[1] : NULL, &k->in[s0], fin, out, hist);
+        return rc_fused_forward(k, &L->fused, x, L->has_len ? k->in[1] : NULL, fin, out, hist, &ls->scratch);
     }
     return loop_path(k, L, ls, train, T, B, steps, out, fin);
 }

@@ -40,6 +40,7 @@ static bool rnn_grad_shape(recur_graph *g, recur_op *op)
 
 typedef struct grad_state {
     rc_plan *plan;
+    rc_arena scratch;
 } grad_state;
 
 static void free_grad_state(void *p)
@@ -47,10 +48,11 @@ static void free_grad_state(void *p)
     grad_state *s = p;
     if (!s) return;
     rc_plan_free(s->plan);
+    rc_arena_free(&s->scratch);
     rc_free(s);
 }
 
-static rc_plan *backward_plan(rc_kctx *k, rc_loop_grad *G)
+static grad_state *grad_state_of(rc_kctx *k)
 {
     void **slot = rc_kstate(k);
     if (!slot) return NULL;
@@ -59,7 +61,13 @@ static rc_plan *backward_plan(rc_kctx *k, rc_loop_grad *G)
         if (!*slot) return NULL;
         rc_kstate_set_free(k, free_grad_state);
     }
-    grad_state *gs = *slot;
+    return *slot;
+}
+
+static rc_plan *backward_plan(rc_kctx *k, rc_loop_grad *G)
+{
+    grad_state *gs = grad_state_of(k);
+    if (!gs) return NULL;
     if (gs->plan) return gs->plan;
     rc_loop *L = G->fwd;
     int n = L->nstate, nf = 0;
@@ -202,10 +210,10 @@ static recur_code rnn_grad_kernel(rc_kctx *k)
     }
     if (!c) {
         if (ls->fused_ran) {
-            recur_array *dfin[RECUR_MAX_STATE];
-            for (int i = 0; i < n; i++) dfin[i] = k->in[2 + i];
-            c = rc_fused_backward(k, &L->fused, ls->fused_hist, ls->steps, &k->in[fo], L->has_len ? k->in[fo + 1] : NULL,
-                                  &k->in[s0], k->in[1], (const recur_array *const *)dfin, dX, dS, dC, L->first_capture);
+            grad_state *gs = grad_state_of(k);
+            c = gs ? rc_fused_backward(k, &L->fused, ls->fused_hist, &k->in[fo], L->has_len ? k->in[fo + 1] : NULL, &k->in[s0],
+                                       k->in[1], dX, dS, dC, L->first_capture, &gs->scratch)
+                   : rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
         } else {
             c = generic_backward(k, G, ls, dX, dS, dC);
         }

@@ -136,6 +136,7 @@ typedef struct rc_loop_state {
     size_t fused_cap;
     bool fused_ran;              /* the last forward run used the fused kernels */
     int64_t steps;               /* steps run by the last forward */
+    rc_arena scratch;            /* fused-kernel scratch */
 } rc_loop_state;
 
 /* Loop-op input layout: [x_tm, (seq_len), init_state..., captures...]
@@ -154,20 +155,19 @@ bool rc_grad_rnn(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_te
 recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recur_tensor *seq_len,
                       recur_tensor *const *init, int nstate);
 
-/* Forward history layout of the fused kernels (floats per layer per step), and the backward. */
+/* Fused whole-sequence kernels (fused.c). Forward: x [T, B, D] f32, len int [B] or NULL;
+ * `final` holds the initial state on entry and the final state on exit; `out` [T, B, O] is
+ * zero-filled by the caller; hist (rc_fused_hist_floats floats, or NULL when no gradient
+ * follows) receives what the backward needs; scratch comes from the arena. */
 size_t rc_fused_hist_floats(const rc_fused *spec, int64_t T, int64_t B);
-/* fwd_in: the forward loop op's input values (x_tm, len, init..., captures...); dcap[j] is the
- * gradient of capture j = fwd input first_capture + j. dinit arrives holding d_final_state and
- * leaves holding the gradient of the initial state. */
-recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, int64_t steps,
-                             recur_array *const *fwd_in, const recur_array *len, recur_array *const *init,
-                             const recur_array *dout, const recur_array *const *dfinal, recur_array *dx,
-                             recur_array **dinit, recur_array **dcap, int first_capture);
-
-/* Fused whole-sequence forward of `spec` (kernels in fused.c). x: [T, B, D] f32; len: int32 [B]
- * or NULL; init/final: per flattened state; weights: the loop op's inputs; out: [T, B, O]
- * zero-filled by the caller. T_run: steps to run (max length). */
 recur_code rc_fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array *x, const recur_array *len,
-                            recur_array *const *init, recur_array **final, recur_array *out, float *hist);
+                            recur_array **final, recur_array *out, float *hist, rc_arena *scratch);
+/* Backward. fwd_in: the forward loop op's input values (x_tm, len, init..., captures...); dcap[j]
+ * is the gradient of capture j = fwd input first_capture + j (accumulated). dinit arrives
+ * holding d_final_state and leaves holding the gradient of the initial state; dx [T, B, D] is
+ * zero-filled by the caller. */
+recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, recur_array *const *fwd_in,
+                             const recur_array *len, recur_array *const *init, const recur_array *dout, recur_array *dx,
+                             recur_array **dinit, recur_array **dcap, int first_capture, rc_arena *scratch);
 
 #endif
