@@ -30,7 +30,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
-CFLAGS  += -std=c11 -D_GNU_SOURCE -fPIC $(OPT) $(WARN) $(SANFLAGS) -Iinclude -Isrc $(BLAS_CFLAGS)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -fPIC -fno-math-errno $(OPT) $(WARN) $(SANFLAGS) -Iinclude -Isrc $(BLAS_CFLAGS)
 LDLIBS  += $(BLAS_LIBS) $(IO_LIBS) -lm -lpthread
 LDFLAGS += $(SANFLAGS)
 

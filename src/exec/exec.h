@@ -24,10 +24,16 @@ typedef struct rc_plan {
     uint64_t ctrl_version;
     unsigned char *has_op;  /* by op id (ids below nops_seen): op is in the plan */
     size_t nops_seen;
+    /* concurrency: partner[i] = j > i when ops i and j may run at the same time (every input
+     * of j is ready before i starts); done marks j once it ran with i (reset every exec) */
+    int *partner;
+    unsigned char *done;
 } rc_plan;
 
 /* Is `op` run by `plan`? */
 bool rc_plan_contains(const rc_plan *plan, const recur_op *op);
+
+#include <pthread.h>
 
 /* Size-bucketed free lists of arrays so a steady-state loop allocates nothing. */
 typedef struct rc_pool_bucket {
@@ -39,6 +45,7 @@ typedef struct rc_pool {
     rc_pool_bucket *buckets; /* sorted by bytes */
     size_t n, cap;
     size_t held_bytes;
+    pthread_mutex_t lock;    /* two kernels may allocate at once (worker.c) */
 } rc_pool;
 
 struct recur_session {
@@ -55,6 +62,7 @@ struct recur_session {
     size_t nplans, capplans;
     rc_pool pool;
     int threads;
+    struct rc_worker *worker; /* the second thread (started on first use) */
     uint64_t run_count;       /* runs started (step number for messages) */
     recur_array **run_vals;   /* reused run tables */
     int *run_remaining;
@@ -68,12 +76,23 @@ struct rc_run {
     int ntensors;
     recur_status *st;
     const rc_plan *plan;      /* the top-level plan being run */
+    bool concurrent;          /* two kernels are running: no nested parallelism */
 };
+
+/* worker.c: run fn(arg) on the session's worker thread (false if it cannot be started: run it
+ * yourself); wait for it; stop the thread. */
+bool rc_worker_start(recur_session *s, void (*fn)(void *), void *arg);
+void rc_worker_wait(recur_session *s);
+void rc_worker_stop(recur_session *s);
+/* Make the BLAS single-threaded for the duration of a run; returns what to restore. */
+int rc_blas_single_thread(void);
+void rc_blas_restore(int n);
 
 /* Allocate a run-time array from the pool (refs = 1). NULL on OOM. */
 recur_array *rc_pool_get(rc_pool *p, recur_dtype dt, recur_shape shape);
 /* Drop one run-time reference; pooled arrays return to the pool at zero. */
 void rc_release(rc_pool *p, recur_array *a);
+void rc_pool_init(rc_pool *p);
 void rc_pool_free(rc_pool *p);
 
 /* Build the plan running `ops_wanted` (targets) and producing `fetches`, stopping at `feeds`

@@ -14,6 +14,8 @@ void rc_plan_free(rc_plan *p)
     rc_free(p->fetches);
     rc_free(p->targets);
     rc_free(p->has_op);
+    rc_free(p->partner);
+    rc_free(p->done);
     rc_free(p);
 }
 
@@ -78,6 +80,51 @@ static recur_code visit(walk *w, recur_op *root)
     return RECUR_OK;
 }
 
+/* Partners for ops that declare they can run concurrently: j > i pairs with i when all of j's
+ * inputs and control inputs come from ops placed before i (or from outside the plan). */
+static bool pair_ops(rc_plan *p, recur_op **order, int n, size_t nops)
+{
+    int *pos = NULL;
+    for (int i = 0; i < n; i++)
+        if (rc_op_def_of(order[i]->type)->concurrent) goto build;
+    return true;
+build:
+    pos = rc_malloc((nops + 1) * sizeof *pos);
+    p->partner = rc_malloc((size_t)(n + 1) * sizeof *p->partner);
+    p->done = rc_calloc((size_t)n + 1, 1);
+    if (!pos || !p->partner || !p->done) {
+        rc_free(pos);
+        return false;
+    }
+    for (size_t i = 0; i < nops; i++) pos[i] = -1;
+    for (int i = 0; i < n; i++) {
+        pos[order[i]->id] = i;
+        p->partner[i] = -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!rc_op_def_of(order[i]->type)->concurrent || p->partner[i] >= 0) continue;
+        for (int j = i + 1; j < n; j++) {
+            recur_op *b = order[j];
+            if (!rc_op_def_of(b->type)->concurrent || p->partner[j] >= 0) continue;
+            bool ready = true;
+            for (int k = 0; k < b->ninputs && ready; k++) {
+                int q = pos[b->inputs[k]->op->id];
+                ready = q < i;
+            }
+            for (int k = 0; k < b->nctrl && ready; k++) ready = pos[b->ctrl[k]->id] < i;
+            if (ready) {
+                p->partner[i] = j;
+                p->partner[j] = -2; /* taken */
+                break;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (p->partner[i] == -2) p->partner[i] = -1;
+    rc_free(pos);
+    return true;
+}
+
 rc_plan *rc_plan_build(recur_graph *g, rc_frame *frame, recur_tensor *const *feeds, int nfeeds,
                        recur_tensor *const *fetches, int nfetches, recur_op *const *targets,
                        int ntargets, recur_status *st)
@@ -126,6 +173,10 @@ rc_plan *rc_plan_build(recur_graph *g, rc_frame *frame, recur_tensor *const *fee
     }
     for (int i = 0; i < w.norder; i++) p->has_op[w.order[i]->id] = 1;
     p->nops_seen = nops;
+    if (!pair_ops(p, w.order, w.norder, nops)) {
+        rc_oom(st);
+        goto fail;
+    }
     p->ops = w.order;
     p->nops = w.norder;
     w.order = NULL;

@@ -18,15 +18,23 @@ static size_t find_bucket(const rc_pool *p, size_t bytes)
     return lo;
 }
 
+void rc_pool_init(rc_pool *p)
+{
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->lock, NULL);
+}
+
 recur_array *rc_pool_get(rc_pool *p, recur_dtype dt, recur_shape shape)
 {
     int64_t count;
     if (!rc_shape_count(shape, &count)) return NULL;
     size_t bytes = (size_t)count * recur_dtype_size(dt);
+    pthread_mutex_lock(&p->lock);
     size_t i = find_bucket(p, bytes);
     if (i < p->n && p->buckets[i].bytes == bytes && p->buckets[i].n) {
         recur_array *a = p->buckets[i].items[--p->buckets[i].n];
         p->held_bytes -= bytes;
+        pthread_mutex_unlock(&p->lock);
         a->dtype = dt;
         a->shape = shape;
         for (int d = shape.rank; d < RECUR_MAX_RANK; d++) a->shape.dims[d] = 0;
@@ -35,6 +43,7 @@ recur_array *rc_pool_get(rc_pool *p, recur_dtype dt, recur_shape shape)
         a->refs = 1;
         return a;
     }
+    pthread_mutex_unlock(&p->lock);
     recur_array *a = rc_array_alloc(dt, shape, false, NULL);
     if (!a) return NULL;
     a->pooled = true;
@@ -45,8 +54,12 @@ recur_array *rc_pool_get(rc_pool *p, recur_dtype dt, recur_shape shape)
 void rc_release(rc_pool *p, recur_array *a)
 {
     if (!a || !a->pooled) return;
+    pthread_mutex_lock(&p->lock);
     RC_CHECK(a->refs > 0);
-    if (--a->refs > 0) return;
+    if (--a->refs > 0) {
+        pthread_mutex_unlock(&p->lock);
+        return;
+    }
     size_t bytes = a->capacity;
     size_t i = find_bucket(p, bytes);
     if (i == p->n || p->buckets[i].bytes != bytes) {
@@ -59,8 +72,10 @@ void rc_release(rc_pool *p, recur_array *a)
     if (!RC_GROW(b->items, b->cap, b->n + 1)) goto drop;
     b->items[b->n++] = a;
     p->held_bytes += bytes;
+    pthread_mutex_unlock(&p->lock);
     return;
 drop:
+    pthread_mutex_unlock(&p->lock);
     recur_array_free(a);
 }
 
@@ -71,5 +86,6 @@ void rc_pool_free(rc_pool *p)
         rc_free(p->buckets[i].items);
     }
     rc_free(p->buckets);
-    memset(p, 0, sizeof *p);
+    p->buckets = NULL;
+    p->n = p->cap = p->held_bytes = 0;
 }

@@ -24,6 +24,7 @@ recur_session *recur_session_new(recur_graph *g, const recur_session_opts *opts,
         return NULL;
     }
     s->g = g;
+    rc_pool_init(&s->pool);
     if (opts) s->opts = *opts;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->threads = s->opts.num_threads > 0 ? s->opts.num_threads : (int)(ncpu > 0 ? RC_MIN(ncpu, 2) : 1);
@@ -59,6 +60,7 @@ static void free_state(recur_session *s)
 void recur_session_close(recur_session *s)
 {
     if (!s) return;
+    rc_worker_stop(s);
     free_state(s);
     s->closed = true;
 }
@@ -66,7 +68,9 @@ void recur_session_close(recur_session *s)
 void recur_session_free(recur_session *s)
 {
     if (!s) return;
+    rc_worker_stop(s);
     free_state(s);
+    pthread_mutex_destroy(&s->pool.lock);
     rc_free(s);
 }
 
@@ -123,22 +127,27 @@ recur_code rc_kerr(rc_kctx *k, recur_code code, const char *fmt, ...)
 int rc_kthreads(rc_kctx *k) { return k->run->s->threads; }
 bool rc_kreference(rc_kctx *k) { return k->run->s->reference; }
 
-void **rc_kstate(rc_kctx *k)
+static bool grow_op_state(recur_session *s, size_t need)
 {
-    recur_session *s = k->run->s;
-    size_t need = (size_t)k->op->id + 1;
     if (need > s->capop_state) {
         size_t nc = RC_MAX(need, s->capop_state * 2);
         void **ns = rc_realloc(s->op_state, nc * sizeof *ns);
-        if (!ns) return NULL;
+        if (!ns) return false;
         s->op_state = ns;
         void (**nf)(void *) = rc_realloc(s->op_state_free, nc * sizeof *nf);
-        if (!nf) return NULL;
+        if (!nf) return false;
         s->op_state_free = nf;
         memset(ns + s->capop_state, 0, (nc - s->capop_state) * sizeof *ns);
         memset(nf + s->capop_state, 0, (nc - s->capop_state) * sizeof *nf);
         s->capop_state = nc;
     }
+    return true;
+}
+
+void **rc_kstate(rc_kctx *k)
+{
+    recur_session *s = k->run->s;
+    if (!grow_op_state(s, (size_t)k->op->id + 1)) return NULL;
     if (!s->op_state_free[k->op->id]) s->op_state_free[k->op->id] = rc_free;
     return &s->op_state[k->op->id];
 }
@@ -186,62 +195,128 @@ static recur_code check_numerics(rc_kctx *k)
     return RECUR_OK;
 }
 
-recur_code rc_exec_op(rc_run *run, recur_op *op)
+/* One op on its way through the executor: inputs gathered, outputs collected. */
+typedef struct pending {
+    recur_op *op;
+    rc_kctx k;
+    recur_array *inbuf[32], *outbuf[32];
+    recur_status st;   /* a kernel running on the worker reports here */
+    recur_code code;
+} pending;
+
+/* Gather the inputs (an uninitialised variable fails here, as in TensorFlow, at its reader). */
+static recur_code op_prepare(rc_run *run, recur_op *op, pending *p, recur_status *st)
 {
     const rc_op_def *def = rc_op_def_of(op->type);
-    recur_array *inbuf[8], *outbuf[8];
-    recur_array **in = op->ninputs <= 8 ? inbuf : rc_malloc((size_t)op->ninputs * sizeof *in);
-    recur_array **out = op->noutputs <= 8 ? outbuf : rc_calloc((size_t)op->noutputs, sizeof *out);
-    recur_code code = RECUR_OK;
-    if (!in || !out) {
-        code = rc_oom(run->st);
-        goto done;
-    }
-    memset(out, 0, (size_t)RC_MIN(op->noutputs, 8) * sizeof *out);
-    rc_kctx k = {.run = run, .op = op, .in = in, .out = out, .st = run->st};
+    p->op = op;
+    p->code = RECUR_OK;
+    recur_array **in = op->ninputs <= 32 ? p->inbuf : rc_malloc((size_t)op->ninputs * sizeof *in);
+    recur_array **out = op->noutputs <= 32 ? p->outbuf : rc_malloc((size_t)op->noutputs * sizeof *out);
+    p->k = (rc_kctx){.run = run, .op = op, .in = in, .out = out, .st = st};
+    if (!in || !out) return p->code = rc_oom(st);
+    memset(out, 0, (size_t)op->noutputs * sizeof *out);
     for (int i = 0; i < op->ninputs; i++) {
         in[i] = run->vals[op->inputs[i]->id];
         if (!in[i] && !(i == 0 && (def->flags & RC_OPF_REF_INPUT))) {
             rc_variable *v = rc_tensor_var(op->inputs[i]);
             RC_CHECK(v); /* only variables may hold no value */
-            code = rc_kerr(&k, RECUR_FAILED_PRECONDITION, "Attempting to use uninitialized value %s", v->name);
-            for (int j = 0; j < op->ninputs; j++) rc_run_drop(run, op->inputs[j]);
-            goto done;
+            return p->code = rc_kerr(&p->k, RECUR_FAILED_PRECONDITION, "Attempting to use uninitialized value %s", v->name);
         }
     }
-    rc_kernel_fn fn = run->s->reference && def->reference ? def->reference : def->forward;
-    code = fn(&k);
-    if (code == RECUR_OK && run->s->opts.check_numerics) code = check_numerics(&k);
-    if (code == RECUR_OK) {
-        for (int i = 0; i < op->noutputs; i++) {
-            RC_CHECK(out[i] || op->type == RC_OP_VARIABLE);
-            recur_tensor *t = &op->outputs[i];
-            rc_run_set(run, t, out[i]);
-            out[i] = NULL;
-            if (run->remaining[t->id] == 0) {
-                rc_release(&run->s->pool, run->vals[t->id]);
-                run->vals[t->id] = NULL;
+    return RECUR_OK;
+}
+
+static void op_kernel(void *arg)
+{
+    pending *p = arg;
+    const rc_op_def *def = rc_op_def_of(p->op->type);
+    rc_kernel_fn fn = p->k.run->s->reference && def->reference ? def->reference : def->forward;
+    p->code = fn(&p->k);
+    if (p->code == RECUR_OK && p->k.run->s->opts.check_numerics) p->code = check_numerics(&p->k);
+}
+
+/* Publish the outputs (or release them on failure) and drop the inputs' reads. */
+static void op_finish(rc_run *run, pending *p)
+{
+    recur_op *op = p->op;
+    if (p->k.out) {
+        if (p->code == RECUR_OK) {
+            for (int i = 0; i < op->noutputs; i++) {
+                RC_CHECK(p->k.out[i] || op->type == RC_OP_VARIABLE);
+                recur_tensor *t = &op->outputs[i];
+                rc_run_set(run, t, p->k.out[i]);
+                if (run->remaining[t->id] == 0) {
+                    rc_release(&run->s->pool, run->vals[t->id]);
+                    run->vals[t->id] = NULL;
+                }
             }
+        } else {
+            for (int i = 0; i < op->noutputs; i++) rc_release(&run->s->pool, p->k.out[i]);
         }
-    } else {
-        for (int i = 0; i < op->noutputs; i++) rc_release(&run->s->pool, out[i]);
     }
     for (int i = 0; i < op->ninputs; i++) rc_run_drop(run, op->inputs[i]);
-done:
-    if (in != inbuf) rc_free(in);
-    if (out != outbuf) rc_free(out);
-    return code;
+    if (p->k.in != p->inbuf) rc_free(p->k.in);
+    if (p->k.out != p->outbuf) rc_free(p->k.out);
+}
+
+recur_code rc_exec_op(rc_run *run, recur_op *op)
+{
+    pending p;
+    if (op_prepare(run, op, &p, run->st) == RECUR_OK) op_kernel(&p);
+    op_finish(run, &p);
+    return p.code;
+}
+
+/* Two independent ops at once: b on the session's worker thread, a here. */
+static recur_code exec_pair(rc_run *run, recur_op *a, recur_op *b)
+{
+    pending pa, pb;
+    recur_status_clear(&pb.st);
+    bool ok_a = op_prepare(run, a, &pa, run->st) == RECUR_OK;
+    bool ok_b = ok_a && op_prepare(run, b, &pb, &pb.st) == RECUR_OK;
+    if (!ok_a) pb = (pending){.op = b, .code = RECUR_ABORTED};
+    if (ok_b) {
+        run->concurrent = true;
+        bool async = rc_worker_start(run->s, op_kernel, &pb);
+        op_kernel(&pa);
+        if (async)
+            rc_worker_wait(run->s);
+        else
+            op_kernel(&pb);
+        run->concurrent = false;
+    }
+    if (ok_a && pb.code != RECUR_OK && pa.code == RECUR_OK) rc_status_copy(run->st, &pb.st);
+    op_finish(run, &pa);
+    if (pb.k.in || !ok_a) op_finish(run, &pb);
+    return pa.code != RECUR_OK ? pa.code : pb.code;
+}
+
+/* May op run on the worker next to another (its kernel is self-contained)? */
+static bool concurrent_ok(rc_run *run, recur_op *op)
+{
+    const rc_op_def *d = rc_op_def_of(op->type);
+    return d->concurrent && d->concurrent(run, op);
 }
 
 recur_code rc_plan_exec(rc_run *run, const rc_plan *plan)
 {
     for (int i = 0; i < plan->nuses; i++) run->remaining[plan->use_ids[i]] += plan->use_counts[i];
+    if (plan->done) memset(plan->done, 0, (size_t)plan->nops);
+    bool par = run->s->threads > 1 && !run->concurrent && plan->partner;
     for (int i = 0; i < plan->nops; i++) {
-        recur_code c = rc_exec_op(run, plan->ops[i]);
+        if (plan->done && plan->done[i]) continue;
+        int mate = par ? plan->partner[i] : -1;
+        recur_code c;
+        if (mate > i && concurrent_ok(run, plan->ops[i]) && concurrent_ok(run, plan->ops[mate])) {
+            plan->done[mate] = 1;
+            c = exec_pair(run, plan->ops[i], plan->ops[mate]);
+        } else {
+            c = rc_exec_op(run, plan->ops[i]);
+        }
         if (c != RECUR_OK) {
             /* Forget the reads the remaining ops would have made. */
             for (int j = i + 1; j < plan->nops; j++)
-                for (int m = 0; m < plan->ops[j]->ninputs; m++) {
+                for (int m = 0; m < plan->ops[j]->ninputs && !(plan->done && plan->done[j]); m++) {
                     recur_tensor *t = plan->ops[j]->inputs[m];
                     if (run->remaining[t->id] > 0) run->remaining[t->id]--;
                 }
@@ -376,9 +451,11 @@ recur_code recur_session_run(recur_session *s, const recur_feed *feeds, int nfee
     rc_plan *plan = find_plan(s, fts, nfeeds, fetches, nfetches, targets, ntargets, st);
     if (fts != fbuf) rc_free(fts);
     if (!plan) return recur_status_code(st) ? recur_status_code(st) : RECUR_INTERNAL;
-    if (!grow_run_tables(s)) return rc_oom(st);
+    /* per-op state slots exist before any kernel runs (kernels may run on two threads) */
+    if (!grow_run_tables(s) || !grow_op_state(s, s->g->nops + 1)) return rc_oom(st);
 
     s->run_count++;
+    int blas = rc_blas_single_thread();
     recur_status local;
     recur_status_clear(&local);
     rc_run run = {.s = s, .vals = s->run_vals, .remaining = s->run_remaining,
@@ -420,6 +497,7 @@ recur_code recur_session_run(recur_session *s, const recur_feed *feeds, int nfee
             outputs[i] = NULL;
         }
     }
+    rc_blas_restore(blas);
     return code;
 }
 

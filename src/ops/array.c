@@ -1117,24 +1117,21 @@ recur_tensor *recur_sequence_mask(recur_graph *g, recur_tensor *lengths, int64_t
 
 /* ================================================================== descriptors */
 
-const rc_op_def rc_def_concat = {"ConcatV2", "concat", 1, -1, 0, concat_shape, concat_kernel, NULL, grad_concat};
-const rc_op_def rc_def_split = {"Split", "split", 1, -1, 0, split_shape, split_kernel, NULL, grad_split};
-const rc_op_def rc_def_slice = {"Slice", NULL, 1, 1, 0, slice_shape, slice_kernel, NULL, grad_slice};
-const rc_op_def rc_def_slice_grad = {"SliceGrad", NULL, 2, 2, 0, slice_grad_shape, slice_grad_kernel, NULL, grad_slice_grad};
-const rc_op_def rc_def_reshape = {"Reshape", NULL, 1, 2, 0, reshape_shape, reshape_kernel, NULL, grad_reshape};
-const rc_op_def rc_def_transpose = {"Transpose", "transpose", 1, 1, 0, transpose_shape, transpose_kernel, NULL, grad_transpose};
-const rc_op_def rc_def_expand_dims = {"ExpandDims", NULL, 1, 1, 0, expand_dims_shape, expand_dims_kernel, NULL, grad_expand_dims};
-const rc_op_def rc_def_pack = {"Pack", "stack", 1, -1, 0, pack_shape, pack_kernel, NULL, grad_pack};
-const rc_op_def rc_def_unpack = {"Unpack", "unstack", 1, 1, 0, unpack_shape, unpack_kernel, NULL, grad_unpack};
-const rc_op_def rc_def_gather = {"GatherV2", NULL, 2, 2, 0, gather_shape, gather_kernel, NULL, grad_gather};
-const rc_op_def rc_def_unsorted_segment_sum = {"UnsortedSegmentSum", NULL, 3, 3, 0, uss_shape, uss_kernel, NULL, grad_uss};
-const rc_op_def rc_def_reverse = {"ReverseV2", NULL, 1, 1, 0, reverse_shape, reverse_kernel, NULL, grad_reverse};
-const rc_op_def rc_def_reverse_sequence = {"ReverseSequence", NULL, 2, 2, 0, reverse_sequence_shape,
-                                           reverse_sequence_kernel, NULL, grad_reverse_sequence};
-const rc_op_def rc_def_fill = {"Fill", NULL, 0, 0, RC_OPF_NO_GRAD, fill_shape, fill_kernel, NULL, NULL};
-const rc_op_def rc_def_zeros_like = {"ZerosLike", NULL, 1, 1, RC_OPF_NO_GRAD, like_shape, like_kernel, NULL, NULL};
-const rc_op_def rc_def_ones_like = {"OnesLike", NULL, 1, 1, RC_OPF_NO_GRAD, like_shape, like_kernel, NULL, NULL};
-const rc_op_def rc_def_zeros_shaped = {"ZerosShaped", NULL, 1, 1, RC_OPF_NO_GRAD, zeros_shaped_shape, zeros_shaped_kernel,
-                                       NULL, NULL};
-const rc_op_def rc_def_sequence_mask = {"SequenceMask", NULL, 1, 1, RC_OPF_NO_GRAD, sequence_mask_shape,
-                                        sequence_mask_kernel, NULL, NULL};
+const rc_op_def rc_def_concat = {.type = "ConcatV2", .name = "concat", .min_inputs = 1, .max_inputs = -1, .flags = 0, .shape = concat_shape, .forward = concat_kernel, .reference = NULL, .grad = grad_concat};
+const rc_op_def rc_def_split = {.type = "Split", .name = "split", .min_inputs = 1, .max_inputs = -1, .flags = 0, .shape = split_shape, .forward = split_kernel, .reference = NULL, .grad = grad_split};
+const rc_op_def rc_def_slice = {.type = "Slice", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = slice_shape, .forward = slice_kernel, .reference = NULL, .grad = grad_slice};
+const rc_op_def rc_def_slice_grad = {.type = "SliceGrad", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = slice_grad_shape, .forward = slice_grad_kernel, .reference = NULL, .grad = grad_slice_grad};
+const rc_op_def rc_def_reshape = {.type = "Reshape", .name = NULL, .min_inputs = 1, .max_inputs = 2, .flags = 0, .shape = reshape_shape, .forward = reshape_kernel, .reference = NULL, .grad = grad_reshape};
+const rc_op_def rc_def_transpose = {.type = "Transpose", .name = "transpose", .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = transpose_shape, .forward = transpose_kernel, .reference = NULL, .grad = grad_transpose};
+const rc_op_def rc_def_expand_dims = {.type = "ExpandDims", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = expand_dims_shape, .forward = expand_dims_kernel, .reference = NULL, .grad = grad_expand_dims};
+const rc_op_def rc_def_pack = {.type = "Pack", .name = "stack", .min_inputs = 1, .max_inputs = -1, .flags = 0, .shape = pack_shape, .forward = pack_kernel, .reference = NULL, .grad = grad_pack};
+const rc_op_def rc_def_unpack = {.type = "Unpack", .name = "unstack", .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = unpack_shape, .forward = unpack_kernel, .reference = NULL, .grad = grad_unpack};
+const rc_op_def rc_def_gather = {.type = "GatherV2", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = gather_shape, .forward = gather_kernel, .reference = NULL, .grad = grad_gather};
+const rc_op_def rc_def_unsorted_segment_sum = {.type = "UnsortedSegmentSum", .name = NULL, .min_inputs = 3, .max_inputs = 3, .flags = 0, .shape = uss_shape, .forward = uss_kernel, .reference = NULL, .grad = grad_uss};
+const rc_op_def rc_def_reverse = {.type = "ReverseV2", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = reverse_shape, .forward = reverse_kernel, .reference = NULL, .grad = grad_reverse};
+const rc_op_def rc_def_reverse_sequence = {.type = "ReverseSequence", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = reverse_sequence_shape, .forward = reverse_sequence_kernel, .reference = NULL, .grad = grad_reverse_sequence};
+const rc_op_def rc_def_fill = {.type = "Fill", .name = NULL, .min_inputs = 0, .max_inputs = 0, .flags = RC_OPF_NO_GRAD, .shape = fill_shape, .forward = fill_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_zeros_like = {.type = "ZerosLike", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_NO_GRAD, .shape = like_shape, .forward = like_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_ones_like = {.type = "OnesLike", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_NO_GRAD, .shape = like_shape, .forward = like_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_zeros_shaped = {.type = "ZerosShaped", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_NO_GRAD, .shape = zeros_shaped_shape, .forward = zeros_shaped_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_sequence_mask = {.type = "SequenceMask", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_NO_GRAD, .shape = sequence_mask_shape, .forward = sequence_mask_kernel, .reference = NULL, .grad = NULL};

@@ -204,7 +204,21 @@ static int64_t leading(recur_shape s, recur_shape out)
 static recur_code binary_fast(rc_kctx *k)
 {
     int64_t inner;
-    if (is_compare(k->op->type)) return binary_ref(k);
+    if (is_compare(k->op->type)) {
+        recur_array *a = k->in[0], *b = k->in[1];
+        if (a->size != b->size || !rc_shape_equal(a->shape, b->shape)) return binary_ref(k);
+        recur_array *o = rc_kout(k, 0, RECUR_BOOL, a->shape);
+        if (!o) return recur_status_code(k->st);
+        bkind kind = bkind_of(k->op->type);
+        bool *po = o->data;
+        if (a->dtype == RECUR_F32) {
+            const float *pa = a->data, *pb = b->data;
+            for (int64_t i = 0; i < a->size; i++) po[i] = CMP_EXPR(kind, pa[i], pb[i]);
+        } else {
+            for (int64_t i = 0; i < a->size; i++) po[i] = CMP_EXPR(kind, rc_array_get(a, i), rc_array_get(b, i));
+        }
+        return RECUR_OK;
+    }
     recur_array *a = k->in[0], *b = k->in[1], *o;
     recur_code c = binary_alloc(k, &o);
     if (c) return c;
@@ -921,9 +935,31 @@ static recur_code broadcast_like_kernel(rc_kctx *k)
         return rc_kerr(k, RECUR_INVALID_ARGUMENT, "BroadcastLike: shapes do not broadcast");
     recur_array *o = rc_kout(k, 0, x->dtype, like->shape);
     if (!o) return recur_status_code(k->st);
+    size_t es = recur_dtype_size(x->dtype);
+    if (x->shape.rank == like->shape.rank && x->size) {
+        /* x keeps like's dims except one contiguous block of 1s: [outer, 1, inner] */
+        int r = x->shape.rank, first = -1, last = -1;
+        bool ok = true;
+        for (int i = 0; i < r && ok; i++)
+            if (x->shape.dims[i] != like->shape.dims[i]) {
+                ok = x->shape.dims[i] == 1 && (first < 0 || last == i - 1);
+                if (first < 0) first = i;
+                last = i;
+            }
+        if (ok && first >= 0) {
+            int64_t outer = 1, mid = 1, inner = 1;
+            for (int i = 0; i < first; i++) outer *= like->shape.dims[i];
+            for (int i = first; i <= last; i++) mid *= like->shape.dims[i];
+            for (int i = last + 1; i < r; i++) inner *= like->shape.dims[i];
+            size_t rb = (size_t)inner * es;
+            for (int64_t a = 0; a < outer; a++)
+                for (int64_t m = 0; m < mid; m++)
+                    memcpy((char *)o->data + ((size_t)(a * mid + m)) * rb, (char *)x->data + (size_t)a * rb, rb);
+            return RECUR_OK;
+        }
+    }
     bwalk w;
     bwalk_init(&w, x->shape, like->shape, like->shape);
-    size_t es = recur_dtype_size(x->dtype);
     for (int64_t i = 0; i < o->size; i++, bwalk_next(&w))
         memcpy((char *)o->data + (size_t)i * es, (char *)x->data + (size_t)w.oa * es, es);
     return RECUR_OK;
@@ -939,7 +975,7 @@ static bool grad_broadcast_like(recur_graph *g, recur_op *op, recur_tensor *cons
 /* ================================================================== descriptors */
 
 #define BINARY_DEF(sym, tfname, nm, gradfn, fl)                                                \
-    const rc_op_def rc_def_##sym = {tfname, nm, 2, 2, fl, binary_shape, binary_fast, binary_ref, gradfn};
+    const rc_op_def rc_def_##sym = {.type = tfname, .name = nm, .min_inputs = 2, .max_inputs = 2, .flags = fl, .shape = binary_shape, .forward = binary_fast, .reference = binary_ref, .grad = gradfn};
 BINARY_DEF(add, "AddV2", "Add", grad_add, 0)
 BINARY_DEF(sub, "Sub", NULL, grad_add, 0)
 BINARY_DEF(mul, "Mul", NULL, grad_mul, 0)
@@ -951,7 +987,7 @@ BINARY_DEF(greater_equal, "GreaterEqual", NULL, NULL, RC_OPF_NO_GRAD)
 BINARY_DEF(equal, "Equal", NULL, NULL, RC_OPF_NO_GRAD)
 
 #define UNARY_DEF(sym, tfname)                                                                 \
-    const rc_op_def rc_def_##sym = {tfname, NULL, 1, 1, 0, unary_shape, unary_fast, unary_ref, grad_unary};
+    const rc_op_def rc_def_##sym = {.type = tfname, .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = unary_shape, .forward = unary_fast, .reference = unary_ref, .grad = grad_unary};
 UNARY_DEF(neg, "Neg")
 UNARY_DEF(exp, "Exp")
 UNARY_DEF(log, "Log")
@@ -964,16 +1000,14 @@ UNARY_DEF(tanh, "Tanh")
 UNARY_DEF(relu, "Relu")
 UNARY_DEF(floor, "Floor")
 
-const rc_op_def rc_def_sigmoid_grad = {"SigmoidGrad", NULL, 2, 2, 0, pair_shape, pair_kernel, NULL, grad_sigmoid_grad};
-const rc_op_def rc_def_tanh_grad = {"TanhGrad", NULL, 2, 2, 0, pair_shape, pair_kernel, NULL, grad_tanh_grad};
-const rc_op_def rc_def_relu_grad = {"ReluGrad", NULL, 2, 2, 0, pair_shape, pair_kernel, NULL, grad_relu_grad};
-const rc_op_def rc_def_select = {"SelectV2", NULL, 3, 3, 0, select_shape, select_kernel, NULL, grad_select};
-const rc_op_def rc_def_clip = {"ClipByValue", "clip_by_value", 1, 1, 0, clip_shape, clip_kernel, NULL, grad_clip};
-const rc_op_def rc_def_matmul = {"MatMul", NULL, 2, 2, 0, matmul_shape, matmul_fast, matmul_ref, grad_matmul};
-const rc_op_def rc_def_add_n = {"AddN", NULL, 1, -1, 0, add_n_shape, add_n_kernel, NULL, grad_add_n};
-const rc_op_def rc_def_bias_add = {"BiasAdd", NULL, 2, 2, 0, bias_add_shape, bias_add_kernel, NULL, grad_bias_add};
-const rc_op_def rc_def_cast = {"Cast", NULL, 1, 1, 0, cast_shape, cast_kernel, NULL, grad_cast};
-const rc_op_def rc_def_sum_to_shape = {"SumToShape", NULL, 2, 2, 0, sum_to_shape_shape, sum_to_shape_kernel, NULL,
-                                       grad_sum_to_shape};
-const rc_op_def rc_def_broadcast_like = {"BroadcastLike", NULL, 2, 2, 0, broadcast_like_shape, broadcast_like_kernel,
-                                         NULL, grad_broadcast_like};
+const rc_op_def rc_def_sigmoid_grad = {.type = "SigmoidGrad", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = pair_shape, .forward = pair_kernel, .reference = NULL, .grad = grad_sigmoid_grad};
+const rc_op_def rc_def_tanh_grad = {.type = "TanhGrad", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = pair_shape, .forward = pair_kernel, .reference = NULL, .grad = grad_tanh_grad};
+const rc_op_def rc_def_relu_grad = {.type = "ReluGrad", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = pair_shape, .forward = pair_kernel, .reference = NULL, .grad = grad_relu_grad};
+const rc_op_def rc_def_select = {.type = "SelectV2", .name = NULL, .min_inputs = 3, .max_inputs = 3, .flags = 0, .shape = select_shape, .forward = select_kernel, .reference = NULL, .grad = grad_select};
+const rc_op_def rc_def_clip = {.type = "ClipByValue", .name = "clip_by_value", .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = clip_shape, .forward = clip_kernel, .reference = NULL, .grad = grad_clip};
+const rc_op_def rc_def_matmul = {.type = "MatMul", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = matmul_shape, .forward = matmul_fast, .reference = matmul_ref, .grad = grad_matmul};
+const rc_op_def rc_def_add_n = {.type = "AddN", .name = NULL, .min_inputs = 1, .max_inputs = -1, .flags = 0, .shape = add_n_shape, .forward = add_n_kernel, .reference = NULL, .grad = grad_add_n};
+const rc_op_def rc_def_bias_add = {.type = "BiasAdd", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = bias_add_shape, .forward = bias_add_kernel, .reference = NULL, .grad = grad_bias_add};
+const rc_op_def rc_def_cast = {.type = "Cast", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = cast_shape, .forward = cast_kernel, .reference = NULL, .grad = grad_cast};
+const rc_op_def rc_def_sum_to_shape = {.type = "SumToShape", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = sum_to_shape_shape, .forward = sum_to_shape_kernel, .reference = NULL, .grad = grad_sum_to_shape};
+const rc_op_def rc_def_broadcast_like = {.type = "BroadcastLike", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = broadcast_like_shape, .forward = broadcast_like_kernel, .reference = NULL, .grad = grad_broadcast_like};

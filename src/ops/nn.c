@@ -147,9 +147,8 @@ recur_tensor *rc_dropout_mask(recur_graph *g, recur_shape shape, recur_dtype dt,
     return rc_op1(g, RC_OP_DROPOUT_MASK, &keep, 1, NULL, &a);
 }
 
-const rc_op_def rc_def_dropout = {"Dropout", "dropout", 2, 2, RC_OPF_STATEFUL, dropout_shape, dropout_kernel, NULL, grad_dropout};
-const rc_op_def rc_def_dropout_mask = {"DropoutMask", "dropout_mask", 1, 1, RC_OPF_STATEFUL | RC_OPF_NO_GRAD,
-                                       dropout_mask_shape, dropout_mask_kernel, NULL, NULL};
+const rc_op_def rc_def_dropout = {.type = "Dropout", .name = "dropout", .min_inputs = 2, .max_inputs = 2, .flags = RC_OPF_STATEFUL, .shape = dropout_shape, .forward = dropout_kernel, .reference = NULL, .grad = grad_dropout};
+const rc_op_def rc_def_dropout_mask = {.type = "DropoutMask", .name = "dropout_mask", .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_STATEFUL | RC_OPF_NO_GRAD, .shape = dropout_mask_shape, .forward = dropout_mask_kernel, .reference = NULL, .grad = NULL};
 
 /* ================================================================== cross-entropy losses */
 /* SoftmaxCrossEntropyWithLogits(labels [B,C], logits [B,C]) -> (loss [B], backprop [B,C])
@@ -304,8 +303,6 @@ recur_tensor *recur_l2_loss(recur_graph *g, recur_tensor *t)
     return recur_mul(g, recur_reduce_sum(g, recur_square(g, t), NULL, 0, false), rc_const_scalar(g, t->dtype, 0.5, NULL));
 }
 
-const rc_op_def rc_def_xent = {"SoftmaxCrossEntropyWithLogits", NULL, 2, 2, 0, xent_shape, xent_kernel, NULL, grad_xent};
-const rc_op_def rc_def_sparse_xent = {"SparseSoftmaxCrossEntropyWithLogits", NULL, 2, 2, 0, xent_shape, xent_kernel, NULL,
-                                      grad_xent};
-const rc_op_def rc_def_sigmoid_xent = {"SigmoidCrossEntropyWithLogits", "logistic_loss", 2, 2, 0, sigmoid_xent_shape,
-                                       sigmoid_xent_kernel, NULL, grad_sigmoid_xent};
+const rc_op_def rc_def_xent = {.type = "SoftmaxCrossEntropyWithLogits", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = xent_shape, .forward = xent_kernel, .reference = NULL, .grad = grad_xent};
+const rc_op_def rc_def_sparse_xent = {.type = "SparseSoftmaxCrossEntropyWithLogits", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = xent_shape, .forward = xent_kernel, .reference = NULL, .grad = grad_xent};
+const rc_op_def rc_def_sigmoid_xent = {.type = "SigmoidCrossEntropyWithLogits", .name = "logistic_loss", .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = sigmoid_xent_shape, .forward = sigmoid_xent_kernel, .reference = NULL, .grad = grad_sigmoid_xent};

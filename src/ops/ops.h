@@ -86,6 +86,7 @@
     X(SPARSE_XENT, "SparseSoftmaxCrossEntropyWithLogits", sparse_xent)                         \
     X(SIGMOID_XENT, "SigmoidCrossEntropyWithLogits", sigmoid_xent)                             \
     X(FLOOR, "Floor", floor)                                                                   \
+    X(MAX_GRAD, "MaxGrad", max_grad)                                                           \
     X(APPLY_GD, "ApplyGradientDescent", apply_gd)                                              \
     X(APPLY_MOMENTUM, "ApplyMomentum", apply_momentum)                                         \
     X(APPLY_ADAM, "ApplyAdam", apply_adam)                                                     \
@@ -133,6 +134,9 @@ typedef struct rc_op_def {
     rc_kernel_fn forward;  /* fast kernel */
     rc_kernel_fn reference;/* naive kernel; NULL when forward is the naive one */
     rc_grad_fn grad;       /* NULL only with RC_OPF_NO_GRAD */
+    /* May this op's kernel run on another thread next to another kernel right now? (It must then
+     * touch only its own inputs, outputs, state and scratch.) NULL: never. */
+    bool (*concurrent)(rc_run *run, recur_op *op);
 } rc_op_def;
 
 extern const rc_op_def *const rc_op_table[RC_OP_COUNT];

@@ -245,18 +245,63 @@ static bool grad_mean(recur_graph *g, recur_op *op, recur_tensor *const *dy, rec
     return dx[0] != NULL;
 }
 
+/* MaxGrad(x, y, dy): the gradient of Max, split evenly among the maxima of each reduced group
+ * (as TensorFlow's). attr i[1]: the reduced-axes mask of the forward op. One kernel instead of
+ * TensorFlow's chain of broadcast, equal, cast, sum and divide. */
+static bool max_grad_shape(recur_graph *g, recur_op *op)
+{
+    if (!rc_set_outputs(op, 1)) return rc_goom(g), false;
+    rc_set_output(op, 0, op->inputs[0]->dtype, op->inputs[0]->shape);
+    return true;
+}
+
+static recur_code max_grad_kernel(rc_kctx *k)
+{
+    recur_array *x = k->in[0], *y = k->in[1], *dy = k->in[2];
+    int64_t mask = k->op->attr.i[1];
+    int r = x->shape.rank;
+    /* output offset of every input element: strides over the kept dims */
+    int64_t ost[RECUR_MAX_RANK], idx[RECUR_MAX_RANK] = {0}, s = 1, on = 1;
+    for (int i = r - 1; i >= 0; i--) {
+        ost[i] = (mask >> i & 1) ? 0 : s;
+        if (!(mask >> i & 1)) s *= x->shape.dims[i];
+    }
+    on = s;
+    if (y->size != on || dy->size != on)
+        return rc_kerr(k, RECUR_INVALID_ARGUMENT, "MaxGrad: %lld reduced values, expected %lld", (long long)y->size, (long long)on);
+    recur_array *o = rc_kout(k, 0, x->dtype, x->shape);
+    int32_t *cnt = rc_calloc((size_t)on + 1, sizeof *cnt);
+    if (!o || !cnt) {
+        rc_free(cnt);
+        return o ? rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory") : recur_status_code(k->st);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t off = 0;
+        memset(idx, 0, sizeof idx);
+        for (int64_t i = 0; i < x->size; i++) {
+            bool hit = rc_array_get(x, i) == rc_array_get(y, off);
+            if (!pass)
+                cnt[off] += hit;
+            else
+                rc_array_set(o, i, hit ? rc_array_get(dy, off) / cnt[off] : 0.0);
+            for (int d = r - 1; d >= 0; d--) {
+                off += ost[d];
+                if (++idx[d] < x->shape.dims[d]) break;
+                off -= ost[d] * x->shape.dims[d];
+                idx[d] = 0;
+            }
+        }
+    }
+    rc_free(cnt);
+    return RECUR_OK;
+}
+
 static bool grad_max(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
 {
-    /* Gradient split evenly among the maxima, as TensorFlow. */
-    recur_tensor *x = op->inputs[0];
-    recur_tensor *yb = unreduce(g, op, &op->outputs[0]);
-    recur_tensor *mask = recur_cast(g, recur_equal(g, x, yb), x->dtype);
-    int axes[RECUR_MAX_RANK], n = 0;
-    for (int i = 0; i < (x->shape.rank > 0 ? x->shape.rank : 0); i++)
-        if (op->attr.i[1] >> i & 1) axes[n++] = i;
-    recur_tensor *num = recur_reduce_sum(g, mask, axes, n, (bool)op->attr.i[0]);
-    recur_tensor *share = recur_div(g, dy[0], num);
-    dx[0] = recur_mul(g, mask, unreduce(g, op, share));
+    recur_tensor *in[3] = {op->inputs[0], &op->outputs[0], dy[0]};
+    rc_attrs a = {0};
+    a.i[1] = op->attr.i[1];
+    dx[0] = rc_op1(g, RC_OP_MAX_GRAD, in, 3, NULL, &a);
     return dx[0] != NULL;
 }
 
@@ -451,13 +496,12 @@ recur_tensor *recur_random_normal(recur_graph *g, recur_shape shape, double mean
 
 /* ================================================================== descriptors */
 
-const rc_op_def rc_def_sum = {"Sum", NULL, 1, 1, 0, reduce_shape, reduce_fast, reduce_ref, grad_sum};
-const rc_op_def rc_def_mean = {"Mean", NULL, 1, 1, 0, reduce_shape, reduce_fast, reduce_ref, grad_mean};
-const rc_op_def rc_def_max = {"Max", NULL, 1, 1, 0, reduce_shape, reduce_fast, reduce_ref, grad_max};
-const rc_op_def rc_def_argmax = {"ArgMax", NULL, 1, 1, RC_OPF_NO_GRAD, argmax_shape, argmax_kernel, NULL, NULL};
-const rc_op_def rc_def_softmax = {"Softmax", NULL, 1, 1, 0, softmax_shape, softmax_kernel, NULL, grad_softmax};
-const rc_op_def rc_def_log_softmax = {"LogSoftmax", NULL, 1, 1, 0, softmax_shape, softmax_kernel, NULL, grad_log_softmax};
-const rc_op_def rc_def_random_uniform = {"RandomUniform", "random_uniform", 0, 0, RC_OPF_NO_GRAD | RC_OPF_STATEFUL,
-                                         random_shape, random_kernel, NULL, NULL};
-const rc_op_def rc_def_random_normal = {"RandomStandardNormal", "random_normal", 0, 0, RC_OPF_NO_GRAD | RC_OPF_STATEFUL,
-                                        random_shape, random_kernel, NULL, NULL};
+const rc_op_def rc_def_sum = {.type = "Sum", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = reduce_shape, .forward = reduce_fast, .reference = reduce_ref, .grad = grad_sum};
+const rc_op_def rc_def_mean = {.type = "Mean", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = reduce_shape, .forward = reduce_fast, .reference = reduce_ref, .grad = grad_mean};
+const rc_op_def rc_def_max = {.type = "Max", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = reduce_shape, .forward = reduce_fast, .reference = reduce_ref, .grad = grad_max};
+const rc_op_def rc_def_max_grad = {.type = "MaxGrad", .name = NULL, .min_inputs = 3, .max_inputs = 3, .flags = RC_OPF_NO_GRAD, .shape = max_grad_shape, .forward = max_grad_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_argmax = {.type = "ArgMax", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_NO_GRAD, .shape = argmax_shape, .forward = argmax_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_softmax = {.type = "Softmax", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = softmax_shape, .forward = softmax_kernel, .reference = NULL, .grad = grad_softmax};
+const rc_op_def rc_def_log_softmax = {.type = "LogSoftmax", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = softmax_shape, .forward = softmax_kernel, .reference = NULL, .grad = grad_log_softmax};
+const rc_op_def rc_def_random_uniform = {.type = "RandomUniform", .name = "random_uniform", .min_inputs = 0, .max_inputs = 0, .flags = RC_OPF_NO_GRAD | RC_OPF_STATEFUL, .shape = random_shape, .forward = random_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_random_normal = {.type = "RandomStandardNormal", .name = "random_normal", .min_inputs = 0, .max_inputs = 0, .flags = RC_OPF_NO_GRAD | RC_OPF_STATEFUL, .shape = random_shape, .forward = random_kernel, .reference = NULL, .grad = NULL};

@@ -273,19 +273,13 @@ recur_op *recur_group(recur_graph *g, recur_op *const *deps, int n, const char *
 
 /* ================================================================== descriptors */
 
-const rc_op_def rc_def_placeholder = {"Placeholder", NULL, 0, 0, RC_OPF_NO_GRAD, placeholder_shape, placeholder_kernel, NULL, NULL};
-const rc_op_def rc_def_constant = {"Const", NULL, 0, 0, RC_OPF_NO_GRAD, const_shape, const_kernel, NULL, NULL};
-const rc_op_def rc_def_variable = {"VariableV2", "Variable", 0, 0, RC_OPF_NO_GRAD | RC_OPF_STATEFUL, variable_shape,
-                                   variable_kernel, NULL, NULL};
-const rc_op_def rc_def_var_init = {"Assign", NULL, 1, 1, RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, var_init_shape,
-                                   var_init_kernel, NULL, NULL};
-const rc_op_def rc_def_assign = {"Assign", NULL, 2, 2, RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, assign_shape,
-                                 assign_kernel, NULL, NULL};
-const rc_op_def rc_def_assign_add = {"AssignAdd", NULL, 2, 2, RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, assign_shape,
-                                     assign_kernel, NULL, NULL};
-const rc_op_def rc_def_assign_sub = {"AssignSub", NULL, 2, 2, RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, assign_shape,
-                                     assign_kernel, NULL, NULL};
-const rc_op_def rc_def_identity = {"Identity", NULL, 1, 1, RC_OPF_FORWARDS, identity_shape, identity_kernel, NULL, grad_identity};
-const rc_op_def rc_def_stop_gradient = {"StopGradient", NULL, 1, 1, RC_OPF_NO_GRAD | RC_OPF_FORWARDS, identity_shape,
-                                        identity_kernel, NULL, NULL};
-const rc_op_def rc_def_noop = {"NoOp", NULL, 0, 0, RC_OPF_NO_GRAD, noop_shape, noop_kernel, NULL, NULL};
+const rc_op_def rc_def_placeholder = {.type = "Placeholder", .name = NULL, .min_inputs = 0, .max_inputs = 0, .flags = RC_OPF_NO_GRAD, .shape = placeholder_shape, .forward = placeholder_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_constant = {.type = "Const", .name = NULL, .min_inputs = 0, .max_inputs = 0, .flags = RC_OPF_NO_GRAD, .shape = const_shape, .forward = const_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_variable = {.type = "VariableV2", .name = "Variable", .min_inputs = 0, .max_inputs = 0, .flags = RC_OPF_NO_GRAD | RC_OPF_STATEFUL, .shape = variable_shape, .forward = variable_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_var_init = {.type = "Assign", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, .shape = var_init_shape, .forward = var_init_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_assign = {.type = "Assign", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, .shape = assign_shape, .forward = assign_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_assign_add = {.type = "AssignAdd", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, .shape = assign_shape, .forward = assign_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_assign_sub = {.type = "AssignSub", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, .shape = assign_shape, .forward = assign_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_identity = {.type = "Identity", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_FORWARDS, .shape = identity_shape, .forward = identity_kernel, .reference = NULL, .grad = grad_identity};
+const rc_op_def rc_def_stop_gradient = {.type = "StopGradient", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_NO_GRAD | RC_OPF_FORWARDS, .shape = identity_shape, .forward = identity_kernel, .reference = NULL, .grad = NULL};
+const rc_op_def rc_def_noop = {.type = "NoOp", .name = NULL, .min_inputs = 0, .max_inputs = 0, .flags = RC_OPF_NO_GRAD, .shape = noop_shape, .forward = noop_kernel, .reference = NULL, .grad = NULL};

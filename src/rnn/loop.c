@@ -30,7 +30,7 @@ recur_tensor *rc_loop_var(recur_graph *g, recur_dtype dt, recur_shape s)
     return rc_op1(g, RC_OP_LOOP_VAR, NULL, 0, NULL, &a);
 }
 
-const rc_op_def rc_def_loop_var = {"LoopVar", NULL, 0, 0, RC_OPF_NO_GRAD, loop_var_shape, loop_var_kernel, NULL, NULL};
+const rc_op_def rc_def_loop_var = {.type = "LoopVar", .name = NULL, .min_inputs = 0, .max_inputs = 0, .flags = RC_OPF_NO_GRAD, .shape = loop_var_shape, .forward = loop_var_kernel, .reference = NULL, .grad = NULL};
 
 /* ================================================================== shape */
 
@@ -301,7 +301,15 @@ static recur_code rnn_kernel(rc_kctx *k)
     return loop_path(k, L, ls, train, T, B, steps, out, fin);
 }
 
-const rc_op_def rc_def_rnn = {"RnnLoop", "rnn_loop", 1, -1, 0, rnn_shape, rnn_kernel, NULL, rc_grad_rnn};
+/* The fused path touches only its inputs, outputs and own state: it may run next to another. */
+static bool rnn_concurrent(rc_run *run, recur_op *op)
+{
+    rc_loop *L = op->attr.ptr;
+    return L->fused.nlayers > 0 && run->s->opts.rnn_path != RECUR_RNN_LOOP && op->inputs[0]->dtype == RECUR_F32;
+}
+
+const rc_op_def rc_def_rnn = {.type = "RnnLoop", .name = "rnn_loop", .min_inputs = 1, .max_inputs = -1, .shape = rnn_shape,
+                              .forward = rnn_kernel, .grad = rc_grad_rnn, .concurrent = rnn_concurrent};
 
 /* ================================================================== building */
 

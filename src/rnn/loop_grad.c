@@ -222,8 +222,17 @@ static recur_code rnn_grad_kernel(rc_kctx *k)
     return c;
 }
 
-const rc_op_def rc_def_rnn_grad = {"RnnLoopGrad", "rnn_loop_grad", 2, -1, RC_OPF_NO_GRAD, rnn_grad_shape, rnn_grad_kernel,
-                                   NULL, NULL};
+/* Concurrent when the forward ran fused (its kernel then touches only its own data). */
+static bool rnn_grad_concurrent(rc_run *run, recur_op *op)
+{
+    rc_loop_grad *G = op->attr.ptr;
+    rc_loop_state *ls = rc_session_op_state(run->s, G->fwd_op);
+    return ls && ls->fused_ran && rc_plan_contains(run->plan, G->fwd_op);
+}
+
+const rc_op_def rc_def_rnn_grad = {.type = "RnnLoopGrad", .name = "rnn_loop_grad", .min_inputs = 2, .max_inputs = -1,
+                                   .flags = RC_OPF_NO_GRAD, .shape = rnn_grad_shape, .forward = rnn_grad_kernel,
+                                   .concurrent = rnn_grad_concurrent};
 
 /* ================================================================== building */
 

@@ -35,8 +35,7 @@ static bool grad_indexed_slices(recur_graph *g, recur_op *op, recur_tensor *cons
     return dx[0] != NULL;
 }
 
-const rc_op_def rc_def_indexed_slices = {"IndexedSlices", NULL, 3, 3, 0, indexed_slices_shape, indexed_slices_kernel,
-                                         NULL, grad_indexed_slices};
+const rc_op_def rc_def_indexed_slices = {.type = "IndexedSlices", .name = NULL, .min_inputs = 3, .max_inputs = 3, .flags = 0, .shape = indexed_slices_shape, .forward = indexed_slices_kernel, .reference = NULL, .grad = grad_indexed_slices};
 
 bool rc_is_indexed_slices(const recur_tensor *t) { return t && t->op->type == RC_OP_INDEXED_SLICES; }
 

@@ -135,8 +135,10 @@ static inline void update_elem(const upd *u, double *v, double *s0, double *s1, 
     }
 }
 
+#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+
 /* float32 fast path of the dense update (the common case). */
-static void update_f32(const upd *u, float *v, float *s0, float *s1, const float *g, int64_t n)
+HOT static void update_f32(const upd *u, float *v, float *s0, float *s1, const float *g, int64_t n)
 {
     float lr = (float)u->lr, a0 = (float)u->a0, a1 = (float)u->a1, a2 = (float)u->a2, alpha = (float)u->alpha;
     switch (u->type) {
@@ -194,6 +196,32 @@ static void update_f32(const upd *u, float *v, float *s0, float *s1, const float
         }                                                                                      \
     } while (0)
 
+/* Adam._apply_sparse in one pass over the table (float32): every row's moments decay, the rows
+ * present (sorted unique idx) add their gradient, and every element is updated. */
+HOT static void adam_sparse_f32(float *var, float *m, float *v, int64_t nrows, int64_t width, const dedup *d, float b1,
+                                float b2, float eps, float alpha)
+{
+    int64_t r = 0;
+    for (int64_t row = 0; row < nrows; row++) {
+        float *pv = var + row * width, *pm = m + row * width, *ps = v + row * width;
+        if (r < d->n && d->idx[r] == row) {
+            const double *g = d->rows + r * width;
+            for (int64_t j = 0; j < width; j++) {
+                float gv = (float)g[j];
+                pm[j] = pm[j] * b1 + gv * (1 - b1);
+                ps[j] = ps[j] * b2 + (gv * gv) * (1 - b2);
+            }
+            r++;
+        } else {
+            for (int64_t j = 0; j < width; j++) {
+                pm[j] *= b1;
+                ps[j] *= b2;
+            }
+        }
+        for (int64_t j = 0; j < width; j++) pv[j] -= alpha * pm[j] / (sqrtf(ps[j]) + eps);
+    }
+}
+
 static recur_code apply_kernel(rc_kctx *k)
 {
     int type = k->op->type, ns = nslots(type);
@@ -236,7 +264,10 @@ static recur_code apply_kernel(rc_kctx *k)
     dedup d = {0};
     recur_code c = deduplicate(k, grad, indices, nrows, width, &d);
     if (c == RECUR_OK) {
-        if (var->dtype == RECUR_F32)
+        if (var->dtype == RECUR_F32 && type == RC_OP_APPLY_ADAM)
+            adam_sparse_f32(var->data, s0->data, s1->data, nrows, width, &d, (float)u.a0, (float)u.a1, (float)u.a2,
+                            (float)u.alpha);
+        else if (var->dtype == RECUR_F32)
             SPARSE_UPDATE(float);
         else
             SPARSE_UPDATE(double);
@@ -248,7 +279,7 @@ static recur_code apply_kernel(rc_kctx *k)
 }
 
 #define APPLY_DEF(sym, tf)                                                                     \
-    const rc_op_def rc_def_##sym = {tf, NULL, 3, 9, RC_OPF_NO_GRAD | RC_OPF_STATEFUL, apply_shape, apply_kernel, NULL, NULL};
+    const rc_op_def rc_def_##sym = {.type = tf, .name = NULL, .min_inputs = 3, .max_inputs = 9, .flags = RC_OPF_NO_GRAD | RC_OPF_STATEFUL, .shape = apply_shape, .forward = apply_kernel, .reference = NULL, .grad = NULL};
 APPLY_DEF(apply_gd, "ApplyGradientDescent")
 APPLY_DEF(apply_momentum, "ApplyMomentum")
 APPLY_DEF(apply_adam, "ApplyAdam")

@@ -1,0 +1,461 @@
+/*
+ * vmath.c - sigmoid, tanh and exp over float arrays (see vmath.h): AVX-512F, AVX2+FMA and
+ * portable scalar C, chosen once at run time.
+ *
+ * Method
+ *   exp(x) = 2^k p(r): k = round(x log2(e)), r = x - k ln2 with ln2 in two parts (Cody-Waite;
+ *   the FMA paths use ln2 rounded to float plus its remainder, the scalar path Cephes' 9-bit
+ *   head so that k*head is exact without FMA), |r| <= ln2/2 (a hair more after rounding), and
+ *   p a degree-6 polynomial with p(0) = 1, p'(0) = 1. x is clamped to [-110, 89] first (exp is
+ *   0 resp. inf in float beyond), so k is in [-159, 128]. 2^k is applied with one rounding even
+ *   into the subnormal range: vscalefps on AVX-512, elsewhere two exact power-of-two factors
+ *   2^(k/2) and 2^(k - k/2), each a normal float.
+ *   sigmoid(x): e = exp(-|x|) in (0, 1]; 1/(1+e) for x >= 0 and e/(1+e) for x < 0, so that
+ *   nothing overflows and the tiny results down to the subnormals near x = -104 keep their
+ *   relative accuracy (on AVX-512, (p/(1+e)) 2^k, scaled after the division).
+ *   tanh(x) = sign(x) t(|x|): for |x| < 0.625 the odd polynomial x + x^3 Q(x^2) (no
+ *   cancellation for small x; exact x for |x| < 2^-13); above, (1-e)/(1+e) with e = exp(-2|x|)
+ *   and |x| clamped to 10, where tanh is 1 in float.
+ *   NaN propagates through the clamps (the NaN operand is the one MINPS/MAXPS pass on; the
+ *   scalar path returns it up front).
+ *
+ * Coefficients: minimax fits of the relative error, computed with Lawson's iteratively
+ * reweighted least squares on 4000 Chebyshev nodes against mpmath (40 digits), then rounded to
+ * float; the errors below are of the float-rounded coefficients, in exact arithmetic:
+ *   exp:  p(r) = 1 + r + c2 r^2 + ... + c6 r^6 on [-ln2/2, ln2/2]; 3.8e-9.
+ *   tanh: Q(u) = d0 + d1 u + ... + d4 u^4, u = x^2, for x in [0, 0.625]; 8.6e-9.
+ * The rest of the 1e-6 budget goes to rounding (a few float ulps at most); tests/test_vmath.c
+ * sweeps every float input of every implementation against libm in double.
+ */
+#include "vmath.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define RC_VMATH_X86 1
+#include <immintrin.h>
+#else
+#define RC_VMATH_X86 0
+#endif
+
+/* ---------------------------------------------------------------- constants */
+#define LOG2E 0x1.715476p+0f     /* log2(e) */
+#define LN2_HI 0x1.62e430p-1f    /* ln2 rounded to float */
+#define LN2_LO -0x1.05c610p-29f  /* ln2 - LN2_HI */
+#define LN2_C1 0x1.63p-1f        /* 0.693359375: 9 bits, k*LN2_C1 exact for |k| < 2^15 */
+#define LN2_C2 -0x1.bd0106p-13f  /* ln2 - LN2_C1 */
+#define EXP_LO -110.0f           /* exp(x) rounds to 0 below about -103.98 */
+#define EXP_HI 89.0f             /* and overflows above about 88.72 */
+#define EXP_ZERO -104.0f         /* exp(x) < 2^-150 for x <= -104: rounds to 0 */
+#define TINY_BITS 0x32800000     /* 2^-26: exp(x) is 1, sigmoid(x) 1/2 in float below */
+#define EXP_C2 0x1.fffffcp-2f
+#define EXP_C3 0x1.555492p-3f
+#define EXP_C4 0x1.5558f2p-5f
+#define EXP_C5 0x1.1239d4p-7f
+#define EXP_C6 0x1.6a244cp-10f
+#define TANH_SMALL 0.625f        /* polynomial below, exp form from here */
+#define TANH_TINY 0x1p-13f     /* tanh(x) rounds to x below */
+#define TANH_SAT 10.0f           /* tanh(x) rounds to 1 for x > 9.01 */
+#define TANH_D0 -0x1.555532p-2f
+#define TANH_D1 0x1.110726p-3f
+#define TANH_D2 -0x1.b83c5ap-5f
+#define TANH_D3 0x1.52269ap-6f
+#define TANH_D4 -0x1.75e1cap-8f
+
+/* ---------------------------------------------------------------- scalar */
+/* Branch-free, so that compilers vectorise the fixed-size blocks below for whatever the target
+ * has (SSE4 under the default -O2 -march=x86-64-v2, NEON elsewhere). Selections between
+ * computed values go through bit masks (fsel): a ?: would let the compiler sink the arms'
+ * arithmetic into branches, which it then cannot if-convert (the arithmetic might trap). NaN is
+ * kept out of the float-to-int conversions (undefined in C) and propagates otherwise. */
+static inline uint32_t fbits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float bitsf(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline float fsel(bool c, float a, float b) /* c ? a : b */
+{
+    uint32_t m = -(uint32_t)c;
+    return bitsf((fbits(a) & m) | (fbits(b) & ~m));
+}
+
+static inline float pow2i(int32_t k) /* 2^k for k in [-126, 127] */
+{
+    return bitsf((uint32_t)(k + 127) << 23);
+}
+
+/* p ~ exp(r) where x = k ln2 + r; x in [EXP_LO, EXP_HI] or NaN (then p is NaN, k 0). */
+static inline float exp_reduce1(float x, int32_t *k)
+{
+    float t = x * LOG2E;
+    t = fsel(t == t, t, 0.0f);
+    int32_t ki = (int32_t)(t + (t < 0 ? -0.5f : 0.5f));
+    float kf = (float)ki;
+    float r = (x - kf * LN2_C1) - kf * LN2_C2;
+    float p = EXP_C6;
+    p = p * r + EXP_C5;
+    p = p * r + EXP_C4;
+    p = p * r + EXP_C3;
+    p = p * r + EXP_C2;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    *k = ki;
+    return p;
+}
+
+/* p 2^k for k in [-159, 128], rounded once. */
+static inline float scale1(float p, int32_t k)
+{
+    int32_t k1 = k / 2;
+    return p * pow2i(k1) * pow2i(k - k1);
+}
+
+/* 0 for |x| < 2^-26 (where exp(x) is 1 and sigmoid(x) 1/2 in float), compared on the bits:
+ * subnormal x would cost a microcode assist in any float operation on Intel cores, and tiny x
+ * again where the polynomial's products underflow (no FMA here to hide them). */
+static inline float flush_tiny(float x)
+{
+    return fsel((fbits(x) & 0x7fffffffu) < TINY_BITS, 0.0f, x);
+}
+
+/* The comparisons below are written so that NaN takes the branch that keeps it. */
+static inline float exp1(float x)
+{
+    x = flush_tiny(x);
+    x = fsel(x < EXP_LO, EXP_LO, x);
+    x = fsel(x > EXP_HI, EXP_HI, x);
+    int32_t k;
+    float p = exp_reduce1(x, &k);
+    p = fsel(x <= EXP_ZERO, 0.0f, p); /* no underflow where the result is 0 */
+    return scale1(p, k);
+}
+
+static inline float sigmoid1(float x)
+{
+    float a = bitsf(fbits(flush_tiny(x)) | 0x80000000u); /* -|x| */
+    a = fsel(a < EXP_LO, EXP_LO, a);
+    int32_t k;
+    float p = exp_reduce1(a, &k);
+    p = fsel(a <= EXP_ZERO, 0.0f, p);
+    float e = p * pow2i(k > -64 ? k : -64); /* for 1 + e only */
+    float num = scale1(p, k & -(int32_t)(x < 0)); /* e where x < 0 */
+    return fsel(x < 0, num, 1.0f) / (1.0f + e);
+}
+
+static inline float tanh1(float x)
+{
+    /* |x| < 2^-13: tanh(x) is x; the arithmetic runs on 0 instead (as in flush_tiny) */
+    bool tiny = (fbits(x) & 0x7fffffffu) < 0x39000000u;
+    float ax = fsel(tiny, 0.0f, fabsf(x));
+    float u = ax * ax;
+    float q = TANH_D4;
+    q = q * u + TANH_D3;
+    q = q * u + TANH_D2;
+    q = q * u + TANH_D1;
+    q = q * u + TANH_D0;
+    float small = ax + ax * u * q;
+    float z = -2.0f * fsel(ax > TANH_SAT, TANH_SAT, ax);
+    int32_t k;
+    float p = exp_reduce1(z, &k);
+    float e = p * pow2i(k); /* k in [-29, 0] */
+    float big = (1.0f - e) / (1.0f + e);
+    return fsel(tiny, x, copysignf(fsel(ax < TANH_SMALL, small, big), x));
+}
+
+/* Blocks of a fixed size through a local buffer (which also makes y == x safe). */
+#define RC_SCALAR_BLOCK 16
+#define RC_LOOP1(name, fn)                                                                     \
+    static void name(float *y, const float *x, size_t n)                                       \
+    {                                                                                          \
+        float t[RC_SCALAR_BLOCK];                                                              \
+        size_t i = 0;                                                                          \
+        for (; i + RC_SCALAR_BLOCK <= n; i += RC_SCALAR_BLOCK) {                               \
+            memcpy(t, x + i, sizeof t);                                                        \
+            for (int j = 0; j < RC_SCALAR_BLOCK; j++) t[j] = fn(t[j]);                         \
+            memcpy(y + i, t, sizeof t);                                                        \
+        }                                                                                      \
+        for (; i < n; i++) y[i] = fn(x[i]);                                                    \
+    }
+RC_LOOP1(sigmoid_scalar, sigmoid1)
+RC_LOOP1(tanh_scalar, tanh1)
+RC_LOOP1(exp_scalar, exp1)
+
+#if RC_VMATH_X86
+/* ---------------------------------------------------------------- AVX-512F */
+#define RC_AVX512 __attribute__((target("avx512f")))
+
+/* p ~ exp(r) and *k with x = k ln2 + r; x in [EXP_LO, EXP_HI] or NaN. p is 0 in the lanes
+ * not in `live`, those where exp(x) rounds to 0 (x <= -104): scaling 0 underflows nothing, and
+ * an underflow costs a microcode assist (~100 cycles) on Intel cores. */
+static inline RC_AVX512 __m512 exp_reduce512(__m512 x, __mmask16 live, __m512 *k)
+{
+    __m512 kf = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(LN2_HI), x);
+    r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(LN2_LO), r);
+    __m512 p = _mm512_set1_ps(EXP_C6);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_maskz_fmadd_ps(live, p, r, _mm512_set1_ps(1.0f));
+    *k = kf;
+    return p;
+}
+
+/* Lanes where |x| >= 2^-26 or x is NaN, from the bits. Below, exp(x) is 1 and sigmoid(x) 1/2
+ * in float, and the callers compute on 0 instead: a subnormal operand costs a microcode assist
+ * (~100 cycles) in any float arithmetic on Intel cores. */
+static inline RC_AVX512 __mmask16 not_tiny512(__m512 x)
+{
+    __m512i ab = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MAX));
+    return _mm512_cmpge_epu32_mask(ab, _mm512_set1_epi32(TINY_BITS));
+}
+
+static inline RC_AVX512 __m512 exp512(__m512 x)
+{
+    /* MAXPS/MINPS return their second operand when either is NaN: x stays NaN. */
+    x = _mm512_maskz_max_ps(not_tiny512(x), _mm512_set1_ps(EXP_LO), x);
+    x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), x);
+    __m512 k, p = exp_reduce512(x, _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_ZERO), _CMP_NLE_UQ), &k);
+    return _mm512_scalef_ps(p, k);
+}
+
+static inline RC_AVX512 __m512 sigmoid512(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 a = _mm512_castsi512_ps(
+        _mm512_or_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN))); /* -|x| */
+    a = _mm512_maskz_max_ps(not_tiny512(x), _mm512_set1_ps(EXP_LO), a);
+    __m512 k, p = exp_reduce512(a, _mm512_cmp_ps_mask(a, _mm512_set1_ps(EXP_ZERO), _CMP_NLE_UQ), &k);
+    /* e = exp(-|x|) only for 1 + e: 2^-64 stands in for smaller scales without underflowing */
+    __m512 e = _mm512_scalef_ps(p, _mm512_max_ps(k, _mm512_set1_ps(-64.0f)));
+    __m512 d = _mm512_add_ps(one, e);
+    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    __m512 q = _mm512_div_ps(_mm512_mask_blend_ps(neg, one, p), d);
+    return _mm512_mask_scalef_ps(q, neg, q, k);
+}
+
+static inline RC_AVX512 __m512 tanh512(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    /* |x| < 2^-13 (and NaN): the result is x; the arithmetic runs on 0 there instead, so that
+     * nothing underflows and no subnormal input reaches it (either costs a microcode assist) */
+    __m512 ax = _mm512_abs_ps(x);
+    __mmask16 live = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(TANH_TINY), _CMP_GE_OQ);
+    ax = _mm512_maskz_mov_ps(live, ax);
+    /* exp form */
+    __m512 z = _mm512_mul_ps(_mm512_min_ps(_mm512_set1_ps(TANH_SAT), ax), _mm512_set1_ps(-2.0f));
+    __m512 k, p = exp_reduce512(z, (__mmask16)0xffff, &k);
+    __m512 e = _mm512_scalef_ps(p, k);
+    __m512 big = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+    /* polynomial */
+    __m512 u = _mm512_mul_ps(ax, ax);
+    __m512 q = _mm512_set1_ps(TANH_D4);
+    q = _mm512_fmadd_ps(q, u, _mm512_set1_ps(TANH_D3));
+    q = _mm512_fmadd_ps(q, u, _mm512_set1_ps(TANH_D2));
+    q = _mm512_fmadd_ps(q, u, _mm512_set1_ps(TANH_D1));
+    q = _mm512_fmadd_ps(q, u, _mm512_set1_ps(TANH_D0));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(ax, u), q, ax);
+    __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(TANH_SMALL), _CMP_LT_OQ);
+    __m512 t = _mm512_mask_blend_ps(is_small, big, small);
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
+    t = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
+    return _mm512_mask_blend_ps(live, x, t);
+}
+
+/* Whole vectors, then the tail with masked loads and stores. */
+#define RC_LOOP512(name, fn)                                                                   \
+    static RC_AVX512 void name(float *y, const float *x, size_t n)                             \
+    {                                                                                          \
+        size_t i = 0;                                                                          \
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, fn(_mm512_loadu_ps(x + i)));     \
+        if (i < n) {                                                                           \
+            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);                                    \
+            _mm512_mask_storeu_ps(y + i, m, fn(_mm512_maskz_loadu_ps(m, x + i)));              \
+        }                                                                                      \
+    }
+RC_LOOP512(sigmoid_avx512, sigmoid512)
+RC_LOOP512(tanh_avx512, tanh512)
+RC_LOOP512(exp_avx512, exp512)
+
+/* ---------------------------------------------------------------- AVX2 + FMA */
+#define RC_AVX2 __attribute__((target("avx2,fma")))
+
+/* As exp_reduce512, with `live` a lane mask (all ones or zeros). */
+static inline RC_AVX2 __m256 exp_reduce256(__m256 x, __m256 live, __m256 *k)
+{
+    __m256 kf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(LN2_HI), x);
+    r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(LN2_LO), r);
+    __m256 p = _mm256_set1_ps(EXP_C6);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    *k = kf;
+    return _mm256_and_ps(p, live);
+}
+
+static inline RC_AVX2 __m256 pow2_256(__m256i k) /* 2^k for k in [-126, 127] */
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
+}
+
+/* p 2^k for k in [-159, 128], rounded once (where k is garbage from NaN, p is NaN too). */
+static inline RC_AVX2 __m256 scale256(__m256 p, __m256i k)
+{
+    __m256i k1 = _mm256_srai_epi32(k, 1);
+    __m256i k2 = _mm256_sub_epi32(k, k1);
+    return _mm256_mul_ps(_mm256_mul_ps(p, pow2_256(k1)), pow2_256(k2));
+}
+
+/* All ones in the lanes where |x| >= 2^-26 or x is NaN (see not_tiny512). */
+static inline RC_AVX2 __m256 not_tiny256(__m256 x)
+{
+    __m256i ab = _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(INT32_MAX));
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(ab, _mm256_set1_epi32(TINY_BITS - 1)));
+}
+
+static inline RC_AVX2 __m256 exp256(__m256 x)
+{
+    x = _mm256_and_ps(x, not_tiny256(x));
+    x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), x);
+    x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), x);
+    __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_ZERO), _CMP_NLE_UQ);
+    __m256 k, p = exp_reduce256(x, live, &k);
+    return scale256(p, _mm256_cvtps_epi32(k));
+}
+
+static inline RC_AVX2 __m256 sigmoid256(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 a = _mm256_or_ps(_mm256_and_ps(x, not_tiny256(x)), _mm256_set1_ps(-0.0f)); /* -|x| */
+    a = _mm256_max_ps(_mm256_set1_ps(EXP_LO), a);
+    __m256 live = _mm256_cmp_ps(a, _mm256_set1_ps(EXP_ZERO), _CMP_NLE_UQ);
+    __m256 k, p = exp_reduce256(a, live, &k);
+    __m256i ki = _mm256_cvtps_epi32(k);
+    /* e = exp(-|x|) for 1 + e only: 2^-64 stands in for smaller scales (no underflow) */
+    __m256 e = _mm256_mul_ps(p, pow2_256(_mm256_max_epi32(ki, _mm256_set1_epi32(-64))));
+    /* the numerator e, fully scaled, where x's sign bit is set (for -0 either form gives 1/2);
+     * elsewhere scale by 2^0, again so that nothing underflows */
+    __m256i kn = _mm256_castps_si256(_mm256_blendv_ps(_mm256_setzero_ps(), _mm256_castsi256_ps(ki), x));
+    __m256 num = _mm256_blendv_ps(one, scale256(p, kn), x);
+    return _mm256_div_ps(num, _mm256_add_ps(one, e));
+}
+
+static inline RC_AVX2 __m256 tanh256(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    /* as in tanh512: x where |x| < 2^-13 or NaN, the arithmetic on 0 there */
+    __m256 ax = _mm256_andnot_ps(signbit, x);
+    __m256 live = _mm256_cmp_ps(ax, _mm256_set1_ps(TANH_TINY), _CMP_GE_OQ);
+    ax = _mm256_and_ps(ax, live);
+    __m256 z = _mm256_mul_ps(_mm256_min_ps(_mm256_set1_ps(TANH_SAT), ax), _mm256_set1_ps(-2.0f));
+    __m256 k, p = exp_reduce256(z, _mm256_castsi256_ps(_mm256_set1_epi32(-1)), &k);
+    __m256 e = _mm256_mul_ps(p, pow2_256(_mm256_cvtps_epi32(k))); /* k in [-29, 0] */
+    __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+    __m256 u = _mm256_mul_ps(ax, ax);
+    __m256 q = _mm256_set1_ps(TANH_D4);
+    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(TANH_D3));
+    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(TANH_D2));
+    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(TANH_D1));
+    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(TANH_D0));
+    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(ax, u), q, ax);
+    __m256 is_small = _mm256_cmp_ps(ax, _mm256_set1_ps(TANH_SMALL), _CMP_LT_OQ);
+    __m256 t = _mm256_or_ps(_mm256_blendv_ps(big, small, is_small), _mm256_and_ps(x, signbit));
+    return _mm256_blendv_ps(x, t, live);
+}
+
+/* Whole vectors, then the tail with masked loads and stores (lanes from the mask table). */
+static const int32_t g_tail_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+#define RC_LOOP256(name, fn)                                                                   \
+    static RC_AVX2 void name(float *y, const float *x, size_t n)                               \
+    {                                                                                          \
+        size_t i = 0;                                                                          \
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, fn(_mm256_loadu_ps(x + i)));       \
+        if (i < n) {                                                                           \
+            __m256i m = _mm256_loadu_si256((const __m256i *)(g_tail_mask + 8 - (n - i)));      \
+            _mm256_maskstore_ps(y + i, m, fn(_mm256_maskload_ps(x + i, m)));                   \
+        }                                                                                      \
+    }
+RC_LOOP256(sigmoid_avx2, sigmoid256)
+RC_LOOP256(tanh_avx2, tanh256)
+RC_LOOP256(exp_avx2, exp256)
+#endif /* RC_VMATH_X86 */
+
+/* ---------------------------------------------------------------- dispatch */
+typedef void (*rc_vfn)(float *y, const float *x, size_t n);
+typedef struct rc_vimpl {
+    const char *name;
+    rc_vfn sigmoid, tanh_, exp_;
+} rc_vimpl;
+
+enum { IMPL_AUTO = -1, IMPL_SCALAR, IMPL_AVX2, IMPL_AVX512, IMPL_COUNT };
+
+static const rc_vimpl g_impls[IMPL_COUNT] = {
+    [IMPL_SCALAR] = {"scalar", sigmoid_scalar, tanh_scalar, exp_scalar},
+#if RC_VMATH_X86
+    [IMPL_AVX2] = {"avx2", sigmoid_avx2, tanh_avx2, exp_avx2},
+    [IMPL_AVX512] = {"avx512", sigmoid_avx512, tanh_avx512, exp_avx512},
+#endif
+};
+
+/* The chosen implementation, or IMPL_AUTO before the first call / after rc_vmath_force(NULL).
+ * Every thread computes the same automatic choice, so a race only stores it twice. */
+static atomic_int g_impl = IMPL_AUTO;
+
+static bool impl_supported(int i)
+{
+    if (i == IMPL_SCALAR) return true;
+#if RC_VMATH_X86
+    __builtin_cpu_init();
+    if (i == IMPL_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (i == IMPL_AVX512) return __builtin_cpu_supports("avx512f");
+#endif
+    return false;
+}
+
+static const rc_vimpl *impl(void)
+{
+    int i = atomic_load_explicit(&g_impl, memory_order_relaxed);
+    if (i == IMPL_AUTO) {
+        i = IMPL_COUNT - 1;
+        while (!impl_supported(i)) i--;
+        int expect = IMPL_AUTO;
+        if (!atomic_compare_exchange_strong(&g_impl, &expect, i)) i = expect; /* forced meanwhile */
+    }
+    return &g_impls[i];
+}
+
+void rc_vsigmoid(float *y, const float *x, size_t n) { impl()->sigmoid(y, x, n); }
+void rc_vtanh(float *y, const float *x, size_t n) { impl()->tanh_(y, x, n); }
+void rc_vexp(float *y, const float *x, size_t n) { impl()->exp_(y, x, n); }
+
+const char *rc_vmath_impl(void) { return impl()->name; }
+
+void rc_vmath_force(const char *name)
+{
+    int choice = IMPL_AUTO;
+    for (int i = 0; name && i < IMPL_COUNT; i++)
+        if (g_impls[i].name && !strcmp(name, g_impls[i].name) && impl_supported(i)) choice = i;
+    atomic_store(&g_impl, choice);
+}
