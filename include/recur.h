@@ -131,6 +131,14 @@ RECUR_API void recur_set_allocator(const recur_allocator *a);
 RECUR_API void recur_alloc_fail_after(long n);
 /* Number of allocations made through the hooks since the process started. */
 RECUR_API long recur_alloc_count(void);
+/* Testing aid for the file system: make the n-th write-side operation from now (creating a
+ * file, a write, an fsync, a rename or link) fail once with errno `err` (ENOSPC, EIO, ...; 0
+ * means EIO); a failing write of more than one byte first writes half of them (a short write)
+ * and the retry of the rest fails. n <= 0 disables. Saves that meet such a failure report it
+ * and leave the previous checkpoint and state file as they were. */
+RECUR_API void recur_io_fail_after(long n, int err);
+/* Number of write-side file operations made since the process started. */
+RECUR_API long recur_io_op_count(void);
 
 /* ============================================================================================
  * Data types and shapes
@@ -896,6 +904,20 @@ RECUR_API recur_code recur_saver_restore(recur_saver *sv, recur_session *s, cons
 RECUR_API recur_code recur_init_from_checkpoint(recur_session *s, const char *prefix,
                                                 const char *const *from, const char *const *to,
                                                 int n, recur_status *st);
+/* The rename map recur_saver_restore's message suggests, computed between two checkpoints: each
+ * key of `to` that `from` lacks is paired with an unused key of `from` of the same dtype and
+ * shape, preferring the scope changes that explain the most keys (TensorFlow's historical RNN
+ * renames, such as weights -> kernel, count as equal names), then the nearest name. Entries are
+ * in the assignment-map form recur_init_from_checkpoint takes, read as "key or scope OLD of
+ * `from` becomes NEW": exact names, or scopes ending in "/" ("/" is the root). A scope entry is
+ * given only where every key of `to` under NEW follows it; it may also cover keys of `from`
+ * that `to` lacks. fn(user, old, new) is called once per entry, scope entries first, each group
+ * sorted by NEW; both strings are borrowed for the call only. fn may be NULL (just count).
+ * Reads no tensor data. Returns the number of entries (0 when `to` lacks no key of `from` or no
+ * key fits), or -1 with RECUR_INVALID_ARGUMENT (a NULL checkpoint) or RECUR_OUT_OF_MEMORY. */
+typedef void (*recur_name_map_fn)(void *user, const char *old_name, const char *new_name);
+RECUR_API long recur_checkpoint_suggest_map(const recur_checkpoint *from, const recur_checkpoint *to,
+                                            recur_name_map_fn fn, void *user, recur_status *st);
 
 /* ============================================================================================
  * TensorBoard event files (scalars and histograms), readable by TensorBoard.

@@ -15,6 +15,7 @@
 #include "io/checkpoint.pb-c.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <signal.h>
 #include <snappy-c.h>
@@ -1293,6 +1294,115 @@ TEST(every_allocation_failure_is_reported)
     rm_rf(dir);
 }
 
+/* ---------------------------------------------------------------- I/O failures */
+/* Add 1 to every float variable of the session (a new state to save). */
+static void bump(recur_session *s, const model *m)
+{
+    for (int i = 0; i < 2; i++) {
+        recur_array *a = recur_session_get_variable(s, m->v[i], st);
+        ASSERT_OK(st);
+        for (int64_t k = 0; k < recur_array_size(a); k++) {
+            if (recur_array_dtype(a) == RECUR_F32) ((float *)recur_array_data(a))[k] += 1;
+            else ((double *)recur_array_data(a))[k] += 1;
+        }
+        recur_session_set_variable(s, m->v[i], a, st);
+        ASSERT_OK(st);
+        recur_array_free(a);
+    }
+}
+
+/* No temporary or backup file is left in dir. */
+static void assert_no_leftovers(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ASSERT_TRUE(d != NULL);
+    for (struct dirent *de; (de = readdir(d));)
+        if (strstr(de->d_name, ".tmp") || strstr(de->d_name, ".prev"))
+            rt_fail(__FILE__, __LINE__, "%s/%s left behind", dir, de->d_name);
+    closedir(d);
+}
+
+/* Every write-side operation of a save fails in turn (ENOSPC with a short write, EIO, and
+ * failing renames and fsyncs among them): the save reports it, leaves no temporary files, and
+ * the previous checkpoint (a new step, and an overwrite of the same prefix) restores intact. */
+TEST(io_failures_leave_the_previous_checkpoint_intact)
+{
+    const char *dir = tmpdir();
+    model m = build_model("net", RECUR_SHAPE(3, 4), RECUR_F64);
+    recur_session *s = initialized_session(&m), *check = initialized_session(&m);
+    recur_saver *sv = recur_saver_new(m.g, NULL);
+    char path[512], latest_path[512];
+    ASSERT_EQ_INT(recur_saver_save(sv, s, pathf("%s/model.ckpt", dir), 1, path, sizeof path, st), RECUR_OK);
+    ASSERT_EQ_INT(recur_saver_save(sv, s, pathf("%s/same", dir), -1, NULL, 0, st), RECUR_OK);
+    ASSERT_EQ_INT(recur_saver_save(sv, s, pathf("%s/model.ckpt", dir), 1, path, sizeof path, st), RECUR_OK);
+    recur_session *saved = initialized_session(&m); /* holds the values on disk */
+    ASSERT_EQ_INT(recur_saver_restore(sv, saved, path, st), RECUR_OK);
+    bump(s, &m);
+    const int errs[] = {ENOSPC, EIO};
+    int failures[2] = {0, 0};
+    for (int same = 0; same < 2; same++)
+        for (int e = 0; e < 2; e++)
+            for (long n = 1;; n++) {
+                long before = recur_io_op_count();
+                recur_io_fail_after(n, errs[e]);
+                recur_code code = same ? recur_saver_save(sv, s, pathf("%s/same", dir), -1, NULL, 0, st)
+                                       : recur_saver_save(sv, s, pathf("%s/model.ckpt", dir), 2, NULL, 0, st);
+                bool fired = recur_io_op_count() - before >= n;
+                recur_io_fail_after(0, 0);
+                if (!fired) {
+                    ASSERT_EQ_INT(code, RECUR_OK);
+                    break;
+                }
+                /* The failure is reported with the system's words, and nothing is left over. */
+                ASSERT_TRUE(code != RECUR_OK);
+                ASSERT_STR_CONTAINS(recur_status_message(st), strerror(errs[e]));
+                failures[same]++;
+                assert_no_leftovers(dir);
+                /* The previous checkpoint restores and holds the old values... */
+                const char *prev = same ? pathf("%s/same", dir) : path;
+                if (same && recur_saver_restore(sv, check, prev, st) == RECUR_OK) {
+                    /* ...or, when only the final directory sync failed, the new one is in place
+                     * whole; either way the checkpoint is never a mix of the two. */
+                    recur_array *a = recur_session_get_variable(check, m.v[0], st);
+                    recur_array *b = recur_session_get_variable(saved, m.v[0], st);
+                    recur_array *c = recur_session_get_variable(s, m.v[0], st);
+                    ASSERT_TRUE(arrays_equal(a, b) || arrays_equal(a, c));
+                    if (arrays_equal(a, b)) assert_same_values(check, &m, saved, &m);
+                    else assert_same_values(check, &m, s, &m);
+                    recur_array_free(a), recur_array_free(b), recur_array_free(c);
+                } else if (!same) {
+                    ASSERT_EQ_INT(recur_saver_restore(sv, check, prev, st), RECUR_OK);
+                    assert_same_values(check, &m, saved, &m);
+                    /* The state file still names a complete checkpoint. */
+                    const char *l = recur_latest_checkpoint(dir, latest_path, sizeof latest_path, st);
+                    ASSERT_TRUE(l != NULL);
+                    ASSERT_EQ_INT(recur_saver_restore(sv, check, l, st), RECUR_OK);
+                } else {
+                    rt_fail(__FILE__, __LINE__, "%s does not restore after a failed save: %s", prev,
+                            recur_status_message(st));
+                }
+                /* Put step 2 back out of the way for the next round. */
+                recur_saver_free(sv);
+                sv = recur_saver_new(m.g, NULL);
+                ASSERT_EQ_INT(recur_saver_save(sv, saved, pathf("%s/model.ckpt", dir), 1, NULL, 0, st), RECUR_OK);
+                ASSERT_EQ_INT(recur_saver_save(sv, saved, pathf("%s/same", dir), -1, NULL, 0, st), RECUR_OK);
+                unlink(pathf("%s/model.ckpt-2.index", dir));
+                unlink(pathf("%s/model.ckpt-2.data-00000-of-00001", dir));
+            }
+    /* Creating, writing (short), fsyncing and renaming both files, the directory sync, and the
+     * state file's own temporary, write, sync and rename. */
+    printf("  %d failed saves to a new prefix, %d overwriting one, each reported and harmless\n", failures[0],
+           failures[1]);
+    ASSERT_TRUE(failures[0] >= 10);
+    ASSERT_TRUE(failures[1] >= 10);
+    recur_saver_free(sv);
+    recur_session_free(s);
+    recur_session_free(check);
+    recur_session_free(saved);
+    recur_graph_free(m.g);
+    rm_rf(dir);
+}
+
 /* ---------------------------------------------------------------- crash atomicity */
 /* The child: save forever, each checkpoint holding `step` in every element of every tensor. */
 static _Noreturn void save_forever(const char *dir, int64_t step)
@@ -1464,5 +1574,5 @@ RUN_TESTS(T(crc32c_check_value_and_masking), T(spec_worked_example_byte_for_byte
           T(name_map_suggestions_and_application), T(init_from_checkpoint_checks_everything_first),
           T(truncated_and_bit_flipped_files_fail_cleanly), T(crafted_indexes_are_checked),
           T(snappy_compressed_blocks_are_read), T(writer_and_reader_argument_errors),
-          T(state_file_syntax_and_latest_checkpoint), T(every_allocation_failure_is_reported),
+          T(state_file_syntax_and_latest_checkpoint), T(every_allocation_failure_is_reported), T(io_failures_leave_the_previous_checkpoint_intact),
           T(killed_saver_never_leaves_a_broken_checkpoint), T(write_checkpoint_for_tensorflow))

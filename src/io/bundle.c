@@ -421,7 +421,7 @@ typedef struct writer_entry {
 } writer_entry;
 
 struct recur_checkpoint_writer {
-    char *prefix, *data_tmp, *index_tmp;
+    char *prefix, *data_tmp, *index_tmp, *data_prev; /* data_prev: a link to the data file replaced */
     int fd;               /* the temporary data file */
     uint64_t offset;      /* bytes written so far */
     writer_entry *e;
@@ -430,6 +430,12 @@ struct recur_checkpoint_writer {
     bool broken;          /* a write failed: the data file no longer matches the entries */
     bool finished;
 };
+
+/* The code for a file that cannot be created: permissions, or the disk. */
+static recur_code create_code(int err)
+{
+    return err == EACCES || err == EPERM || err == EROFS ? RECUR_PERMISSION_DENIED : RECUR_DATA_LOSS;
+}
 
 recur_checkpoint_writer *recur_checkpoint_writer_new(const char *prefix, recur_status *st)
 {
@@ -451,8 +457,11 @@ recur_checkpoint_writer *recur_checkpoint_writer_new(const char *prefix, recur_s
     rc_sb_printf(&i, "%s.index.tmp%ld", prefix, (long)getpid());
     w->data_tmp = rc_sb_take(&d);
     w->index_tmp = rc_sb_take(&i);
+    rc_sb_init(&d);
+    rc_sb_printf(&d, "%s.data-00000-of-00001.prev%ld", prefix, (long)getpid());
+    w->data_prev = rc_sb_take(&d);
     char *dir = rc_path_dir(prefix);
-    if (!(w->prefix = rc_strdup(prefix)) || !w->data_tmp || !w->index_tmp || !dir) {
+    if (!(w->prefix = rc_strdup(prefix)) || !w->data_tmp || !w->index_tmp || !w->data_prev || !dir) {
         rc_free(dir);
         recur_checkpoint_writer_free(w);
         rc_oom(st);
@@ -460,8 +469,8 @@ recur_checkpoint_writer *recur_checkpoint_writer_new(const char *prefix, recur_s
     }
     recur_code code = rc_mkdirs(dir, st);
     rc_free(dir);
-    if (code == RECUR_OK && (w->fd = open(w->data_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-        code = rc_err(st, RECUR_PERMISSION_DENIED, "Cannot create %s: %s", w->data_tmp, strerror(errno));
+    if (code == RECUR_OK && (w->fd = rc_sys_create(w->data_tmp)) < 0)
+        code = rc_err(st, create_code(errno), "Cannot create %s: %s", w->data_tmp, strerror(errno));
     if (code != RECUR_OK) {
         recur_checkpoint_writer_free(w);
         return NULL;
@@ -615,34 +624,52 @@ recur_code recur_checkpoint_writer_finish(recur_checkpoint_writer *w, recur_stat
         code = rc_oom(st);
         goto done;
     }
-    int fd = open(w->index_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = rc_sys_create(w->index_tmp);
     if (fd < 0) {
-        code = rc_err(st, RECUR_PERMISSION_DENIED, "Cannot create %s: %s", w->index_tmp, strerror(errno));
+        code = rc_err(st, create_code(errno), "Cannot create %s: %s", w->index_tmp, strerror(errno));
         goto done;
     }
     /* Each step names the file it touches for the message. */
     const char *what = w->index_tmp;
-    bool ok = rc_write_all(fd, index.s, index.len) && fsync(fd) == 0;
+    bool ok = rc_write_all(fd, index.s, index.len) && rc_sys_fsync(fd) == 0;
     ok = (close(fd) == 0) && ok;
     if (ok) {
         what = w->data_tmp;
-        ok = fsync(w->fd) == 0;
+        ok = rc_sys_fsync(w->fd) == 0;
         ok = (close(w->fd) == 0) && ok;
         w->fd = -1;
     }
+    /* Overwriting a checkpoint of the same prefix: keep a hard link to its data file so that a
+     * failed index rename can put it back (the old index still describes the old data). */
+    bool kept = false;
+    if (ok && access(data_final, F_OK) == 0) {
+        what = w->data_prev;
+        unlink(w->data_prev);
+        ok = rc_sys_link(data_final, w->data_prev) == 0;
+        kept = ok;
+    }
     if (ok) {
         what = data_final;
-        ok = rename(w->data_tmp, data_final) == 0;
+        ok = rc_sys_rename(w->data_tmp, data_final) == 0;
+        if (ok) {
+            what = index_final;
+            ok = rc_sys_rename(w->index_tmp, index_final) == 0;
+            if (!ok) {
+                int err = errno;
+                if (kept) rename(w->data_prev, data_final), kept = false;
+                errno = err;
+            }
+        }
     }
+    if (kept) unlink(w->data_prev);
     if (ok) {
+        w->finished = true; /* in place; only its durability is left */
         what = index_final;
-        ok = rename(w->index_tmp, index_final) == 0 && rc_fsync_parent(index_final);
+        ok = rc_fsync_parent(index_final);
     }
     if (!ok) {
-        w->broken = true;
+        w->broken = !w->finished;
         code = rc_err(st, RECUR_DATA_LOSS, "Cannot write checkpoint %s (%s): %s", w->prefix, what, strerror(errno));
-    } else {
-        w->finished = true;
     }
 done:
     rc_free(data_final);
@@ -665,5 +692,6 @@ void recur_checkpoint_writer_free(recur_checkpoint_writer *w)
     rc_free(w->prefix);
     rc_free(w->data_tmp);
     rc_free(w->index_tmp);
+    rc_free(w->data_prev);
     rc_free(w);
 }

@@ -1,15 +1,80 @@
 /*
- * file.c - small POSIX file helpers for src/io: whole-file reads, atomic replacement
- * (temporary file, fsync, rename, fsync of the directory), paths and mkdir -p.
+ * file.c - small POSIX file helpers for src/io: the write-side system calls with their
+ * fault-injection switch, whole-file reads, atomic replacement (temporary file, fsync, rename,
+ * fsync of the directory), paths and mkdir -p.
  */
 #include "io/io.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* ---------------------------------------------------------------- fault injection */
+static atomic_long g_io_count;   /* write-side operations made */
+static atomic_long g_io_fail_at; /* the one that fails (0: none) */
+static atomic_int g_io_errno;
+
+void recur_io_fail_after(long n, int err)
+{
+    atomic_store(&g_io_errno, err > 0 ? err : EIO);
+    atomic_store(&g_io_fail_at, n > 0 ? atomic_load(&g_io_count) + n : 0);
+}
+
+long recur_io_op_count(void) { return atomic_load(&g_io_count); }
+
+/* True (with errno set) when this operation is the one chosen to fail. */
+static bool io_fault(void)
+{
+    long c = atomic_fetch_add(&g_io_count, 1) + 1;
+    if (c != atomic_load(&g_io_fail_at)) return false;
+    errno = atomic_load(&g_io_errno);
+    return true;
+}
+
+int rc_sys_create(const char *path)
+{
+    if (io_fault()) return -1;
+    return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
+ssize_t rc_sys_write(int fd, const void *buf, size_t n)
+{
+    if (io_fault()) {
+        int err = errno;
+        if (n > 1 && write(fd, buf, n / 2) > 0) {
+            /* A short write now; the retry of the rest gets the error. */
+            atomic_store(&g_io_fail_at, atomic_load(&g_io_count) + 1);
+            atomic_store(&g_io_errno, err);
+            return (ssize_t)(n / 2);
+        }
+        errno = err;
+        return -1;
+    }
+    return write(fd, buf, n);
+}
+
+int rc_sys_fsync(int fd)
+{
+    if (io_fault()) return -1;
+    return fsync(fd);
+}
+
+int rc_sys_rename(const char *from, const char *to)
+{
+    if (io_fault()) return -1;
+    return rename(from, to);
+}
+
+int rc_sys_link(const char *from, const char *to)
+{
+    if (io_fault()) return -1;
+    return link(from, to);
+}
+
+/* ---------------------------------------------------------------- files */
 recur_code rc_read_file(const char *path, uint8_t **data, size_t *n, recur_status *st)
 {
     *data = NULL;
@@ -55,7 +120,7 @@ bool rc_write_all(int fd, const void *buf, size_t n)
 {
     const char *p = buf;
     while (n) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = rc_sys_write(fd, p, n);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
             if (w == 0) errno = EIO;
@@ -80,7 +145,7 @@ bool rc_fsync_parent(const char *path)
     strcpy(dir + n, !slash ? "." : n ? "" : "/");
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return false;
-    bool ok = fsync(fd) == 0 || errno == EINVAL; /* some file systems cannot sync directories */
+    bool ok = rc_sys_fsync(fd) == 0 || errno == EINVAL; /* some file systems cannot sync directories */
     close(fd);
     return ok;
 }
@@ -92,15 +157,15 @@ recur_code rc_write_file_atomic(const char *path, const void *data, size_t n, re
     rc_sb_printf(&tmp, "%s.tmp%ld", path, (long)getpid());
     if (tmp.oom) return rc_oom(st);
     recur_code code = RECUR_OK;
-    int fd = open(tmp.s, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = rc_sys_create(tmp.s);
     if (fd < 0) {
-        code = rc_err(st, RECUR_PERMISSION_DENIED, "Cannot create %s: %s", tmp.s, strerror(errno));
+        code = rc_err(st, errno == EACCES || errno == EPERM || errno == EROFS ? RECUR_PERMISSION_DENIED : RECUR_DATA_LOSS, "Cannot create %s: %s", tmp.s, strerror(errno));
         goto done;
     }
-    bool ok = rc_write_all(fd, data, n) && fsync(fd) == 0;
+    bool ok = rc_write_all(fd, data, n) && rc_sys_fsync(fd) == 0;
     int err = errno;
     ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp.s, path) != 0) {
+    if (!ok || rc_sys_rename(tmp.s, path) != 0) {
         code = rc_err(st, RECUR_DATA_LOSS, "Cannot write %s: %s", path, strerror(ok ? errno : err));
         unlink(tmp.s);
         goto done;

@@ -65,6 +65,14 @@ void rc_pb_pack(const ProtobufCMessage *m, rc_strbuf *out);
 /* Read a whole file into a new buffer (rc_free; one spare NUL byte after the data).
  * RECUR_NOT_FOUND when it does not exist, RECUR_DATA_LOSS when it cannot be read. */
 recur_code rc_read_file(const char *path, uint8_t **data, size_t *n, recur_status *st);
+/* The write-side system calls of every save, each one a fault-injection point for
+ * recur_io_fail_after (an injected failure sets errno and returns -1; an injected write
+ * failure of more than one byte first writes half of them, as a filling disk does). */
+int rc_sys_create(const char *path);  /* open(O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) */
+ssize_t rc_sys_write(int fd, const void *buf, size_t n);
+int rc_sys_fsync(int fd);
+int rc_sys_rename(const char *from, const char *to);
+int rc_sys_link(const char *from, const char *to);
 /* Write all n bytes to fd (retrying short writes); false with errno set. */
 bool rc_write_all(int fd, const void *buf, size_t n);
 /* Replace `path` atomically: write PATH.tmp<pid>, fsync it, rename it over PATH, fsync the
