@@ -318,6 +318,7 @@ recur_tensor *rc_op1(recur_graph *g, int type, recur_tensor *const *inputs, int 
 /* Allocate outputs in a shape function. */
 bool rc_set_outputs(recur_op *op, int n);
 void rc_set_output(recur_op *op, int i, recur_dtype dt, recur_shape shape);
+/* Add a control dependency (no-op when present); false, with the graph's out-of-memory error set, on failure. */
 bool rc_add_ctrl(recur_op *op, recur_op *dep);
 void rc_attrs_release(rc_attrs *a);
 

@@ -19,7 +19,7 @@ void rc_sb_putn(rc_strbuf *b, const char *s, size_t n)
         b->oom = true;
         return;
     }
-    memcpy(b->s + b->len, s, n);
+    if (n) memcpy(b->s + b->len, s, n);
     b->len += n;
     b->s[b->len] = 0;
 }

@@ -14,7 +14,7 @@ recur_session *recur_session_new(recur_graph *g, const recur_session_opts *opts,
         return NULL;
     }
     if (!recur_graph_ok(g)) {
-        rc_err(st, RECUR_FAILED_PRECONDITION, "recur_session_new: the graph holds an error: %s",
+        rc_err(st, recur_graph_code(g), "recur_session_new: the graph holds an error: %s",
                recur_graph_message(g));
         return NULL;
     }
@@ -417,8 +417,8 @@ recur_code recur_session_run(recur_session *s, const recur_feed *feeds, int nfee
     if (nfeeds < 0 || nfetches < 0 || ntargets < 0 || (nfeeds && !feeds) ||
         (nfetches && (!fetches || !outputs)) || (ntargets && !targets))
         return rc_err(st, RECUR_INVALID_ARGUMENT, "recur_session_run: inconsistent argument counts");
-    if (!recur_graph_ok(s->g))
-        return rc_err(st, RECUR_FAILED_PRECONDITION, "The graph holds an error: %s", recur_graph_message(s->g));
+    if (!recur_graph_ok(s->g)) /* the error that made a fetch or target NULL comes first */
+        return rc_err(st, recur_graph_code(s->g), "The graph holds an error: %s", recur_graph_message(s->g));
     for (int i = 0; i < nfeeds; i++) {
         recur_code c = check_feed(s, &feeds[i], st);
         if (c) return c;
@@ -503,10 +503,6 @@ recur_code recur_session_run(recur_session *s, const recur_feed *feeds, int nfee
 
 recur_code recur_session_run_target(recur_session *s, recur_op *target, recur_status *st)
 {
-    if (!target) {
-        recur_status_clear(st);
-        return rc_err(st, RECUR_INVALID_ARGUMENT, "recur_session_run_target: target is NULL");
-    }
     return recur_session_run(s, NULL, 0, NULL, NULL, 0, &target, 1, st);
 }
 

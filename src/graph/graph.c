@@ -396,7 +396,10 @@ bool rc_add_ctrl(recur_op *op, recur_op *dep)
     for (int i = 0; i < op->nctrl; i++)
         if (op->ctrl[i] == dep) return true;
     size_t cap = (size_t)op->capctrl;
-    if (!RC_GROW(op->ctrl, cap, (size_t)op->nctrl + 1)) return false;
+    if (!RC_GROW(op->ctrl, cap, (size_t)op->nctrl + 1)) {
+        rc_goom(op->g); /* a dropped dependency would reorder the graph silently */
+        return false;
+    }
     op->capctrl = (int)cap;
     op->ctrl[op->nctrl++] = dep;
     op->g->ctrl_version++;

@@ -226,6 +226,7 @@ recur_checkpoint *recur_checkpoint_open(const char *prefix, recur_status *st)
     rc_sb_init(&ip);
     rc_sb_printf(&ip, "%s.index", prefix);
     if (!c || !(c->index_path = rc_sb_take(&ip)) || !(c->prefix = rc_strdup(prefix))) {
+        rc_sb_free(&ip); /* still holds the path when c itself failed */
         recur_checkpoint_close(c);
         rc_oom(st);
         return NULL;

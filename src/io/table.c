@@ -151,7 +151,7 @@ static void add_index_entry(block_builder *index, rc_strbuf *last_key, const uin
     rc_sb_init(&h);
     shorten_key(last_key, next, nlen);
     put_handle(&h, handle);
-    if (h.oom) index->oom = true;
+    if (h.oom || last_key->oom) index->oom = true;
     else block_add(index, (const uint8_t *)last_key->s, last_key->len, (const uint8_t *)h.s, h.len);
     rc_sb_free(&h);
 }

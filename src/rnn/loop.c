@@ -417,7 +417,10 @@ recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recu
     size_t depth = rc_scope_depth(g);
     const char *ns = recur_name_scope_push(g, "while");
     if (!ns) return NULL;
-    fr->name = rc_strdup(ns);
+    if (!(fr->name = rc_strdup(ns))) {
+        rc_scope_unwind(g, depth);
+        return rc_goom(g);
+    }
     rc_frame *saved = g->frame;
     g->frame = fr;
     int64_t B = x_tm->shape.dims[1];

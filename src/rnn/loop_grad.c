@@ -289,8 +289,11 @@ bool rc_grad_rnn(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_te
     bf->forward = L->frame;
     size_t depth = rc_scope_depth(g);
     const char *ns = ok ? recur_name_scope_push(g, "while") : NULL;
+    if (ns && !(bf->name = rc_strdup(ns))) {
+        rc_goom(g);
+        ns = NULL;
+    }
     if (ns) {
-        bf->name = rc_strdup(ns);
         g->frame = bf;
         G->d_out_in = rc_loop_var(g, L->out->dtype, L->out->shape);
         for (int i = 0; i < n; i++) G->d_state_in[i] = rc_loop_var(g, L->state_out[i]->dtype, L->state_out[i]->shape);

@@ -485,7 +485,10 @@ recur_op *recur_optimizer_apply_gradients(recur_optimizer *opt, recur_tensor *co
     recur_op *gate = rc_op_new(g, RC_OP_NOOP, NULL, 0, "gate", NULL);
     recur_op **updates = rc_calloc((size_t)n + 3, sizeof *updates);
     int nu = 0;
-    if (!gate || !updates) goto done;
+    if (!gate || !updates) {
+        rc_goom(g);
+        goto done;
+    }
     for (int i = 0; i < n; i++) {
         if (!grads[i]) continue;
         recur_tensor *gr = grads[i];
