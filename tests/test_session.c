@@ -162,6 +162,44 @@ TEST(steady_state_runs_do_not_allocate)
     recur_graph_free(g);
 }
 
+TEST(bilstm_adam_training_steps_do_not_allocate)
+{
+    /* The classifier's step: dropout, BiLSTM with lengths, max-pool, Adam with clipping. */
+    setup();
+    recur_graph *g = recur_graph_new();
+    recur_graph_set_seed(g, 1);
+    recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(-1, 12, 6), "x");
+    recur_tensor *len = recur_placeholder(g, RECUR_I32, RECUR_SHAPE(-1), "len");
+    recur_birnn_out r = recur_bidirectional_dynamic_rnn(g, recur_basic_lstm_cell(g, 8, NULL), recur_basic_lstm_cell(g, 8, NULL),
+                                                        recur_dropout(g, x, recur_scalar_f32(g, 0.5f), 0),
+                                                        &(recur_birnn_opts){.dtype = RECUR_F32, .sequence_length = len});
+    recur_tensor *o = recur_concat(g, (recur_tensor *[]){r.outputs_fw, r.outputs_bw}, 2, 2);
+    recur_tensor *loss = recur_reduce_mean(g, recur_square(g, recur_reduce_max(g, o, (int[]){1}, 1, false)), NULL, 0, false);
+    recur_optimizer *opt = recur_optimizer_new(g, &(recur_optimizer_opts){.kind = RECUR_OPT_ADAM, .learning_rate = 0.01});
+    recur_tensor *grads[8], *vars[8];
+    int n = recur_optimizer_compute_gradients(opt, loss, NULL, 0, grads, vars, 8);
+    recur_clip_by_global_norm(g, grads, n, 1.0, grads, NULL);
+    recur_op *train = recur_optimizer_apply_gradients(opt, grads, vars, n, NULL);
+    ASSERT_GRAPH_OK(g);
+    recur_session *s = recur_session_new(g, NULL, st);
+    recur_session_run_target(s, recur_global_variables_initializer(g), st);
+    recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(5, 12, 6), NULL);
+    for (int64_t i = 0; i < recur_array_size(xv); i++) ((float *)recur_array_data(xv))[i] = (float)((i * 37) % 11) / 11.0f;
+    int32_t lv[5] = {12, 3, 7, 1, 9};
+    recur_array *la = recur_array_from(RECUR_I32, RECUR_SHAPE(5), lv, NULL);
+    recur_feed f[2] = {{x, xv}, {len, la}};
+    for (int i = 0; i < 2; i++) recur_session_run(s, f, 2, NULL, NULL, 0, &train, 1, st); /* warm-up */
+    ASSERT_OK(st);
+    long before = recur_alloc_count();
+    for (int i = 0; i < 5; i++) recur_session_run(s, f, 2, NULL, NULL, 0, &train, 1, st);
+    ASSERT_OK(st);
+    ASSERT_EQ_INT(recur_alloc_count() - before, 0);
+    recur_array_free(xv);
+    recur_array_free(la);
+    recur_session_free(s);
+    recur_graph_free(g);
+}
+
 TEST(only_needed_ops_run)
 {
     setup();
@@ -444,7 +482,7 @@ TEST(seeded_initializers_are_deterministic)
 
 RUN_TESTS(T(missing_feed_message), T(feed_shape_and_dtype_checks), T(uninitialized_variable_then_initializer),
           T(variables_initializer_list_and_independent_sessions), T(steady_state_runs_do_not_allocate),
-          T(only_needed_ops_run), T(check_numerics_names_the_op), T(already_exists_names_creation_site),
+          T(bilstm_adam_training_steps_do_not_allocate), T(only_needed_ops_run), T(check_numerics_names_the_op), T(already_exists_names_creation_site),
           T(does_not_exist_lists_nearest_names), T(bad_names_and_shapes_rejected),
           T(value_initializer_and_collections), T(initializer_values_match_tensorflow),
           T(initializer_statistics_follow_formulas), T(seeded_initializers_are_deterministic))

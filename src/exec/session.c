@@ -152,6 +152,38 @@ void **rc_kstate(rc_kctx *k)
     return &s->op_state[k->op->id];
 }
 
+/* The buffer behind rc_kscratch: its capacity, then the bytes (64-byte aligned). */
+typedef struct kscratch {
+    size_t cap;
+    void *data;
+} kscratch;
+
+static void free_kscratch(void *p)
+{
+    kscratch *ks = p;
+    if (ks) rc_aligned_free(ks->data);
+    rc_free(ks);
+}
+
+void *rc_kscratch(rc_kctx *k, size_t bytes)
+{
+    void **slot = rc_kstate(k);
+    if (!slot) return NULL;
+    kscratch *ks = *slot;
+    if (!ks) {
+        if (!(ks = *slot = rc_calloc(1, sizeof *ks))) return NULL;
+        rc_kstate_set_free(k, free_kscratch);
+    }
+    if (bytes > ks->cap) {
+        void *d = rc_aligned_alloc(bytes);
+        if (!d) return NULL;
+        rc_aligned_free(ks->data);
+        ks->data = d;
+        ks->cap = bytes;
+    }
+    return ks->data;
+}
+
 void *rc_session_op_state(recur_session *s, const recur_op *op)
 {
     return (size_t)op->id < s->capop_state ? s->op_state[op->id] : NULL;

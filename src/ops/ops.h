@@ -156,6 +156,10 @@ bool rc_kreference(rc_kctx *k);
  * session by `free_fn` (rc_free when NULL). */
 void **rc_kstate(rc_kctx *k);
 void rc_kstate_set_free(rc_kctx *k, void (*free_fn)(void *));
+/* Scratch memory of at least `bytes` kept by the session for this op across runs (no
+ * allocation once warm); uses the op's state slot, so not for ops that keep other state.
+ * Contents are undefined on entry. NULL on OOM. */
+void *rc_kscratch(rc_kctx *k, size_t bytes);
 
 /* ------------------------------------------------------------------ shared shape helpers */
 /* NumPy broadcast of two static shapes; false (and an error naming op) when incompatible. */

@@ -134,8 +134,8 @@ static recur_code reduce_fast(rc_kctx *k)
             if (last >= 0 && last != i - 1) return reduce_ref(k); /* not contiguous */
             last = i;
         }
-    if (first < 0) return reduce_ref(k);
     int64_t outer = 1, mid = 1, inner = 1;
+    if (first < 0) first = r, last = r - 1; /* nothing reduced (e.g. a scalar): a copy */
     for (int i = 0; i < first; i++) outer *= x->shape.dims[i];
     for (int i = first; i <= last; i++) mid *= x->shape.dims[i];
     for (int i = last + 1; i < r; i++) inner *= x->shape.dims[i];
@@ -255,6 +255,30 @@ static bool max_grad_shape(recur_graph *g, recur_op *op)
     return true;
 }
 
+/* float32 MaxGrad when the reduced axes are one contiguous block [outer, mid, inner]: the
+ * gradient goes to every maximal element, shared equally among ties. */
+static recur_code max_grad_f32(rc_kctx *k, int64_t outer, int64_t mid, int64_t inner)
+{
+    recur_array *x = k->in[0], *y = k->in[1], *dy = k->in[2];
+    recur_array *o = rc_kout(k, 0, x->dtype, x->shape);
+    if (!o) return recur_status_code(k->st);
+    float *cnt = rc_kscratch(k, (size_t)(inner ? inner : 1) * sizeof *cnt);
+    if (!cnt) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
+    const float *px = x->data, *py = y->data, *pd = dy->data;
+    float *po = o->data;
+    for (int64_t a = 0; a < outer; a++) {
+        const float *src = px + a * mid * inner, *ym = py + a * inner, *dm = pd + a * inner;
+        float *dst = po + a * mid * inner;
+        for (int64_t j = 0; j < inner; j++) cnt[j] = 0;
+        for (int64_t m = 0; m < mid; m++)
+            for (int64_t j = 0; j < inner; j++) cnt[j] += src[m * inner + j] == ym[j];
+        for (int64_t j = 0; j < inner; j++) cnt[j] = cnt[j] > 0 ? dm[j] / cnt[j] : 0;
+        for (int64_t m = 0; m < mid; m++)
+            for (int64_t j = 0; j < inner; j++) dst[m * inner + j] = src[m * inner + j] == ym[j] ? cnt[j] : 0.0f;
+    }
+    return RECUR_OK;
+}
+
 static recur_code max_grad_kernel(rc_kctx *k)
 {
     recur_array *x = k->in[0], *y = k->in[1], *dy = k->in[2];
@@ -269,6 +293,24 @@ static recur_code max_grad_kernel(rc_kctx *k)
     on = s;
     if (y->size != on || dy->size != on)
         return rc_kerr(k, RECUR_INVALID_ARGUMENT, "MaxGrad: %lld reduced values, expected %lld", (long long)y->size, (long long)on);
+    if (x->dtype == RECUR_F32 && y->dtype == RECUR_F32 && dy->dtype == RECUR_F32) {
+        int first = -1, last = -1;
+        bool contiguous = true;
+        for (int i = 0; i < r; i++)
+            if (mask >> i & 1) {
+                if (first < 0) first = i;
+                if (last >= 0 && last != i - 1) contiguous = false;
+                last = i;
+            }
+        if (first < 0) first = r, last = r - 1;
+        if (contiguous) {
+            int64_t outer = 1, mid = 1, inner = 1;
+            for (int i = 0; i < first; i++) outer *= x->shape.dims[i];
+            for (int i = first; i <= last; i++) mid *= x->shape.dims[i];
+            for (int i = last + 1; i < r; i++) inner *= x->shape.dims[i];
+            return max_grad_f32(k, outer, mid, inner);
+        }
+    }
     recur_array *o = rc_kout(k, 0, x->dtype, x->shape);
     int32_t *cnt = rc_calloc((size_t)on + 1, sizeof *cnt);
     if (!o || !cnt) {

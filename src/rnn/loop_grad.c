@@ -194,7 +194,8 @@ static recur_code rnn_grad_kernel(rc_kctx *k)
     recur_array *dX = rc_kout(k, 0, x->dtype, x->shape);
     if (!dX) return recur_status_code(k->st);
     memset(dX->data, 0, dX->nbytes);
-    recur_array *dS[RECUR_MAX_STATE], **dC = rc_calloc((size_t)L->ncaptures + 1, sizeof *dC);
+    recur_array *dS[RECUR_MAX_STATE], *dCbuf[16] = {0}; /* no allocation for the usual few captures */
+    recur_array **dC = L->ncaptures < 16 ? dCbuf : rc_calloc((size_t)L->ncaptures + 1, sizeof *dC);
     if (!dC) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
     recur_code c = RECUR_OK;
     for (int i = 0; i < n && !c; i++) {
@@ -218,7 +219,7 @@ static recur_code rnn_grad_kernel(rc_kctx *k)
             c = generic_backward(k, G, ls, dX, dS, dC);
         }
     }
-    rc_free(dC);
+    if (dC != dCbuf) rc_free(dC);
     return c;
 }
 
