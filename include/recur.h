@@ -904,17 +904,21 @@ RECUR_API recur_code recur_saver_restore(recur_saver *sv, recur_session *s, cons
 RECUR_API recur_code recur_init_from_checkpoint(recur_session *s, const char *prefix,
                                                 const char *const *from, const char *const *to,
                                                 int n, recur_status *st);
+
 /* The rename map recur_saver_restore's message suggests, computed between two checkpoints: each
  * key of `to` that `from` lacks is paired with an unused key of `from` of the same dtype and
  * shape, preferring the scope changes that explain the most keys (TensorFlow's historical RNN
  * renames, such as weights -> kernel, count as equal names), then the nearest name. Entries are
- * in the assignment-map form recur_init_from_checkpoint takes, read as "key or scope OLD of
- * `from` becomes NEW": exact names, or scopes ending in "/" ("/" is the root). A scope entry is
- * given only where every key of `to` under NEW follows it; it may also cover keys of `from`
- * that `to` lacks. fn(user, old, new) is called once per entry, scope entries first, each group
- * sorted by NEW; both strings are borrowed for the call only. fn may be NULL (just count).
- * Reads no tensor data. Returns the number of entries (0 when `to` lacks no key of `from` or no
- * key fits), or -1 with RECUR_INVALID_ARGUMENT (a NULL checkpoint) or RECUR_OUT_OF_MEMORY. */
+ * in recur_init_from_checkpoint's assignment-map form, exact names or scopes ending in "/" ("/"
+ * is the root), and are read the same way: a key of `to` takes the key of `from` named by its
+ * exact entry, else by the longest scope entry holding it. So a scope entry ("layer1/" ->
+ * "encoder/") is given only where every key of `to` under NEW follows it, though it may also
+ * cover keys of `from` that have no partner, and two scope entries may share OLD.
+ * fn(user, old_name, new_name) is called once per entry, scope entries first, each group sorted
+ * by new_name; both strings are borrowed for the call only. fn may be NULL (just count). Reads
+ * no tensor data. Returns the number of entries (0 when every key of `to` is in `from`, or none
+ * has a partner), or -1 with RECUR_INVALID_ARGUMENT (a NULL checkpoint) or RECUR_OUT_OF_MEMORY
+ * in `st`. */
 typedef void (*recur_name_map_fn)(void *user, const char *old_name, const char *new_name);
 RECUR_API long recur_checkpoint_suggest_map(const recur_checkpoint *from, const recur_checkpoint *to,
                                             recur_name_map_fn fn, void *user, recur_status *st);

@@ -1,8 +1,9 @@
 /*
- * recur.c - the `recur` command: train, predict and eval a text classifier; version.
- * (Checkpoint tools arrive with src/io: inspect, diff, rename.)
+ * recur.c - the `recur` command: train, predict and eval a text classifier; inspect, diff and
+ * rename checkpoints (ckpt_tools.c); version.
  */
 #include "blas_env.h"
+#include "ckpt_tools.h"
 #include "classifier.h"
 #include "recur.h"
 
@@ -17,6 +18,7 @@ static int usage(FILE *f)
                "  train     train a BiLSTM text classifier on label<TAB>text data\n"
                "  predict   print label<TAB>probability for each input sentence\n"
                "  eval      print the accuracy of a model on a labelled file\n"
+               CKPT_TOOLS_USAGE_LINES
                "  version   print the library version\n"
                "\nrun 'recur <command> --help' for a command's options\n");
     return f == stderr ? 2 : 0;
@@ -173,6 +175,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "train")) return cmd_train(argc, argv);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc, argv, false);
     if (!strcmp(cmd, "eval")) return cmd_predict(argc, argv, true);
+    if (!strcmp(cmd, "inspect")) return ckpt_inspect_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "diff")) return ckpt_diff_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "rename")) return ckpt_rename_main(argc - 1, argv + 1);
     fprintf(stderr, "recur: unknown command '%s'\n", cmd);
     return usage(stderr);
 }

@@ -321,3 +321,33 @@ bool rc_suggest_name_map(const rc_name_info *want, size_t nwant, const rc_name_i
     rc_map_free(&by_name);
     return ok;
 }
+
+long recur_checkpoint_suggest_map(const recur_checkpoint *from, const recur_checkpoint *to, recur_name_map_fn fn,
+                                  void *user, recur_status *st)
+{
+    recur_status_clear(st);
+    if (!from || !to) {
+        rc_err(st, RECUR_INVALID_ARGUMENT, "recur_checkpoint_suggest_map: NULL checkpoint");
+        return -1;
+    }
+    size_t nhave = recur_checkpoint_num_tensors(from), nwant = recur_checkpoint_num_tensors(to);
+    rc_name_info *have = rc_calloc(nhave + 1, sizeof *have), *want = rc_calloc(nwant + 1, sizeof *want);
+    rc_name_map map = {0};
+    bool ok = have && want;
+    for (size_t i = 0; ok && i < nhave; i++) {
+        have[i].name = recur_checkpoint_key(from, i);
+        recur_checkpoint_info(from, have[i].name, &have[i].dtype, &have[i].shape);
+    }
+    for (size_t i = 0; ok && i < nwant; i++) {
+        want[i].name = recur_checkpoint_key(to, i);
+        recur_checkpoint_info(to, want[i].name, &want[i].dtype, &want[i].shape);
+    }
+    ok = ok && rc_suggest_name_map(want, nwant, have, nhave, &map);
+    long n = ok ? (long)map.n : -1;
+    for (size_t i = 0; ok && fn && i < map.n; i++) fn(user, map.e[i].from, map.e[i].to);
+    if (!ok) rc_oom(st);
+    rc_name_map_free(&map);
+    rc_free(have);
+    rc_free(want);
+    return n;
+}
