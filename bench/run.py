@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""run.py - `make bench`: recur next to PyTorch and TensorFlow on this machine, in one invocation.
+
+    python3 bench/run.py [--cases LIST] [--frameworks LIST] [--iters N] [--quick]
+                         [--build build/release] [--data DIR] [--out bench/results/latest.json]
+
+Measures the machine's SGEMM peak (bench/sgemm_peak), then runs every case of bench/cases.py in
+every framework, each (case, framework) in a process of its own so that its peak RSS is its
+own: recur (bench_recur), PyTorch (peers_torch.py), TensorFlow's tf.compat.v1 graph mode and
+Keras (peers_tf.py), and the rt-polarity classifier epoch (recur train, classifier_torch.py).
+All run with the same number of threads (2), set through each framework's own knobs and the
+OMP/MKL/OpenBLAS environment variables. Prints a table, the bars of bench/README.md as
+PASS/MISS lines, and writes everything as JSON to --out. Standard library only.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import cases  # noqa: E402
+
+THREADS = 2  # every framework, every case (the machine's 2 vCPUs)
+FRAMEWORKS = ["recur", "pytorch", "tf.compat.v1", "keras"]
+ALIASES = {"torch": ["pytorch"], "pytorch": ["pytorch"], "tf": ["tf.compat.v1", "keras"], "tensorflow": ["tf.compat.v1", "keras"],
+           "tf-v1": ["tf.compat.v1"], "v1": ["tf.compat.v1"], "tf.compat.v1": ["tf.compat.v1"], "keras": ["keras"], "recur": ["recur"]}
+ALL_CASES = list(cases.CASES) + ["classifier"]
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "rt-polarity")
+CASE_TIMEOUT = 1800  # seconds for one (case, framework) process
+
+
+def thread_env(framework):
+    """The environment of every benchmark process: the same thread count everywhere."""
+    env = dict(os.environ)
+    n = str(THREADS)
+    env.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, TF_NUM_INTRAOP_THREADS=n,
+               TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", KERAS_BACKEND="tensorflow")
+    if framework == "tf.compat.v1":
+        env["TF_USE_LEGACY_KERAS"] = "1"  # tf.compat.v1.nn.rnn_cell lives in tf_keras since TF 2.16
+    else:
+        env.pop("TF_USE_LEGACY_KERAS", None)
+    return env
+
+
+def run_json(cmd, framework, timeout=CASE_TIMEOUT):
+    """Run one benchmark process; return (record, None) or (None, reason)."""
+    try:
+        p = subprocess.run(cmd, env=thread_env(framework), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return None, "timed out after %d s" % timeout
+    except OSError as e:
+        return None, str(e)
+    rec = None
+    for line in reversed(p.stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+                break
+            except ValueError:
+                pass
+    if rec and rec.get("error") == "not installed":
+        return None, "not installed"
+    if p.returncode == 0 and rec:
+        return rec, None
+    lines = [ln.strip() for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
+    errs = [ln for ln in lines if "Error" in ln or "error" in ln]
+    return None, "exit %d: %s" % (p.returncode, (errs or lines or ["no output"])[-1][:300])
+
+
+def case_cmd(framework, case, iters, build):
+    if framework == "recur":
+        return [os.path.join(build, "bench_recur"), case, "--iters", str(iters), "--threads", str(THREADS)]
+    py = [sys.executable]
+    if framework == "pytorch":
+        return py + [os.path.join(HERE, "peers_torch.py"), case, "--iters", str(iters), "--threads", str(THREADS)]
+    variant = "v1" if framework == "tf.compat.v1" else "keras"
+    return py + [os.path.join(HERE, "peers_tf.py"), case, "--variant", variant, "--iters", str(iters), "--threads", str(THREADS)]
+
+
+# ------------------------------------------------------------------ machine and SGEMM peak
+
+def machine_info():
+    info = {"cpu": platform.processor() or platform.machine(), "logical_cpus": os.cpu_count(), "threads_used": THREADS,
+            "kernel": platform.release(), "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            kv = [ln.split(":", 1) for ln in f if ":" in ln]
+        first = {}
+        for k, v in kv:
+            first.setdefault(k.strip(), v.strip())
+        info["cpu"] = first.get("model name", info["cpu"])
+        info["cpu_family_model"] = "%s/%s" % (first.get("cpu family", "?"), first.get("model", "?"))
+        cores = {(p, c) for p, c in zip([v.strip() for k, v in kv if k.strip() == "physical id"],
+                                        [v.strip() for k, v in kv if k.strip() == "core id"])}
+        info["physical_cores_reported"] = len(cores) or None
+        info["avx512"] = "avx512f" in first.get("flags", "").split()
+    except OSError:
+        pass
+    try:
+        info["loadavg_at_start"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    return info
+
+
+def sgemm_peak(build, reps):
+    rec, err = run_json([os.path.join(build, "sgemm_peak"), "--n", "2048", "--reps", str(reps), "--threads", "1,%d" % THREADS], "recur")
+    if err:
+        return {"error": err}
+    by_threads = {r["threads"]: r for r in rec["runs"]}
+    # The reference peak: the best single-product rate at either thread count. The benchmarks
+    # all run with THREADS threads; when 2 vCPUs share one physical core the 1-thread rate can
+    # be the higher one, and taking the higher never flatters the "% peak" column.
+    best = max(rec["runs"], key=lambda r: r["gflops_best"])
+    rec.update(peak_gflops=best["gflops_best"], peak_threads=best["threads"],
+               gflops_1thread=by_threads.get(1, {}).get("gflops_best"), gflops_2threads=by_threads.get(THREADS, {}).get("gflops_best"))
+    return rec
+
+
+# ------------------------------------------------------------------ the classifier case
+
+def run_measured(cmd, env, timeout):
+    """Run cmd; return (exit status, stdout, stderr, wall seconds, peak RSS in MB of that process).
+    The RSS is the child's own ru_maxrss, from wait4 (not the maximum over all children)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ROOT)
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        _, status, ru = os.wait4(p.pid, 0)
+        timer.cancel()
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen from waiting again
+        out.seek(0)
+        err.seek(0)
+        return p.returncode, out.read(), err.read(), wall, round(ru.ru_maxrss / 1024.0, 1)
+
+
+def classifier(frameworks, quick, build, data):
+    """One epoch of the rt-polarity BiLSTM classifier in recur and in PyTorch."""
+    train, dev = os.path.join(data, "train.tsv"), os.path.join(data, "dev.tsv")
+    if not (os.path.exists(train) and os.path.exists(dev)):
+        return [], "skipped: %s not found" % os.path.join(data, "{train,dev}.tsv")
+    out, tmp = [], tempfile.mkdtemp(prefix="recur-bench-")
+    try:
+        if quick:  # smoke run: the first 1600 training sentences (50 batches), same for both
+            with open(train, "rb") as f:
+                head = f.readlines()[:1601]
+            train = os.path.join(tmp, "train-quick.tsv")
+            with open(train, "wb") as f:
+                f.writelines(head)
+        if "recur" in frameworks:
+            cmd = [os.path.join(build, "recur"), "train", "--train", train, "--dev", dev, "--out", os.path.join(tmp, "model"),
+                   "--epochs", "1", "--threads", str(THREADS)]
+            rc, stdout, stderr, wall, rss_mb = run_measured(cmd, thread_env("recur"), CASE_TIMEOUT)
+            rec = {"framework": "recur", "process_wall_s": round(wall, 3), "rss_mb": rss_mb}
+            for line in stdout.splitlines():  # "epoch 1/1: loss L, dev accuracy A, S s (R batches/s)"
+                if line.startswith("epoch 1/"):
+                    parts = line.split(", ")
+                    rec["epoch_s"] = float(parts[2].split()[0])
+                    rec["dev_accuracy"] = float(parts[1].split()[-1])
+                    rec["batches_per_s"] = float(parts[2].split("(")[1].split()[0])
+            if rc or "epoch_s" not in rec:
+                rec = {"framework": "recur", "error": "exit %d: %s" % (rc, (stderr.strip().splitlines() or ["no output"])[-1])}
+            else:  # what is not the epoch: loading, building, dev accuracy, checkpoint
+                rec["outside_epoch_s"] = round(wall - rec["epoch_s"], 3)
+            out.append(rec)
+        if "pytorch" in frameworks:
+            rec, err = run_json([sys.executable, os.path.join(HERE, "classifier_torch.py"), "--train", train, "--dev", dev,
+                                 "--threads", str(THREADS)], "pytorch")
+            if rec:
+                rec["epoch_s"] = rec["epoch_s"][0]
+            out.append(rec or {"framework": "pytorch", "error": err})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out, "quick: first 1600 training sentences" if quick else None
+
+
+# ------------------------------------------------------------------ table and bars
+
+def fmt_ms(ms):
+    return "%.3f" % ms if ms < 10 else "%.1f" % ms if ms < 1000 else "%.0f" % ms
+
+
+def print_table(results, peak, case_list):
+    head = "%-10s %-13s %10s %9s %7s %8s  %s" % ("case", "framework", "ms/iter", "GFLOP/s", "% peak", "RSS MB", "recur vs fastest peer")
+    print(head)
+    print("-" * len(head))
+    for case in case_list:
+        rows = [r for r in results if r["case"] == case]
+        for r in rows:
+            if r.get("status") != "ok":
+                print("%-10s %-13s %s" % (case, r["framework"], r["status"]))
+                continue
+            frac = "%6.1f%%" % (100 * r["gflops"] / peak) if peak else "     -"
+            note = ""
+            if r["framework"] == "recur":
+                sp = speedup(results, case)
+                note = "%.2fx (%s)" % sp if sp else "-"
+                if case == "padded":
+                    v = find(results, "varlen", "recur")
+                    note = "padded / varlen time: %.2fx" % (r["median_ms"] / v["median_ms"]) if v else "-"
+            print("%-10s %-13s %10s %9.1f %7s %8.1f  %s" % (case, r["framework"], fmt_ms(r["median_ms"]), r["gflops"], frac, r["rss_mb"], note))
+
+
+def find(results, case, framework):
+    for r in results:
+        if r["case"] == case and r["framework"] == framework and r.get("status") == "ok":
+            return r
+    return None
+
+
+def speedup(results, case):
+    """(fastest peer's ms / recur's ms, that peer) or None."""
+    me = find(results, case, "recur")
+    peers = [r for r in results if r["case"] == case and r["framework"] != "recur" and r.get("status") == "ok"]
+    if not me or not peers:
+        return None
+    best = min(peers, key=lambda r: r["median_ms"])
+    return best["median_ms"] / me["median_ms"], best["framework"]
+
+
+# the cases each bar needs: a bar is judged only when all of them were asked for
+BAR_CASES = {"seed": ["seed"], "lstm256": ["lstm256"], "lstm512": ["lstm512"], "bilstm256": ["bilstm256"], "varlen": ["varlen"],
+             "varlen vs padded": ["varlen", "padded"], "gru256": ["gru256"], "infer1": ["infer1"], "classifier": ["classifier"],
+             "lstm256 RSS": ["lstm256"]}
+
+
+def bars(results, peak, clf, case_list):
+    """The bars of bench/README.md that this run can judge: (name, PASS|MISS|SKIP, detail)."""
+    out = []
+
+    def frac(case):
+        r = find(results, case, "recur")
+        return r["gflops"] / peak if r and peak else None
+
+    def check(name, case, min_speedup=None, min_frac=None, faster=False):
+        sp, fr = speedup(results, case), frac(case)
+        if find(results, case, "recur") is None:
+            return out.append((name, "SKIP", "recur did not run %s" % case))
+        parts, ok = [], True
+        if min_speedup or faster:
+            if sp is None:
+                return out.append((name, "SKIP", "no peer ran %s" % case))
+            good = sp[0] >= min_speedup if min_speedup else sp[0] > 1.0
+            ok &= good
+            parts.append("%.2fx the fastest peer (%s), need %s [%s]" %
+                         (sp[0], sp[1], ">= %.1fx" % min_speedup if min_speedup else "> 1x", "ok" if good else "miss"))
+        if min_frac:
+            if fr is None:
+                return out.append((name, "SKIP", "no SGEMM peak"))
+            ok &= fr >= min_frac
+            parts.append("%.0f%% of SGEMM peak, need >= %.0f%% [%s]" % (100 * fr, 100 * min_frac, "ok" if fr >= min_frac else "miss"))
+        out.append((name, "PASS" if ok else "MISS", "; ".join(parts)))
+
+    check("seed", "seed", min_speedup=5)
+    check("lstm256", "lstm256", faster=True, min_frac=0.80)
+    check("lstm512", "lstm512", faster=True, min_frac=0.80)
+    check("bilstm256", "bilstm256", faster=True, min_frac=0.75)
+    check("varlen", "varlen", min_speedup=1.5)
+    v, p = find(results, "varlen", "recur"), find(results, "padded", "recur")
+    if v and p:
+        r = p["median_ms"] / v["median_ms"]
+        out.append(("varlen vs padded", "PASS" if r >= 1.6 else "MISS", "recur varlen %.2fx faster than recur padded, need >= 1.6x" % r))
+    else:
+        out.append(("varlen vs padded", "SKIP", "needs recur's varlen and padded"))
+    check("gru256", "gru256", faster=True, min_frac=0.75)
+    check("infer1", "infer1", min_speedup=2)
+    rc = {r["framework"]: r for r in clf if "error" not in r}
+    if "recur" in rc and "pytorch" in rc:
+        r = rc["pytorch"]["epoch_s"] / rc["recur"]["epoch_s"]
+        out.append(("classifier", "PASS" if r >= 3 else "MISS", "recur's epoch %.2fx faster than PyTorch's, need >= 3x" % r))
+    else:
+        out.append(("classifier", "SKIP", "needs the classifier epoch in recur and PyTorch"))
+    me = find(results, "lstm256", "recur")
+    peers = [r for r in results if r["case"] == "lstm256" and r["framework"] != "recur" and r.get("status") == "ok"]
+    if me and peers:
+        low = min(peers, key=lambda r: r["rss_mb"])
+        out.append(("lstm256 RSS", "PASS" if me["rss_mb"] <= low["rss_mb"] else "MISS",
+                    "recur %.1f MB, lowest peer %.1f MB (%s)" % (me["rss_mb"], low["rss_mb"], low["framework"])))
+    else:
+        out.append(("lstm256 RSS", "SKIP", "needs lstm256 in recur and a peer"))
+    return [b for b in out if all(c in case_list for c in BAR_CASES[b[0]])]
+
+
+# ------------------------------------------------------------------ main
+
+def parse_list(text, allowed, aliases=None):
+    out = []
+    for item in [t.strip() for t in text.split(",") if t.strip()]:
+        names = (aliases or {}).get(item, [item])
+        for n in names:
+            if n not in allowed:
+                raise SystemExit("run.py: unknown name '%s' (choose from %s)" % (item, ", ".join(allowed)))
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description="recur vs PyTorch and TensorFlow on this machine (bench/README.md)")
+    ap.add_argument("--cases", default=",".join(ALL_CASES), help="comma-separated, from: " + ", ".join(ALL_CASES))
+    ap.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated: recur, pytorch, tf-v1, keras (tf: both TF styles)")
+    ap.add_argument("--iters", type=int, default=0, help="timed iterations per case (default 20 training, 100 inference)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: few iterations, a short classifier epoch")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"), help="where bench_recur, sgemm_peak and recur are")
+    ap.add_argument("--data", default=DATA, help="rt-polarity folder for the classifier case (train.tsv, dev.tsv)")
+    ap.add_argument("--out", default=os.path.join("bench", "results", "latest.json"), help="JSON results (relative to the repository root)")
+    a = ap.parse_args()
+    case_list = parse_list(a.cases, ALL_CASES)
+    frameworks = parse_list(a.frameworks, FRAMEWORKS, ALIASES)
+    build = os.path.abspath(a.build)
+    for tool in ("bench_recur", "sgemm_peak", "recur"):
+        if not os.access(os.path.join(build, tool), os.X_OK):
+            raise SystemExit("run.py: %s/%s is missing; run `make bench` (it builds them)" % (build, tool))
+
+    info = machine_info()
+    print("recur benchmark: %s, %s logical CPUs, %d threads in every framework%s" %
+          (info["cpu"], info["logical_cpus"], THREADS, " (quick run: few iterations)" if a.quick else ""))
+    if info.get("loadavg_at_start", 0) > 0.5:
+        print("note: load average %.2f at start; other work on the machine makes these numbers noisy" % info["loadavg_at_start"])
+    sg = sgemm_peak(build, 3 if a.quick else 10)
+    peak = sg.get("peak_gflops")
+    if peak:
+        info["openblas_core"] = sg["corename"]
+        info["openblas_config"] = sg["config"]
+        print("SGEMM 2048^3 (OpenBLAS %s kernels): best %.1f GFLOP/s at 1 thread, %.1f at %d threads;"
+              " reference peak for '%% peak' = %.1f GFLOP/s (the higher)" %
+              (sg["corename"], sg["gflops_1thread"] or 0, sg["gflops_2threads"] or 0, THREADS, peak))
+    else:
+        print("SGEMM peak: failed (%s); '%% peak' left empty" % sg.get("error"))
+    print(flush=True)
+
+    results, versions, missing = [], {}, set()
+    for case in [c for c in case_list if c in cases.CASES]:
+        c = cases.CASES[case]
+        iters = a.iters or (cases.QUICK_ITERS if a.quick else cases.DEFAULT_ITERS)[c["train"]]
+        for fw in frameworks:
+            row = {"case": case, "framework": fw}
+            if fw != "recur" and case in cases.RECUR_ONLY:
+                continue
+            if fw in missing:
+                row["status"] = "not installed"
+                results.append(row)
+                continue
+            print("  running %-10s %-13s ..." % (case, fw), end="", file=sys.stderr, flush=True)
+            rec, err = run_json(case_cmd(fw, case, iters, build), fw)
+            if err:
+                row["status"] = err if err == "not installed" else "failed: " + err
+                if err == "not installed":
+                    missing.add(fw)
+                print(" " + row["status"], file=sys.stderr, flush=True)
+            else:
+                med = statistics.median(rec["ms"])
+                row.update(status="ok", median_ms=round(med, 4), min_ms=min(rec["ms"]), iters=len(rec["ms"]),
+                           flops=cases.flops(case), gflops=round(cases.flops(case) / med * 1e-6, 2),
+                           frac_peak=round(cases.flops(case) / med * 1e-6 / peak, 4) if peak else None,
+                           rss_mb=rec["rss_mb"], ms=rec["ms"])
+                for k in ("version", "keras_version", "cpu_util", "threads_used", "graph_mode"):
+                    if k in rec:
+                        row[k] = rec[k]
+                if "version" in rec:
+                    versions[fw] = rec["version"] + (" (keras %s)" % rec["keras_version"] if "keras_version" in rec else "")
+                if fw == "recur" and abs(rec["flops"] - cases.flops(case)) > 1e-6 * cases.flops(case):
+                    row["note"] = "bench_recur counts %.0f FLOPs, cases.py %.0f" % (rec["flops"], cases.flops(case))
+                    print(" (warning: %s)" % row["note"], end="", file=sys.stderr)
+                print(" %s ms" % fmt_ms(med), file=sys.stderr, flush=True)
+            results.append(row)
+
+    clf, clf_note = [], None
+    if "classifier" in case_list:
+        print("  running classifier (one epoch, recur and pytorch) ...", file=sys.stderr, flush=True)
+        clf, clf_note = classifier(frameworks, a.quick, build, a.data)
+
+    if results:
+        print()
+        print_table(results, peak, [c for c in case_list if c in cases.CASES])
+    if "classifier" in case_list:
+        print()
+        print("classifier: rt-polarity BiLSTM 128+128, embedding 128, batch 32, one training epoch%s" %
+              (" (%s)" % clf_note if clf_note else ""))
+        for r in clf:
+            if "error" in r:
+                print("  %-8s %s" % (r["framework"], r["error"]))
+            else:
+                extra = ("outside the epoch (load, build, dev eval, save) %.1f s" % r["outside_epoch_s"] if r["framework"] == "recur"
+                         else "data loading %.2f s (not in the epoch)" % r["load_s"])
+                print("  %-8s epoch %7.1f s   dev accuracy %.4f   RSS %6.1f MB   %s" %
+                      (r["framework"], r["epoch_s"], r.get("dev_accuracy") or 0, r.get("rss_mb", 0), extra))
+
+    bar_list = bars(results, peak, clf, case_list)
+    print()
+    print("bars (bench/README.md):")
+    for name, status, detail in bar_list:
+        print("  %-4s  %-17s %s" % (status, name, detail))
+
+    info["versions"] = dict(versions, recur=recur_version(build))
+    doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": info, "threads": THREADS, "quick": a.quick,
+           "sgemm": sg, "peak_gflops": peak, "results": results, "classifier": clf, "classifier_note": clf_note,
+           "bars": [{"bar": n, "status": s, "detail": d} for n, s, d in bar_list]}
+    out_path = os.path.join(ROOT, a.out)  # an absolute --out stays as it is
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    with open(out_path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print("\nwritten: %s" % a.out)
+
+
+def recur_version(build):
+    try:
+        return subprocess.run([os.path.join(build, "recur"), "version"], capture_output=True, text=True, timeout=30).stdout.split()[-1]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+if __name__ == "__main__":
+    main()
