@@ -6,6 +6,7 @@
 #include "recur_impl.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #define PHILOX_W32A 0x9E3779B9u
@@ -151,7 +152,8 @@ uint64_t rc_random_seed(void)
     static _Atomic uint64_t salt = 0x853c49e6748fea9bULL;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (salt += 0x9E3779B97F4A7C15ULL);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                 (atomic_fetch_add(&salt, 0x9E3779B97F4A7C15ULL) + 0x9E3779B97F4A7C15ULL);
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdULL;
     x ^= x >> 33;

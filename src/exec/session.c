@@ -576,6 +576,11 @@ recur_array *recur_session_get_variable(recur_session *s, recur_tensor *var, rec
         rc_err(st, RECUR_INVALID_ARGUMENT, "recur_session_get_variable: NULL argument");
         return NULL;
     }
+    /* Closing freed the values; say so rather than "uninitialized" (as every other call does). */
+    if (s->closed) {
+        rc_err(st, RECUR_FAILED_PRECONDITION, "Attempted to use a closed Session.");
+        return NULL;
+    }
     rc_variable *v = rc_tensor_var(var);
     if (!v || var->op->g != s->g) {
         rc_err(st, RECUR_INVALID_ARGUMENT, "%s is not a variable of this session's graph", var->name);

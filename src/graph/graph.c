@@ -421,12 +421,29 @@ recur_op *rc_op_new(recur_graph *g, int type, recur_tensor *const *inputs, int n
             goto fail;
         }
         size_t n = strlen(name);
-        full = name[n - 1] == '/' ? rc_strndup(name, n - 1) : rc_unique_name(g, name, true);
+        if (name[n - 1] == '/') {
+            /* An exact name (TensorFlow's name_from_scope_name) is not uniquified, so it must
+             * name something and must not be taken (checked below): TensorFlow's graph refuses a
+             * duplicate node name, and a second op of one name would shadow the first. */
+            if (n == 1) {
+                rc_gerr(g, RECUR_INVALID_ARGUMENT, "'/' is not a valid op name: it names no op");
+                goto fail;
+            }
+            full = rc_strndup(name, n - 1);
+        } else {
+            full = rc_unique_name(g, name, true);
+        }
     } else {
         full = rc_unique_name(g, def->name ? def->name : def->type, true);
     }
     if (!full) {
         rc_goom(g);
+        goto fail;
+    }
+    /* An exact name is not recorded as used, so it can also meet a later generated name. */
+    if (rc_map_get(&g->op_by_name, full)) {
+        rc_gerr(g, RECUR_INVALID_ARGUMENT, "Duplicate node name in graph: '%s'", full);
+        rc_free(full);
         goto fail;
     }
 

@@ -374,9 +374,14 @@ fail:
 recur_array *recur_checkpoint_read(recur_checkpoint *c, const char *key, recur_status *st)
 {
     recur_status_clear(st);
+    /* A NULL argument is a caller error, not a key missing from the file. */
+    if (!c || !key) {
+        rc_err(st, RECUR_INVALID_ARGUMENT, "recur_checkpoint_read: NULL %s", c ? "key" : "checkpoint");
+        return NULL;
+    }
     const ckpt_entry *e = find(c, key);
     if (!e) {
-        rc_err(st, RECUR_NOT_FOUND, "Key %s not found in checkpoint", key ? key : "(null)");
+        rc_err(st, RECUR_NOT_FOUND, "Key %s not found in checkpoint", key);
         return NULL;
     }
     if (e->sliced || !dtype_supported(e->dtype)) {

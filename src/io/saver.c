@@ -179,6 +179,8 @@ recur_code recur_saver_save(recur_saver *sv, recur_session *s, const char *prefi
     recur_status_clear(st);
     if (!sv || !s || !prefix || !prefix[0])
         return rc_err(st, RECUR_INVALID_ARGUMENT, "recur_saver_save: NULL saver, session or prefix");
+    /* A closed session holds no values; refuse before touching the file system. */
+    if (s->closed) return rc_err(st, RECUR_FAILED_PRECONDITION, "Attempted to use a closed Session.");
     rc_strbuf pb;
     rc_sb_init(&pb);
     if (global_step >= 0) rc_sb_printf(&pb, "%s-%lld", prefix, (long long)global_step);
@@ -344,6 +346,7 @@ recur_code recur_saver_restore(recur_saver *sv, recur_session *s, const char *pr
 {
     recur_status_clear(st);
     if (!sv || !s || !prefix) return rc_err(st, RECUR_INVALID_ARGUMENT, "recur_saver_restore: NULL argument");
+    if (s->closed) return rc_err(st, RECUR_FAILED_PRECONDITION, "Attempted to use a closed Session.");
     recur_checkpoint *c = recur_checkpoint_open(prefix, st);
     if (!c) return recur_status_code(st);
     binding *b = rc_calloc(sv->n, sizeof *b);
@@ -384,6 +387,7 @@ recur_code recur_init_from_checkpoint(recur_session *s, const char *prefix, cons
     recur_status_clear(st);
     if (!s || !prefix || n < 0 || (n > 0 && (!from || !to)))
         return rc_err(st, RECUR_INVALID_ARGUMENT, "recur_init_from_checkpoint: NULL argument");
+    if (s->closed) return rc_err(st, RECUR_FAILED_PRECONDITION, "Attempted to use a closed Session.");
     /* The session's graph: recur.h has no accessor for it yet (see recur_session_graph). */
     recur_graph *g = s->g;
     long nv = recur_get_collection(g, RECUR_GLOBAL_VARIABLES, NULL, NULL, 0);
@@ -420,7 +424,9 @@ recur_code recur_init_from_checkpoint(recur_session *s, const char *prefix, cons
         else if (key) b[nb++] = (binding){vars[i], rc_map_intern(&keys, key)};
         rc_free(key);
     }
-    if (code == RECUR_OK && nb > 0 && !(c = recur_checkpoint_open(prefix, st))) code = recur_status_code(st);
+    /* Opened even when no variable maps to it, as TensorFlow does: a wrong prefix is an error,
+     * not a silent no-op. */
+    if (code == RECUR_OK && !(c = recur_checkpoint_open(prefix, st))) code = recur_status_code(st);
     if (c) {
         rc_strbuf msg;
         rc_sb_init(&msg);

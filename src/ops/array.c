@@ -275,10 +275,11 @@ static bool slice_shape(recur_graph *g, recur_op *op)
     recur_shape out = {.rank = r};
     for (int i = 0; i < r; i++) {
         int64_t b = op->attr.ivec[i], s = op->attr.ivec[r + i], d = x->shape.rank >= 0 ? x->shape.dims[i] : -1;
-        if (b < 0 || s < -1 || (d >= 0 && (b > d || (s >= 0 && b + s > d)))) {
+        /* s > d - b rather than b + s > d: a huge size must not overflow int64 */
+        if (b < 0 || s < -1 || (d >= 0 && (b > d || (s >= 0 && s > d - b)))) {
             char m[200];
             snprintf(m, sizeof m, "Expected begin[%d] in [0, %lld] and size[%d] in [0, %lld], but got %lld and %lld", i,
-                     (long long)d, i, (long long)(d - b), (long long)b, (long long)s);
+                     (long long)d, i, (long long)(b >= 0 && b <= d ? d - b : d), (long long)b, (long long)s);
             return rc_shape_error(g, op, m);
         }
         out.dims[i] = s >= 0 ? s : d >= 0 ? d - b : -1;
@@ -322,7 +323,7 @@ static recur_code slice_kernel(rc_kctx *k)
     for (int i = 0; i < r; i++) {
         int64_t s = k->op->attr.ivec[r + i];
         box.dims[i] = s >= 0 ? s : x->shape.dims[i] - begin[i];
-        if (begin[i] > x->shape.dims[i] || begin[i] + box.dims[i] > x->shape.dims[i] || box.dims[i] < 0)
+        if (begin[i] > x->shape.dims[i] || box.dims[i] > x->shape.dims[i] - begin[i] || box.dims[i] < 0)
             return rc_kerr(k, RECUR_INVALID_ARGUMENT,
                            "Expected size[%d] in [0, %lld], but got %lld", i,
                            (long long)(x->shape.dims[i] - begin[i]), (long long)box.dims[i]);
@@ -399,16 +400,23 @@ static bool reshape_shape(recur_graph *g, recur_op *op)
     recur_shape t = op->attr.shape;
     int unknown = -1;
     int64_t known = 1;
+    bool zero = false, overflow = false;
     for (int i = 0; i < t.rank; i++) {
         if (t.dims[i] == -1) {
             if (unknown >= 0) return rc_shape_error(g, op, "Cannot infer multiple unknown dimensions");
             unknown = i;
         } else if (t.dims[i] < -1) {
             return rc_shape_error(g, op, "Size must be non-negative or -1");
+        } else if (t.dims[i] == 0) {
+            zero = true;
+        } else if (known > INT64_MAX / t.dims[i]) {
+            overflow = true; /* the product would overflow int64 (undefined behaviour) */
         } else {
             known *= t.dims[i];
         }
     }
+    if (zero) known = 0;
+    else if (overflow) return rc_shape_error(g, op, "Target shape has too many elements (more than 2^63 - 1)");
     int64_t n;
     if (rc_shape_count(x->shape, &n)) {
         if (unknown >= 0) {

@@ -524,7 +524,9 @@ static recur_tensor *random_op(recur_graph *g, int type, recur_shape shape, doub
 {
     if (!rc_gready(g, NULL, 0)) return NULL;
     int64_t n;
-    if (!rc_shape_count(shape, &n)) return rc_gerr(g, RECUR_INVALID_ARGUMENT, "random: the shape must be fully known");
+    if (!rc_shape_count(shape, &n)) /* unknown, negative, or a count that overflows: say which may apply */
+        return rc_gerr(g, RECUR_INVALID_ARGUMENT,
+                       "random: the shape must be fully known and non-negative, and its element count must fit int64");
     rc_attrs at = {.shape = shape};
     at.i[0] = RECUR_F32;
     rc_resolve_seed(g->has_seed, g->seed, seed, (int64_t)g->nops, &at.i[1], &at.i[2]);

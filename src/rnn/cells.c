@@ -200,6 +200,9 @@ recur_cell *recur_custom_cell(recur_graph *g, const recur_cell_def *def)
     if (!def || !def->build || !def->name)
         return rc_gerr(g, RECUR_INVALID_ARGUMENT,
                        "The argument 'cell' is not an RNNCell: a custom cell needs a name and a build function.");
+    /* Checked now, as a built-in cell's opts->name is, rather than at the first call. */
+    if (!rc_valid_scope_name(def->name, true))
+        return rc_gerr(g, RECUR_INVALID_ARGUMENT, "'%s' is not a valid cell name", def->name);
     if (def->num_state < 1 || def->num_state > RECUR_MAX_STATE || def->output_size < 1)
         return rc_gerr(g, RECUR_INVALID_ARGUMENT,
                        "Custom cell %s: num_state must be in [1, %d] and output_size >= 1", def->name, RECUR_MAX_STATE);

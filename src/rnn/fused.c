@@ -434,6 +434,10 @@ recur_code rc_fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array 
                             recur_array **final, recur_array *out, float *hist, rc_arena *ar)
 {
     rc_arena_reset(ar);
+    /* No steps or no rows: nothing to compute. The caller zeroed `out` and copied the initial
+     * state into `final`, which is the result; empty arrays have no data pointer, which the
+     * code below would take for a failed allocation. */
+    if (x->shape.dims[0] == 0 || x->shape.dims[1] == 0) return RECUR_OK;
     seqinfo s;
     recur_code code = RECUR_OK;
     if (!seq_setup(&s, x, len, ar)) goto oom;
@@ -749,6 +753,9 @@ recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist
 {
     rc_arena_reset(ar);
     const recur_array *x = fwd_in[0];
+    /* No steps or no rows (see rc_fused_forward): the caller's results stand, dx empty, the
+     * initial-state gradients equal to the final-state ones, the weight gradients zero. */
+    if (x->shape.dims[0] == 0 || x->shape.dims[1] == 0) return RECUR_OK;
     seqinfo s;
     recur_code code = RECUR_OK;
     if (!seq_setup(&s, x, len, ar)) goto oom;

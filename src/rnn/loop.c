@@ -135,6 +135,7 @@ static recur_code check_inputs(rc_kctx *k, rc_loop *L, int64_t *T, int64_t *B, i
         }
         *steps = mx;
     }
+    if (*B == 0) *steps = 0; /* no rows: no step runs (empty arrays have no data to copy) */
     int s0 = L->has_len ? 2 : 1;
     for (int i = 0; i < L->nstate; i++) {
         recur_array *st = k->in[s0 + i];
@@ -272,13 +273,13 @@ static recur_code rnn_kernel(rc_kctx *k)
     recur_array *x = k->in[0];
     recur_array *out = rc_kout(k, 0, L->out->dtype, RECUR_SHAPE(T, B, L->out->shape.dims[1]));
     if (!out) return recur_status_code(k->st);
-    memset(out->data, 0, out->nbytes);
+    if (out->nbytes) memset(out->data, 0, out->nbytes); /* an empty array has no data pointer */
     recur_array *fin[RECUR_MAX_STATE];
     int s0 = L->has_len ? 2 : 1;
     for (int i = 0; i < L->nstate; i++) {
         fin[i] = rc_kout(k, 1 + i, L->state_out[i]->dtype, k->in[s0 + i]->shape);
         if (!fin[i]) return recur_status_code(k->st);
-        memcpy(fin[i]->data, k->in[s0 + i]->data, fin[i]->nbytes);
+        if (fin[i]->nbytes) memcpy(fin[i]->data, k->in[s0 + i]->data, fin[i]->nbytes);
     }
     bool train = training(k, L);
     ls->steps = steps;

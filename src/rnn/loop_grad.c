@@ -193,7 +193,7 @@ static recur_code rnn_grad_kernel(rc_kctx *k)
     recur_array *x = k->in[fo];
     recur_array *dX = rc_kout(k, 0, x->dtype, x->shape);
     if (!dX) return recur_status_code(k->st);
-    memset(dX->data, 0, dX->nbytes);
+    if (dX->nbytes) memset(dX->data, 0, dX->nbytes); /* an empty array has no data pointer */
     recur_array *dS[RECUR_MAX_STATE], *dCbuf[16] = {0}; /* no allocation for the usual few captures */
     recur_array **dC = L->ncaptures < 16 ? dCbuf : rc_calloc((size_t)L->ncaptures + 1, sizeof *dC);
     if (!dC) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
@@ -201,7 +201,7 @@ static recur_code rnn_grad_kernel(rc_kctx *k)
     for (int i = 0; i < n && !c; i++) {
         dS[i] = rc_kout(k, 1 + i, k->in[s0 + i]->dtype, k->in[s0 + i]->shape);
         if (!dS[i]) c = recur_status_code(k->st);
-        else memcpy(dS[i]->data, k->in[2 + i]->data, dS[i]->nbytes);
+        else if (dS[i]->nbytes) memcpy(dS[i]->data, k->in[2 + i]->data, dS[i]->nbytes);
     }
     for (int j = 0; j < L->ncaptures && !c; j++) {
         recur_array *cap = k->in[fo + L->first_capture + j];

@@ -196,7 +196,11 @@ bool recur_gradients(recur_graph *g, recur_tensor *const *ys, int ny, recur_tens
                            i, ys[i]->name), false;
         if (grad_ys && grad_ys[i]) {
             if (!rc_gready(g, &grad_ys[i], 1)) return false;
-            if (grad_ys[i]->dtype != ys[i]->dtype || !rc_shape_compatible(grad_ys[i]->shape, ys[i]->shape)) {
+            /* A dtype mismatch is named as such (the shapes may well agree). */
+            if (grad_ys[i]->dtype != ys[i]->dtype)
+                return rc_gerr(g, RECUR_INVALID_ARGUMENT, "gradients: grad_ys[%d] has dtype %s but ys[%d] (%s) has dtype %s",
+                               i, recur_dtype_name(grad_ys[i]->dtype), i, ys[i]->name, recur_dtype_name(ys[i]->dtype)), false;
+            if (!rc_shape_compatible(grad_ys[i]->shape, ys[i]->shape)) {
                 char a[64], b[64];
                 return rc_gerr(g, RECUR_INVALID_ARGUMENT,
                                "Incompatible shapes between op input and calculated input gradient: grad_ys[%d] %s %s vs "
