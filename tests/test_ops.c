@@ -4,6 +4,7 @@
  * each shape function must raise at build time. Also checks the op table is complete.
  */
 #include "runner.h"
+#include "core/gemm_packed.h"
 #include "exec/exec.h"
 
 static recur_status *st;
@@ -244,6 +245,57 @@ static recur_tensor *cst(recur_graph *g, recur_shape s, const float *v)
     return t;
 }
 
+TEST(packed_gemm_matches_a_double_reference)
+{
+    /* The recurrent-step product: every edge of the 8-row tiles, 32-column panels and K blocks,
+     * both layouts of B, beta 0 and 1, on the packed path and the CBLAS fallback. */
+    const int64_t Ms[] = {0, 1, 3, 4, 7, 8, 9, 13, 64}, Ns[] = {1, 15, 16, 17, 31, 32, 33, 200}, Ks[] = {0, 1, 5, 191, 192, 193, 400};
+    srand(7);
+    for (int fb = 0; fb < 2; fb++) {
+        rc_gemm_packed_use_cblas(fb);
+        for (size_t mi = 0; mi < RC_ARRAY_LEN(Ms); mi++)
+            for (size_t ni = 0; ni < RC_ARRAY_LEN(Ns); ni++)
+                for (size_t ki = 0; ki < RC_ARRAY_LEN(Ks); ki++)
+                    for (int tr = 0; tr < 2; tr++) {
+                        int64_t M = Ms[mi], N = Ns[ni], K = Ks[ki], lda = K + 3, ldb = (tr ? K : N) + 2, ldc = N + 1;
+                        float *A = malloc(sizeof(float) * (size_t)(M * lda + 1)), *Bm = malloc(sizeof(float) * (size_t)((tr ? N : K) * ldb + 1));
+                        float *C = malloc(sizeof(float) * (size_t)(M * ldc + 1)), *C0 = malloc(sizeof(float) * (size_t)(M * ldc + 1));
+                        for (int64_t i = 0; i < M * lda; i++) A[i] = (float)rand() / RAND_MAX - 0.5f;
+                        for (int64_t i = 0; i < (tr ? N : K) * ldb; i++) Bm[i] = (float)rand() / RAND_MAX - 0.5f;
+                        for (int64_t i = 0; i < M * ldc; i++) C0[i] = (float)rand() / RAND_MAX - 0.5f;
+                        rc_arena ar = {0};
+                        rc_packed_b p;
+                        ASSERT_TRUE(rc_pack_b(&p, Bm, ldb, tr, K, N, &ar));
+                        /* the packed path runs wherever the CPU has it */
+                        ASSERT_TRUE((p.panels != NULL) == (!fb && K > 0 && N > 0 && __builtin_cpu_supports("avx512f")));
+                        for (int beta = 0; beta < 2; beta++) {
+                            memcpy(C, C0, sizeof(float) * (size_t)(M * ldc));
+                            rc_gemm_packed(M, A, lda, &p, (float)beta, C, ldc);
+                            for (int64_t i = 0; i < M; i++)
+                                for (int64_t j = 0; j < ldc; j++) {
+                                    if (j == N) { /* the column past N is never touched */
+                                        ASSERT_TRUE(C[i * ldc + j] == C0[i * ldc + j]);
+                                        continue;
+                                    }
+                                    double ref = beta ? C0[i * ldc + j] : 0, mag = fabs(ref);
+                                    for (int64_t k = 0; k < K; k++) {
+                                        double b = tr ? Bm[j * ldb + k] : Bm[k * ldb + j];
+                                        ref += (double)A[i * lda + k] * b;
+                                        mag += fabs((double)A[i * lda + k] * b);
+                                    }
+                                    if (fabs(C[i * ldc + j] - ref) > 1e-6 * (mag + 1))
+                                        rt_fail(__FILE__, __LINE__, "M %lld N %lld K %lld trans %d beta %d fallback %d: C[%lld][%lld] = %g, want %g",
+                                                (long long)M, (long long)N, (long long)K, tr, beta, fb, (long long)i, (long long)j,
+                                                C[i * ldc + j], ref);
+                                }
+                        }
+                        rc_arena_free(&ar);
+                        free(A), free(Bm), free(C), free(C0);
+                    }
+    }
+    rc_gemm_packed_use_cblas(false);
+}
+
 TEST(hand_checked_values)
 {
     st = recur_status_new();
@@ -396,5 +448,5 @@ TEST(op_table_is_complete)
     }
 }
 
-RUN_TESTS(T(fast_kernels_match_reference), T(hand_checked_values), T(shape_errors_name_op_and_shapes),
+RUN_TESTS(T(fast_kernels_match_reference), T(packed_gemm_matches_a_double_reference), T(hand_checked_values), T(shape_errors_name_op_and_shapes),
           T(runtime_shape_errors), T(op_table_is_complete))

@@ -31,7 +31,7 @@ void rc_arena_free(rc_arena *a)
 {
     for (rc_arena_block *b = a->head, *nx; b; b = nx) {
         nx = b->next;
-        rc_free(b);
+        rc_aligned_free(b);
     }
     a->head = NULL;
 }
@@ -43,7 +43,7 @@ void *rc_arena_alloc(rc_arena *a, size_t bytes, bool zero)
     if (!b || b->cap - b->used < bytes) {
         size_t cap = RC_MAX(bytes, a->reserve);
         cap = RC_MAX(cap, (size_t)1 << 16);
-        rc_arena_block *nb = rc_malloc(sizeof *nb + cap);
+        rc_arena_block *nb = rc_aligned_alloc(sizeof *nb + cap); /* so that data is 64-byte aligned */
         if (!nb) return NULL;
         nb->cap = cap;
         nb->used = 0;

@@ -20,6 +20,7 @@
  *   GRU v2  z, r, act(hh) | recurrent hh term | h                  3H | H | H
  */
 #include "rnn/rnn_impl.h"
+#include "core/gemm_packed.h"
 #include "core/vmath.h"
 
 #include <cblas.h>
@@ -308,15 +309,18 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
     float *gates = hist, *craw = hist + T * B * G, *yraw = craw + T * B * H;
     float *tmp = rc_arena_alloc(ar, (size_t)H * sizeof(float), false);
     float *m = proj ? rc_arena_alloc(ar, (size_t)(B * H) * sizeof(float), false) : NULL;
-    if (!tmp || (proj && !m)) return RECUR_OUT_OF_MEMORY;
+    rc_packed_b wh, wp;
+    if (!tmp || (proj && !m) || !rc_pack_b(&wh, kern + D * G, G, false, P, G, ar) ||
+        (proj && !rc_pack_b(&wp, proj, P, false, H, P, ar)))
+        return RECUR_OUT_OF_MEMORY;
     project(x, s->steps * B, D, kern, G, bias, gates);
     float *c = st->s[0], *h = st->s[1];
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t];
         float *g = gates + t * B * G, *yr = yraw + t * B * P;
-        gemm_nn(n, G, P, h, P, kern + D * G, G, 1.0f, g, G);
+        rc_gemm_packed(n, h, P, &wh, 1.0f, g, G);
         lstm_cell_rows(l, n, H, g, c, craw + t * B * H, proj ? m : yr, tmp, wf, wi, wo);
-        if (proj) gemm_nn(n, P, H, m, H, proj, P, 0.0f, yr, P);
+        if (proj) rc_gemm_packed(n, m, H, &wp, 0.0f, yr, P);
         clamp_vec(h, yr, n * P, proj ? l->proj_clip : 0);
         memcpy(y + t * B * P, h, (size_t)(n * P) * sizeof *y);
     }
@@ -340,18 +344,20 @@ static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const
     const float *gk = WIN(in, l, 0), *gb = WIN(in, l, 1), *ck = WIN(in, l, 2), *cb = WIN(in, l, 3);
     float *gates = hist, *cand = hist + T * B * 2 * H, *hh = cand + T * B * H;
     float *rh = rc_arena_alloc(ar, (size_t)(B * H) * sizeof(float), false);
-    if (!rh) return RECUR_OUT_OF_MEMORY;
+    rc_packed_b wg, wc;
+    if (!rh || !rc_pack_b(&wg, gk + D * 2 * H, 2 * H, false, H, 2 * H, ar) || !rc_pack_b(&wc, ck + D * H, H, false, H, H, ar))
+        return RECUR_OUT_OF_MEMORY;
     project(x, s->steps * B, D, gk, 2 * H, gb, gates);
     project(x, s->steps * B, D, ck, H, cb, cand);
     float *h = st->s[0];
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t];
         float *g = gates + t * B * 2 * H, *cc = cand + t * B * H;
-        gemm_nn(n, 2 * H, H, h, H, gk + D * 2 * H, 2 * H, 1.0f, g, 2 * H);
+        rc_gemm_packed(n, h, H, &wg, 1.0f, g, 2 * H);
         rc_vsigmoid(g, g, (size_t)(n * 2 * H));
         for (int64_t b = 0; b < n; b++)
             for (int64_t j = 0; j < H; j++) rh[b * H + j] = g[b * 2 * H + j] * h[b * H + j];
-        gemm_nn(n, H, H, rh, H, ck + D * H, H, 1.0f, cc, H);
+        rc_gemm_packed(n, rh, H, &wc, 1.0f, cc, H);
         act_vec(l->act, cc, cc, n * H);
         gru_update_rows(n, H, g, cc, h, hh + t * B * H);
         memcpy(y + t * B * H, h, (size_t)(n * H) * sizeof *y);
@@ -385,13 +391,14 @@ static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, co
     const float *kern = WIN(in, l, 0), *rk = WIN(in, l, 1), *bias = WIN(in, l, 2);
     float *xw = hist, *hrec = hist + T * B * 3 * H, *hh = hrec + T * B * H;
     float *hw = rc_arena_alloc(ar, (size_t)(B * 3 * H) * sizeof(float), false);
-    if (!hw) return RECUR_OUT_OF_MEMORY;
+    rc_packed_b wr;
+    if (!hw || !rc_pack_b(&wr, rk, 3 * H, false, H, 3 * H, ar)) return RECUR_OUT_OF_MEMORY;
     project(x, s->steps * B, D, kern, 3 * H, bias, xw);
     float *h = st->s[0];
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t];
         for (int64_t b = 0; b < n; b++) memcpy(hw + b * 3 * H, bias + 3 * H, (size_t)(3 * H) * sizeof *hw);
-        gemm_nn(n, 3 * H, H, h, H, rk, 3 * H, 1.0f, hw, 3 * H);
+        rc_gemm_packed(n, h, H, &wr, 1.0f, hw, 3 * H);
         gru_v2_rows(l, n, H, xw + t * B * 3 * H, hw, hrec + t * B * H, h, hh + t * B * H);
         memcpy(y + t * B * H, h, (size_t)(n * H) * sizeof *y);
     }
@@ -401,15 +408,16 @@ static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, co
 static recur_code rnn_fwd(const rc_fused_layer *l, recur_array *const *in, const seqinfo *s, const float *x, float *y,
                           lstate *st, float *hist, rc_arena *ar)
 {
-    (void)ar;
     int64_t B = s->B, D = l->in, H = l->units;
     const float *kern = WIN(in, l, 0), *bias = WIN(in, l, 1);
+    rc_packed_b wh;
+    if (!rc_pack_b(&wh, kern + D * H, H, false, H, H, ar)) return RECUR_OUT_OF_MEMORY;
     project(x, s->steps * B, D, kern, H, bias, hist);
     float *h = st->s[0];
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t];
         float *g = hist + t * B * H;
-        gemm_nn(n, H, H, h, H, kern + D * H, H, 1.0f, g, H);
+        rc_gemm_packed(n, h, H, &wh, 1.0f, g, H);
         act_vec(l->act, g, g, n * H);
         memcpy(h, g, (size_t)(n * H) * sizeof *h);
         memcpy(y + t * B * H, g, (size_t)(n * H) * sizeof *y);
@@ -505,7 +513,8 @@ static recur_code rnn_bwd(bctx *c)
     int64_t B = c->s->B, D = l->in, H = l->units, S = c->s->steps;
     const float *kern = WIN(c->in, l, 0);
     float *dG = TAKE(c, S * B * H), *hp = TAKE(c, S * B * H), *d = TAKE(c, B * H);
-    if (!dG || !hp || !d) return RECUR_OUT_OF_MEMORY;
+    rc_packed_b whT;
+    if (!dG || !hp || !d || !rc_pack_b(&whT, kern + D * H, H, true, H, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, c->hist, H, hp);
     float *dh = c->dh;
     for (int64_t t = S - 1; t >= 0; t--) {
@@ -513,7 +522,7 @@ static recur_code rnn_bwd(bctx *c)
         const float *dyt = c->dy + t * B * H;
         for (int64_t i = 0; i < n * H; i++) d[i] = dh[i] + dyt[i];
         act_grad(l->act, dG + t * B * H, d, c->hist + t * B * H, n * H);
-        gemm_nt(n, H, H, dG + t * B * H, H, kern + D * H, H, 0.0f, dh, H);
+        rc_gemm_packed(n, dG + t * B * H, H, &whT, 0.0f, dh, H);
     }
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
     gemm_tn_acc(D, H, S * B, c->x, D, dG, H, dK, H);
@@ -575,7 +584,10 @@ static recur_code lstm_bwd(bctx *c)
     float *dG = TAKE(c, S * B * G), *hp = TAKE(c, S * B * P), *dm = TAKE(c, B * H), *a = TAKE(c, H);
     float *mpre = proj ? TAKE(c, S * B * H) : NULL, *dmr = proj ? TAKE(c, S * B * P) : NULL, *cp = TAKE(c, B * H);
     float *dpe = l->peepholes ? TAKE(c, 3 * H) : NULL;
-    if (!dG || !hp || !dm || !a || !cp || (proj && (!mpre || !dmr)) || (l->peepholes && !dpe)) return RECUR_OUT_OF_MEMORY;
+    rc_packed_b whT, wpT;
+    if (!dG || !hp || !dm || !a || !cp || (proj && (!mpre || !dmr)) || (l->peepholes && !dpe) ||
+        !rc_pack_b(&whT, kern + D * G, G, true, G, P, c->ar) || (proj && !rc_pack_b(&wpT, proj, P, true, P, H, c->ar)))
+        return RECUR_OUT_OF_MEMORY;
     /* previous outputs: clamp(y_raw[t-1]) */
     for (int64_t t = 0; t < S; t++) {
         int64_t n = c->s->nact[t];
@@ -592,12 +604,12 @@ static recur_code lstm_bwd(bctx *c)
             if (proj && l->proj_clip > 0 && (yr[i] < -l->proj_clip || yr[i] > l->proj_clip)) d = 0;
             dmt[i] = d;
         }
-        if (proj) gemm_nt(n, H, P, dmt, P, proj, P, 0.0f, dm, H);
+        if (proj) rc_gemm_packed(n, dmt, P, &wpT, 0.0f, dm, H);
         if (t) clamp_vec(cp, craw + (t - 1) * B * H, n * H, l->cell_clip);
         else memcpy(cp, c->c0, (size_t)(n * H) * sizeof *cp);
         lstm_bwd_rows(l, n, H, gates + t * B * G, craw + t * B * H, cp, dm, dc, dG + t * B * G, dpe,
                       mpre ? mpre + t * B * H : NULL, a, wf, wi, wo);
-        gemm_nt(n, P, G, dG + t * B * G, G, kern + D * G, G, 0.0f, dh, P);
+        rc_gemm_packed(n, dG + t * B * G, G, &whT, 0.0f, dh, P);
     }
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
     gemm_tn_acc(D, G, S * B, c->x, D, dG, G, dK, G);
@@ -640,7 +652,10 @@ static recur_code gru_bwd(bctx *c)
     const float *gates = c->hist, *cand = gates + T * B * 2 * H, *hh = cand + T * B * H;
     float *dGg = TAKE(c, S * B * 2 * H), *dC = TAKE(c, S * B * H), *hp = TAKE(c, S * B * H), *rh = TAKE(c, S * B * H),
           *drh = TAKE(c, B * H), *dhn = TAKE(c, B * H);
-    if (!dGg || !dC || !hp || !rh || !drh || !dhn) return RECUR_OUT_OF_MEMORY;
+    rc_packed_b wcT, wgT;
+    if (!dGg || !dC || !hp || !rh || !drh || !dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
+        !rc_pack_b(&wgT, gk + D * 2 * H, 2 * H, true, 2 * H, H, c->ar))
+        return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, hh, H, hp);
     float *dh = c->dh;
     for (int64_t t = S - 1; t >= 0; t--) {
@@ -650,14 +665,14 @@ static recur_code gru_bwd(bctx *c)
         for (int64_t b = 0; b < n; b++)
             for (int64_t j = 0; j < H; j++) rh[(t * B + b) * H + j] = g[b * 2 * H + j] * hpt[b * H + j];
         gru_bwd_rows(l, n, H, g, cand + t * B * H, hpt, dh, c->dy + t * B * H, dct, dg, dhn);
-        gemm_nt(n, H, H, dct, H, ck + D * H, H, 0.0f, drh, H);
+        rc_gemm_packed(n, dct, H, &wcT, 0.0f, drh, H);
         for (int64_t b = 0; b < n; b++)
             for (int64_t j = 0; j < H; j++) {
                 float r = g[b * 2 * H + j];
                 dg[b * 2 * H + j] = drh[b * H + j] * hpt[b * H + j] * r * (1 - r);
                 dhn[b * H + j] += drh[b * H + j] * r;
             }
-        gemm_nt(n, H, 2 * H, dg, 2 * H, gk + D * 2 * H, 2 * H, 1.0f, dhn, H);
+        rc_gemm_packed(n, dg, 2 * H, &wgT, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
     }
     float *dgk = DW(c->dcap, c->first, l, 0), *dgb = DW(c->dcap, c->first, l, 1), *dck = DW(c->dcap, c->first, l, 2),
@@ -704,14 +719,15 @@ static recur_code gru_v2_bwd(bctx *c)
     const float *kern = WIN(c->in, l, 0), *rk = WIN(c->in, l, 1);
     const float *zrh = c->hist, *hrec = zrh + T * B * G, *hh = hrec + T * B * H;
     float *dMx = TAKE(c, S * B * G), *dMh = TAKE(c, S * B * G), *hp = TAKE(c, S * B * H), *dhn = TAKE(c, B * H);
-    if (!dMx || !dMh || !hp || !dhn) return RECUR_OUT_OF_MEMORY;
+    rc_packed_b wrT;
+    if (!dMx || !dMh || !hp || !dhn || !rc_pack_b(&wrT, rk, G, true, G, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, hh, H, hp);
     float *dh = c->dh;
     for (int64_t t = S - 1; t >= 0; t--) {
         int64_t n = c->s->nact[t];
         float *mx = dMx + t * B * G, *mh = dMh + t * B * G;
         gru_v2_bwd_rows(l, n, H, zrh + t * B * G, hrec + t * B * H, hp + t * B * H, dh, c->dy + t * B * H, mx, mh, dhn);
-        gemm_nt(n, H, G, mh, G, rk, G, 1.0f, dhn, H);
+        rc_gemm_packed(n, mh, G, &wrT, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
     }
     float *dK = DW(c->dcap, c->first, l, 0), *dR = DW(c->dcap, c->first, l, 1), *db = DW(c->dcap, c->first, l, 2);

@@ -1,0 +1,30 @@
+/*
+ * gemm_packed.h - products with a right-hand matrix packed once and used many times: the
+ * recurrent weights of an RNN, multiplied by a small batch of states at every step.
+ */
+#ifndef RECUR_CORE_GEMM_PACKED_H
+#define RECUR_CORE_GEMM_PACKED_H
+
+#include "recur_impl.h"
+
+/* B (K x N) packed into panels of 32 columns, [ceil(N/32)][K][32], zero padded. When the CPU
+ * has no AVX-512 the panels are not made and products go to CBLAS with the original matrix. */
+typedef struct rc_packed_b {
+    int64_t K, N;
+    float *panels;     /* NULL: the CBLAS fallback */
+    const float *b;    /* the original (borrowed) */
+    int64_t ldb;
+    bool trans;        /* b holds B transposed: B[k][n] = b[n * ldb + k] */
+} rc_packed_b;
+
+/* Pack B[k][n] = trans ? b[n * ldb + k] : b[k * ldb + n], with the panels taken from `ar`
+ * (valid until its reset). False on OOM. */
+bool rc_pack_b(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar);
+
+/* C[M x N] = beta * C + A[M x K] @ B, with beta 0 or 1 (C is not read when beta is 0). */
+void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc);
+
+/* Tests: make later rc_pack_b calls leave B unpacked (the CBLAS path) when on. */
+void rc_gemm_packed_use_cblas(bool on);
+
+#endif
