@@ -496,6 +496,7 @@ typedef struct bctx {
 } bctx;
 
 #define TAKE(c, n) ((float *)rc_arena_alloc((c)->ar, (size_t)(n) * sizeof(float), true))
+#define TAKE_RAW(c, n) ((float *)rc_arena_alloc((c)->ar, (size_t)(n) * sizeof(float), false))
 
 /* hp[t] = the layer's output at t-1 (or h0), rows not running at t zero. */
 static void prev_outputs(const bctx *c, const float *ys, int64_t w, float *hp)
@@ -532,11 +533,41 @@ static recur_code rnn_bwd(bctx *c)
     return RECUR_OK;
 }
 
-HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *gt, const float *crt,
-                              const float *cprev, const float *dm, float *dc, float *g, float *dpe, float *mpre, float *a,
-                              const float *wf, const float *wi, const float *wo)
+/* The common cell (tanh, no clipping, peepholes or projection): one branch-free pass per row,
+ * the bias gradient accumulated on the way. */
+HOT static void lstm_bwd_rows_basic(int64_t n, int64_t H, const float *gt, const float *crt, const float *cprev,
+                                    const float *dm, float *dc, float *g, float *a, float *db)
 {
     int64_t G = 4 * H;
+    for (int64_t b = 0; b < n; b++) {
+        const float *is = gt + b * G, *ja = is + H, *fs = is + 2 * H, *os = is + 3 * H, *cp = cprev + b * H;
+        const float *dmb = dm + b * H;
+        float *dcb = dc + b * H, *gb = g + b * G;
+        rc_vtanh(a, crt + b * H, (size_t)H);
+        for (int64_t j = 0; j < H; j++) {
+            float o = os[j], i = is[j], f = fs[j], jj = ja[j], t = a[j];
+            float do_pre = dmb[j] * t * o * (1 - o);
+            float dcr = dcb[j] + dmb[j] * o * (1 - t * t);
+            float di = dcr * jj * i * (1 - i), dj = dcr * i * (1 - jj * jj), df = dcr * cp[j] * f * (1 - f);
+            dcb[j] = dcr * f;
+            gb[j] = di;
+            gb[H + j] = dj;
+            gb[2 * H + j] = df;
+            gb[3 * H + j] = do_pre;
+        }
+        for (int64_t j = 0; j < G; j++) db[j] += gb[j];
+    }
+}
+
+HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *gt, const float *crt,
+                              const float *cprev, const float *dm, float *dc, float *g, float *dpe, float *mpre, float *a,
+                              const float *wf, const float *wi, const float *wo, float *db)
+{
+    int64_t G = 4 * H;
+    if (!wf && !wi && !wo && !dpe && !mpre && !(l->cell_clip > 0) && l->act == RECUR_ACT_TANH) {
+        lstm_bwd_rows_basic(n, H, gt, crt, cprev, dm, dc, g, a, db);
+        return;
+    }
     for (int64_t b = 0; b < n; b++) {
         const float *is = gt + b * G, *ja = is + H, *fs = is + 2 * H, *os = is + 3 * H, *cr = crt + b * H, *cp = cprev + b * H;
         const float *dmb = dm + b * H;
@@ -568,6 +599,7 @@ HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, con
             gb[3 * H + j] = do_pre;
             if (nc) nc[j] = a[j] * os[j];
         }
+        for (int64_t j = 0; j < G; j++) db[j] += gb[j];
     }
 }
 
@@ -581,7 +613,8 @@ static recur_code lstm_bwd(bctx *c)
     int pi = l->peepholes ? 5 : 2;
     const float *proj = l->proj > 0 ? WIN(c->in, l, pi) : NULL;
     const float *gates = c->hist, *craw = gates + T * B * G, *yraw = craw + T * B * H;
-    float *dG = TAKE(c, S * B * G), *hp = TAKE(c, S * B * P), *dm = TAKE(c, B * H), *a = TAKE(c, H);
+    /* dG and hp: rows that run are written; the rest are zeroed step by step (RAW: no memset) */
+    float *dG = TAKE_RAW(c, S * B * G), *hp = TAKE_RAW(c, S * B * P), *dm = TAKE(c, B * H), *a = TAKE(c, H);
     float *mpre = proj ? TAKE(c, S * B * H) : NULL, *dmr = proj ? TAKE(c, S * B * P) : NULL, *cp = TAKE(c, B * H);
     float *dpe = l->peepholes ? TAKE(c, 3 * H) : NULL;
     rc_packed_b whT, wpT;
@@ -593,7 +626,12 @@ static recur_code lstm_bwd(bctx *c)
         int64_t n = c->s->nact[t];
         if (t) clamp_vec(hp + t * B * P, yraw + (t - 1) * B * P, n * P, proj ? l->proj_clip : 0);
         else memcpy(hp, c->h0, (size_t)(n * P) * sizeof *hp);
+        if (n < B) {
+            memset(hp + (t * B + n) * P, 0, (size_t)((B - n) * P) * sizeof *hp);
+            memset(dG + (t * B + n) * G, 0, (size_t)((B - n) * G) * sizeof *dG);
+        }
     }
+    float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
     float *dh = c->dh, *dc = c->dc;
     for (int64_t t = S - 1; t >= 0; t--) {
         int64_t n = c->s->nact[t];
@@ -608,13 +646,11 @@ static recur_code lstm_bwd(bctx *c)
         if (t) clamp_vec(cp, craw + (t - 1) * B * H, n * H, l->cell_clip);
         else memcpy(cp, c->c0, (size_t)(n * H) * sizeof *cp);
         lstm_bwd_rows(l, n, H, gates + t * B * G, craw + t * B * H, cp, dm, dc, dG + t * B * G, dpe,
-                      mpre ? mpre + t * B * H : NULL, a, wf, wi, wo);
+                      mpre ? mpre + t * B * H : NULL, a, wf, wi, wo, db);
         rc_gemm_packed(n, dG + t * B * G, G, &whT, 0.0f, dh, P);
     }
-    float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
     gemm_tn_acc(D, G, S * B, c->x, D, dG, G, dK, G);
     gemm_tn_acc(P, G, S * B, hp, P, dG, G, dK + D * G, G);
-    colsum_acc(dG, S * B, G, db);
     if (dpe) {
         float *dwf = DW(c->dcap, c->first, l, 2), *dwi = DW(c->dcap, c->first, l, 3), *dwo = DW(c->dcap, c->first, l, 4);
         for (int64_t j = 0; j < H; j++) {
