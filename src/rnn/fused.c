@@ -818,25 +818,34 @@ recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist
         hl[i] = h;
         h += T * B * row_floats(&spec->layers[i]);
     }
+    /* Every row runs every step in the caller's order (no lengths, or all of length T): the
+     * caller's arrays serve as they are, with no sorted copies. */
+    bool direct = !s.perm && s.steps == T && (T == 0 || s.nact[T - 1] == B);
     /* the top layer's output gradient in sorted order, rows not running zero */
     const rc_fused_layer *top = &spec->layers[spec->nlayers - 1];
-    float *dy = rc_arena_alloc(ar, (size_t)dout->size * sizeof(float), true);
-    if (!dy) goto oom;
-    permute_rows(&s, dy, dout->data, layer_out(top), true, s.steps, true);
+    const float *dy = dout->data;
+    if (!direct) {
+        float *d = rc_arena_alloc(ar, (size_t)dout->size * sizeof(float), true);
+        if (!d) goto oom;
+        permute_rows(&s, d, dout->data, layer_out(top), true, s.steps, true);
+        dy = d;
+    }
     for (int i = spec->nlayers - 1; i >= 0 && !code; i--) {
         const rc_fused_layer *l = &spec->layers[i];
         int64_t D = l->in, H = l->units, P = layer_out(l);
         /* the layer's input: x (sorted) or the layer below's outputs (clamped for LSTM) */
-        float *xin = rc_arena_alloc(ar, (size_t)(T * B * D) * sizeof(float), true);
-        float *dxl = rc_arena_alloc(ar, (size_t)(T * B * D) * sizeof(float), true);
-        if (!xin || !dxl) goto oom;
+        const float *xin = i == 0 && direct ? x->data : NULL;
+        float *xs = xin ? NULL : rc_arena_alloc(ar, (size_t)(T * B * D) * sizeof(float), true);
+        float *dxl = i == 0 && direct ? dx->data : rc_arena_alloc(ar, (size_t)(T * B * D) * sizeof(float), true);
+        if ((!xin && !xs) || !dxl) goto oom;
+        if (xs) xin = xs;
         if (i == 0) {
-            permute_rows(&s, xin, x->data, D, true, s.steps, true);
+            if (xs) permute_rows(&s, xs, x->data, D, true, s.steps, true);
         } else {
             const rc_fused_layer *lb = &spec->layers[i - 1];
             const float *yb = layer_outputs(lb, hl[i - 1], T, B);
             for (int64_t t = 0; t < s.steps; t++)
-                clamp_vec(xin + t * B * D, yb + t * B * D, s.nact[t] * D, lb->kind == RC_FUSED_LSTM && lb->proj ? lb->proj_clip : 0);
+                clamp_vec(xs + t * B * D, yb + t * B * D, s.nact[t] * D, lb->kind == RC_FUSED_LSTM && lb->proj ? lb->proj_clip : 0);
         }
         /* states (sorted): initial values and the gradients arriving from the final state */
         lstate dst, ist;
@@ -865,9 +874,9 @@ recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist
         code = backward_of(l)(&c);
         if (code) goto fail;
         if (!state_out(l, dinit, &s, &dst, ar)) goto oom;
-        if (i == 0)
+        if (i == 0 && !direct)
             permute_rows(&s, dx->data, dxl, D, false, s.steps, false);
-        else
+        else if (i > 0)
             dy = dxl; /* the layer below's output gradient (sorted; rows not running are zero) */
     }
     return RECUR_OK;
