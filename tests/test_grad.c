@@ -131,6 +131,17 @@ static recur_tensor *g_unstack(recur_graph *g, recur_tensor **in)
     recur_tensor *p[3];
     return recur_unstack(g, in[0], 1, p, 3) ? recur_add(g, recur_mul(g, p[0], p[2]), p[1]) : NULL;
 }
+/* Second order: the gradient of a mean (or a keep-dims sum) of squares, itself differentiated
+ * (through ReduceGrad's own gradient). */
+static recur_tensor *g_reduce_grad(recur_graph *g, recur_tensor **in, bool mean)
+{
+    recur_tensor *sq = recur_square(g, in[0]), *r, *d = NULL;
+    r = mean ? recur_reduce_mean(g, sq, (int[]){1}, 1, false) : recur_reduce_sum(g, sq, (int[]){0, 2}, 2, true);
+    r = recur_mul(g, r, r); /* a non-constant incoming gradient */
+    return recur_gradients(g, &r, 1, &in[0], 1, NULL, &d) ? recur_mul(g, d, recur_tanh(g, in[0])) : NULL;
+}
+static recur_tensor *g_mean_grad(recur_graph *g, recur_tensor **in) { return g_reduce_grad(g, in, true); }
+static recur_tensor *g_sum_grad(recur_graph *g, recur_tensor **in) { return g_reduce_grad(g, in, false); }
 static recur_tensor *g_gather(recur_graph *g, recur_tensor **in)
 {
     recur_array *ix = recur_array_from(RECUR_I32, RECUR_SHAPE(2, 3), (int32_t[]){0, 3, 3, 1, 0, 2}, NULL);
@@ -181,6 +192,8 @@ static const gcase cases[] = {
     {"reduce_sum keep", g_sum_keep, 1, {S(2, 3, 4)}, -1, 1},
     {"reduce_mean", g_mean, 1, {S(2, 3, 4)}, -1, 1},
     {"reduce_max", g_max_r, 1, {S(2, 3, 4)}, -1, 1},
+    {"gradient of reduce_mean", g_mean_grad, 1, {S(2, 3, 4)}, -1, 1},
+    {"gradient of reduce_sum keep", g_sum_grad, 1, {S(2, 3, 4)}, -1, 1},
     {"slice", g_slice, 1, {S(3, 3, 4)}, -1, 1},
     {"stack", g_stack, 2, {S(2, 3), S(2, 3)}, -1, 1},
     {"identity", g_identity, 1, {S(4)}, -1, 1},

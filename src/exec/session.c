@@ -5,7 +5,41 @@
 #include "exec/exec.h"
 
 #include <math.h>
+#include <time.h>
 #include <unistd.h>
+
+/* RECUR_PROFILE=1: kernel time per op type, printed to stderr when the session is freed. */
+typedef struct rc_profile {
+    _Atomic int64_t ns[RC_OP_COUNT], calls[RC_OP_COUNT];
+} rc_profile;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void profile_print(const rc_profile *p)
+{
+    int order[RC_OP_COUNT], n = 0;
+    int64_t total = 0;
+    for (int i = 0; i < RC_OP_COUNT; i++)
+        if (p->calls[i]) order[n++] = i, total += p->ns[i];
+    for (int i = 1; i < n; i++) /* by time, largest first */
+        for (int j = i; j > 0 && p->ns[order[j]] > p->ns[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    fprintf(stderr, "recur profile: kernel time by op type (%.1f ms in all)\n  %-28s %10s %12s %10s %6s\n", total / 1e6,
+            "op", "calls", "total ms", "us/call", "%");
+    for (int i = 0; i < n; i++) {
+        int o = order[i];
+        fprintf(stderr, "  %-28s %10lld %12.2f %10.1f %5.1f%%\n", rc_op_def_of(o)->type, (long long)p->calls[o],
+                p->ns[o] / 1e6, p->ns[o] / 1e3 / (double)p->calls[o], total ? 100.0 * p->ns[o] / total : 0);
+    }
+}
 
 recur_session *recur_session_new(recur_graph *g, const recur_session_opts *opts, recur_status *st)
 {
@@ -28,6 +62,8 @@ recur_session *recur_session_new(recur_graph *g, const recur_session_opts *opts,
     if (opts) s->opts = *opts;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->threads = s->opts.num_threads > 0 ? s->opts.num_threads : (int)(ncpu > 0 ? RC_MIN(ncpu, 2) : 1);
+    const char *prof = getenv("RECUR_PROFILE");
+    if (prof && *prof && strcmp(prof, "0")) s->profile = rc_calloc(1, sizeof *s->profile); /* best effort */
     recur_status_clear(st);
     return s;
 }
@@ -61,6 +97,8 @@ void recur_session_close(recur_session *s)
 {
     if (!s) return;
     rc_worker_stop(s);
+    if (s->profile) profile_print(s->profile);
+    rc_free(s->profile);
     free_state(s);
     s->closed = true;
 }
@@ -69,6 +107,8 @@ void recur_session_free(recur_session *s)
 {
     if (!s) return;
     rc_worker_stop(s);
+    if (s->profile) profile_print(s->profile);
+    rc_free(s->profile);
     free_state(s);
     pthread_mutex_destroy(&s->pool.lock);
     rc_free(s);
@@ -263,7 +303,13 @@ static void op_kernel(void *arg)
     pending *p = arg;
     const rc_op_def *def = rc_op_def_of(p->op->type);
     rc_kernel_fn fn = p->k.run->s->reference && def->reference ? def->reference : def->forward;
+    rc_profile *prof = p->k.run->s->profile;
+    int64_t t0 = prof ? now_ns() : 0;
     p->code = fn(&p->k);
+    if (prof) {
+        prof->ns[p->op->type] += now_ns() - t0;
+        prof->calls[p->op->type]++;
+    }
     if (p->code == RECUR_OK && p->k.run->s->opts.check_numerics) p->code = check_numerics(&p->k);
 }
 

@@ -87,6 +87,7 @@
     X(SIGMOID_XENT, "SigmoidCrossEntropyWithLogits", sigmoid_xent)                             \
     X(FLOOR, "Floor", floor)                                                                   \
     X(MAX_GRAD, "MaxGrad", max_grad)                                                           \
+    X(REDUCE_GRAD, "ReduceGrad", reduce_grad)                                                  \
     X(APPLY_GD, "ApplyGradientDescent", apply_gd)                                              \
     X(APPLY_MOMENTUM, "ApplyMomentum", apply_momentum)                                         \
     X(APPLY_ADAM, "ApplyAdam", apply_adam)                                                     \

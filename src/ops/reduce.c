@@ -212,43 +212,110 @@ recur_tensor *recur_reduce_max(recur_graph *g, recur_tensor *x, const int *axes,
     return reduce(g, RC_OP_MAX, x, axes, naxes, keep_dims);
 }
 
-/* Broadcast a reduced gradient back to x's shape: reshape to keep-dims form, then broadcast. */
-static recur_tensor *unreduce(recur_graph *g, recur_op *op, recur_tensor *d)
+/* ReduceGrad(x, dy): the gradient of Sum (attr i[0] 0) or Mean (i[0] 1) over the axes of mask
+ * i[1] (i[2]: the forward's keep_dims): dy, divided by the group size for a mean, repeated over
+ * the reduced axes into x's shape. One pass instead of TensorFlow's reshape, tile and divide,
+ * and no tensor of x's size other than the result. */
+static bool reduce_grad_shape(recur_graph *g, recur_op *op)
+{
+    if (!rc_set_outputs(op, 1)) return rc_goom(g), false;
+    rc_set_output(op, 0, op->inputs[1]->dtype, op->inputs[0]->shape);
+    return true;
+}
+
+static recur_code reduce_grad_kernel(rc_kctx *k)
+{
+    recur_array *x = k->in[0], *dy = k->in[1];
+    int64_t mask = k->op->attr.i[1];
+    bool mean = k->op->attr.i[0];
+    int r = x->shape.rank;
+    int64_t ost[RECUR_MAX_RANK], idx[RECUR_MAX_RANK] = {0}, on = 1;
+    for (int i = r - 1; i >= 0; i--) {
+        ost[i] = (mask >> i & 1) ? 0 : on;
+        if (!(mask >> i & 1)) on *= x->shape.dims[i];
+    }
+    if (dy->size != on)
+        return rc_kerr(k, RECUR_INVALID_ARGUMENT, "%s: %lld reduced values, expected %lld", k->op->name, (long long)dy->size,
+                       (long long)on);
+    int64_t count = on ? x->size / on : 0;
+    recur_array *o = rc_kout(k, 0, dy->dtype, x->shape);
+    if (!o) return recur_status_code(k->st);
+    int first = -1, last = -1;
+    bool contiguous = true;
+    for (int i = 0; i < r; i++)
+        if (mask >> i & 1) {
+            if (first < 0) first = i;
+            if (last >= 0 && last != i - 1) contiguous = false;
+            last = i;
+        }
+    if (first < 0) first = r, last = r - 1;
+    if (dy->dtype == RECUR_F32 && contiguous) {
+        int64_t outer = 1, mid = 1, inner = 1;
+        for (int i = 0; i < first; i++) outer *= x->shape.dims[i];
+        for (int i = first; i <= last; i++) mid *= x->shape.dims[i];
+        for (int i = last + 1; i < r; i++) inner *= x->shape.dims[i];
+        const float *pd = dy->data;
+        float *po = o->data, cnt = (float)count;
+        for (int64_t a = 0; a < outer; a++) {
+            float *row = po + a * mid * inner; /* the first of the mid rows, then copied */
+            for (int64_t j = 0; j < inner; j++) row[j] = mean ? pd[a * inner + j] / cnt : pd[a * inner + j];
+            if (inner == 1) {
+                for (int64_t m = 1; m < mid; m++) row[m] = row[0];
+            } else {
+                for (int64_t m = 1; m < mid; m++) memcpy(row + m * inner, row, (size_t)inner * sizeof *row);
+            }
+        }
+        return RECUR_OK;
+    }
+    int64_t off = 0;
+    for (int64_t i = 0; i < x->size; i++) {
+        double v = rc_array_get(dy, off);
+        if (mean) v = dy->dtype == RECUR_F32 ? (double)((float)v / (float)count) : v / (double)count;
+        rc_array_set(o, i, v);
+        for (int d = r - 1; d >= 0; d--) {
+            off += ost[d];
+            if (++idx[d] < x->shape.dims[d]) break;
+            off -= ost[d] * x->shape.dims[d];
+            idx[d] = 0;
+        }
+    }
+    return RECUR_OK;
+}
+
+/* The gradient of ReduceGrad with respect to dy: the same reduction of the incoming gradient. */
+static bool grad_reduce_grad(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
+{
+    int axes[RECUR_MAX_RANK], n = 0;
+    for (int i = 0; i < op->inputs[0]->shape.rank; i++)
+        if (op->attr.i[1] >> i & 1) axes[n++] = i;
+    dx[0] = NULL;
+    /* nothing reduced (a scalar): the identity (an empty axis list would mean every axis) */
+    dx[1] = n ? reduce(g, op->attr.i[0] ? RC_OP_MEAN : RC_OP_SUM, dy[0], axes, n, op->attr.i[2]) : dy[0];
+    return dx[1] != NULL;
+}
+
+static recur_tensor *unreduce(recur_graph *g, recur_op *op, recur_tensor *d, bool mean)
 {
     recur_tensor *x = op->inputs[0];
     if (x->shape.rank < 0) return rc_gerr(g, RECUR_UNIMPLEMENTED, "gradient of %s needs the input's rank", op->name);
-    recur_tensor *kd = d;
-    if (!op->attr.i[0]) {
-        /* keep-dims shape: reduced axes become 1; unknown kept dims stay -1 (at most one allowed
-         * for a static reshape, so use a runtime reshape via a keep-dims reduction of x). */
-        rc_attrs a = {0};
-        a.i[0] = 1;
-        a.ivec = rc_malloc(sizeof(int64_t) * RECUR_MAX_RANK);
-        if (!a.ivec) return rc_goom(g);
-        for (int i = 0; i < x->shape.rank; i++)
-            if (op->attr.i[1] >> i & 1) a.ivec[a.nivec++] = i;
-        recur_tensor *shape_src = rc_op1(g, RC_OP_SUM, &x, 1, NULL, &a);
-        kd = rc_reshape_like(g, d, shape_src);
-    }
-    recur_tensor *in[2] = {kd, x};
-    return rc_op1(g, RC_OP_BROADCAST_LIKE, in, 2, NULL, NULL);
+    recur_tensor *in[2] = {x, d};
+    rc_attrs a = {0};
+    a.i[0] = mean;
+    a.i[1] = op->attr.i[1];
+    a.i[2] = op->attr.i[0];
+    return rc_op1(g, RC_OP_REDUCE_GRAD, in, 2, NULL, &a);
 }
 
 static bool grad_sum(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
 {
-    dx[0] = unreduce(g, op, dy[0]);
+    dx[0] = unreduce(g, op, dy[0], false);
     return dx[0] != NULL;
 }
 
 static bool grad_mean(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
 {
-    /* d/dx mean = dy / count, count = size(x) / size(y) at run time. */
-    recur_tensor *b = unreduce(g, op, dy[0]);
-    recur_tensor *x = op->inputs[0];
-    recur_tensor *ones = recur_ones_like(g, x);
-    recur_tensor *cnt = recur_reduce_sum(g, ones, NULL, 0, false);
-    recur_tensor *ycnt = recur_reduce_sum(g, recur_ones_like(g, &op->outputs[0]), NULL, 0, false);
-    dx[0] = recur_div(g, b, recur_div(g, cnt, ycnt));
+    /* d/dx mean = dy / count, the group size counted at run time */
+    dx[0] = unreduce(g, op, dy[0], true);
     return dx[0] != NULL;
 }
 
@@ -550,6 +617,7 @@ recur_tensor *recur_random_normal(recur_graph *g, recur_shape shape, double mean
 const rc_op_def rc_def_sum = {.type = "Sum", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = reduce_shape, .forward = reduce_fast, .reference = reduce_ref, .grad = grad_sum};
 const rc_op_def rc_def_mean = {.type = "Mean", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = reduce_shape, .forward = reduce_fast, .reference = reduce_ref, .grad = grad_mean};
 const rc_op_def rc_def_max = {.type = "Max", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = reduce_shape, .forward = reduce_fast, .reference = reduce_ref, .grad = grad_max};
+const rc_op_def rc_def_reduce_grad = {.type = "ReduceGrad", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = 0, .shape = reduce_grad_shape, .forward = reduce_grad_kernel, .reference = NULL, .grad = grad_reduce_grad};
 const rc_op_def rc_def_max_grad = {.type = "MaxGrad", .name = NULL, .min_inputs = 3, .max_inputs = 3, .flags = RC_OPF_NO_GRAD, .shape = max_grad_shape, .forward = max_grad_kernel, .reference = NULL, .grad = NULL};
 const rc_op_def rc_def_argmax = {.type = "ArgMax", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_NO_GRAD, .shape = argmax_shape, .forward = argmax_kernel, .reference = NULL, .grad = NULL};
 const rc_op_def rc_def_softmax = {.type = "Softmax", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = 0, .shape = softmax_shape, .forward = softmax_kernel, .reference = NULL, .grad = grad_softmax};
