@@ -240,6 +240,7 @@ static recur_code reduce_grad_kernel(rc_kctx *k)
     int64_t count = on ? x->size / on : 0;
     recur_array *o = rc_kout(k, 0, dy->dtype, x->shape);
     if (!o) return recur_status_code(k->st);
+    if (!x->size) return RECUR_OK; /* nothing to write (and no data pointer) */
     int first = -1, last = -1;
     bool contiguous = true;
     for (int i = 0; i < r; i++)
