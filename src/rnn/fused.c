@@ -315,6 +315,23 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
         return RECUR_OUT_OF_MEMORY;
     project(x, s->steps * B, D, kern, G, bias, gates);
     float *c = st->s[0], *h = st->s[1];
+    if (!proj) {
+        /* The output is the state: each step reads the previous step's output rows from the
+         * history, the final state is gathered once at the end, and the output block is copied
+         * out whole (rows not running are zero). */
+        for (int64_t t = 0; t < s->steps; t++) {
+            int64_t n = s->nact[t];
+            float *g = gates + t * B * G, *yr = yraw + t * B * P;
+            rc_gemm_packed(n, t ? yr - B * P : h, P, &wh, 1.0f, g, G);
+            lstm_cell_rows(l, n, H, g, c, craw + t * B * H, yr, tmp, wf, wi, wo);
+            if (n < B) memset(yr + n * P, 0, (size_t)((B - n) * P) * sizeof *yr);
+        }
+        for (int64_t t = 0; t < s->steps; t++) /* rows whose last step is t */
+            for (int64_t i = t + 1 < s->steps ? s->nact[t + 1] : 0; i < s->nact[t]; i++)
+                memcpy(h + i * P, yraw + (t * B + i) * P, (size_t)P * sizeof *h);
+        memcpy(y, yraw, (size_t)(s->steps * B * P) * sizeof *y);
+        return RECUR_OK;
+    }
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t];
         float *g = gates + t * B * G, *yr = yraw + t * B * P;
