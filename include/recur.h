@@ -546,7 +546,9 @@ typedef struct recur_feed {
  * run. Errors: a missing feed ("You must feed a value for placeholder tensor 'x' with dtype
  * float and shape [?,20,10]"), a fed value of the wrong dtype or shape, an uninitialised
  * variable ("Attempting to use uninitialized value layer1/w"), a tensor of another graph, and
- * kernel failures (naming the op). Returns the status code. */
+ * kernel failures (naming the op). While a run lasts, denormal floats are flushed to zero on
+ * the threads running its kernels, as TensorFlow's executor does; the caller's floating-point
+ * state is restored on return. Returns the status code. */
 RECUR_API recur_code recur_session_run(recur_session *s, const recur_feed *feeds, int nfeeds,
                                        recur_tensor *const *fetches, recur_array **outputs,
                                        int nfetches, recur_op *const *targets, int ntargets,

@@ -534,6 +534,7 @@ recur_code recur_session_run(recur_session *s, const recur_feed *feeds, int nfee
 
     s->run_count++;
     int blas = rc_blas_single_thread();
+    unsigned fp = rc_fp_flush_denormals();
     recur_status local;
     recur_status_clear(&local);
     rc_run run = {.s = s, .vals = s->run_vals, .remaining = s->run_remaining,
@@ -575,6 +576,7 @@ recur_code recur_session_run(recur_session *s, const recur_feed *feeds, int nfee
             outputs[i] = NULL;
         }
     }
+    rc_fp_restore(fp);
     rc_blas_restore(blas);
     return code;
 }

@@ -2,11 +2,16 @@
  * worker.c - the session's second thread: runs one kernel next to the calling thread (for
  * example the forward and backward directions of a bidirectional RNN at once). Started on
  * first use, stopped when the session is freed. Also keeps the BLAS library single-threaded
- * during runs, so recur's own threads and the BLAS thread pool never compete for the cores.
+ * during runs, so recur's own threads and the BLAS thread pool never compete for the cores,
+ * and flushes denormal floats to zero while recur's kernels run (as TensorFlow's executor does).
  */
 #include "exec/exec.h"
 
 #include <pthread.h>
+#if defined(__x86_64__) || defined(__SSE2__)
+#include <xmmintrin.h>
+#define HAVE_MXCSR 1
+#endif
 
 struct rc_worker {
     pthread_t thread;
@@ -20,6 +25,7 @@ struct rc_worker {
 static void *worker_main(void *p)
 {
     struct rc_worker *w = p;
+    rc_fp_flush_denormals(); /* this thread runs only recur's kernels */
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->pending && !w->quit) pthread_cond_wait(&w->cv, &w->mu);
@@ -80,6 +86,26 @@ void rc_worker_stop(recur_session *s)
     pthread_cond_destroy(&w->cv);
     rc_free(w);
     s->worker = NULL;
+}
+
+unsigned rc_fp_flush_denormals(void)
+{
+#ifdef HAVE_MXCSR
+    unsigned old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040); /* FTZ (bit 15) and DAZ (bit 6) */
+    return old;
+#else
+    return 0;
+#endif
+}
+
+void rc_fp_restore(unsigned old)
+{
+#ifdef HAVE_MXCSR
+    _mm_setcsr(old);
+#else
+    (void)old;
+#endif
 }
 
 /* OpenBLAS, when it is the CBLAS in use (weak references: any other CBLAS is left alone). */
