@@ -415,6 +415,11 @@ RECUR_API recur_tensor *recur_scalar_i32(recur_graph *g, int32_t v);
 RECUR_API recur_tensor *recur_identity(recur_graph *g, recur_tensor *x, const char *name);
 /* Blocks gradients: the identity on the forward pass, zero gradient backward. */
 RECUR_API recur_tensor *recur_stop_gradient(recur_graph *g, recur_tensor *x);
+/* tf.debugging.check_numerics: x unchanged, but a run in which x holds a NaN or an infinity
+ * fails with RECUR_INVALID_ARGUMENT, "<message> : Tensor had NaN values" (or "Inf", "Inf and
+ * NaN"), naming the op. Its gradient is checked the same way. x must be float32 or float64.
+ * (recur_session_opts.check_numerics checks every op's outputs instead.) */
+RECUR_API recur_tensor *recur_check_numerics(recur_graph *g, recur_tensor *x, const char *message);
 
 /* Variables: read happens by using the variable tensor; these write it. Return the op's
  * output (the new value). */

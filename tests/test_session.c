@@ -251,6 +251,57 @@ TEST(check_numerics_names_the_op)
 
 /* ------------------------------------------------------------------ get_variable extras */
 
+TEST(check_numerics_op_in_tensorflows_words)
+{
+    setup();
+    recur_graph *g = recur_graph_new();
+    recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(3), "x");
+    recur_tensor *c = recur_check_numerics(g, recur_log(g, x), "log of x");
+    recur_tensor *loss = recur_reduce_sum(g, recur_square(g, c), NULL, 0, false);
+    recur_tensor *dx = NULL;
+    ASSERT_TRUE(recur_gradients(g, &loss, 1, &x, 1, NULL, &dx));
+    ASSERT_EQ_STR(recur_tensor_name(c), "CheckNumerics:0");
+    recur_session *s = recur_session_new(g, NULL, st);
+    struct { float v[3]; const char *want; } cases[] = {
+        {{1, 2, 3}, NULL},
+        {{1, -1, 3}, "log of x : Tensor had NaN values"},
+        {{1, 0, 3}, "log of x : Tensor had Inf values"},
+        {{0, -1, 3}, "log of x : Tensor had Inf and NaN values"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        recur_array *xv = recur_array_from(RECUR_F32, RECUR_SHAPE(3), cases[i].v, NULL), *out = NULL;
+        recur_session_run(s, (recur_feed[]){{x, xv}}, 1, &c, &out, 1, NULL, 0, st);
+        if (!cases[i].want) {
+            ASSERT_OK(st);
+            ASSERT_TRUE(fabsf(((float *)recur_array_data(out))[1] - logf(2)) < 1e-6f); /* passes x through */
+        } else {
+            ASSERT_CODE(st, RECUR_INVALID_ARGUMENT);
+            ASSERT_STR_STARTS(recur_status_message(st), cases[i].want);
+            ASSERT_STR_CONTAINS(recur_status_message(st), "CheckNumerics");
+        }
+        recur_array_free(out);
+        recur_array_free(xv);
+    }
+    recur_session_free(s);
+    /* The gradient is checked too: with loss = sum(exp(2 c)), c = log(x) stays finite while the
+     * gradient arriving at c, 2 exp(2 c), overflows. */
+    recur_tensor *loss2 = recur_reduce_sum(g, recur_exp(g, recur_mul(g, c, recur_scalar_f32(g, 2))), NULL, 0, false);
+    ASSERT_TRUE(recur_gradients(g, &loss2, 1, &x, 1, NULL, &dx));
+    s = recur_session_new(g, NULL, st);
+    recur_array *xv = recur_array_from(RECUR_F32, RECUR_SHAPE(3), (float[]){1, 1e30f, 3}, NULL), *out = NULL;
+    recur_session_run(s, (recur_feed[]){{x, xv}}, 1, &dx, &out, 1, NULL, 0, st);
+    ASSERT_CODE(st, RECUR_INVALID_ARGUMENT);
+    ASSERT_STR_STARTS(recur_status_message(st),
+                      "Not a number (NaN) or infinity (Inf) values detected in gradient. log of x : Tensor had Inf values");
+    recur_array_free(xv);
+    recur_session_free(s);
+    /* Only floats can be checked. */
+    recur_check_numerics(g, recur_placeholder(g, RECUR_I32, RECUR_SHAPE(2), "n"), "ints");
+    ASSERT_EQ_INT(recur_graph_code(g), RECUR_INVALID_ARGUMENT);
+    ASSERT_STR_CONTAINS(recur_graph_message(g), "CheckNumerics needs a float tensor");
+    recur_graph_free(g);
+}
+
 TEST(already_exists_names_creation_site)
 {
     recur_graph *g = recur_graph_new();
@@ -482,7 +533,7 @@ TEST(seeded_initializers_are_deterministic)
 
 RUN_TESTS(T(missing_feed_message), T(feed_shape_and_dtype_checks), T(uninitialized_variable_then_initializer),
           T(variables_initializer_list_and_independent_sessions), T(steady_state_runs_do_not_allocate),
-          T(bilstm_adam_training_steps_do_not_allocate), T(only_needed_ops_run), T(check_numerics_names_the_op), T(already_exists_names_creation_site),
+          T(bilstm_adam_training_steps_do_not_allocate), T(only_needed_ops_run), T(check_numerics_names_the_op), T(check_numerics_op_in_tensorflows_words), T(already_exists_names_creation_site),
           T(does_not_exist_lists_nearest_names), T(bad_names_and_shapes_rejected),
           T(value_initializer_and_collections), T(initializer_values_match_tensorflow),
           T(initializer_statistics_follow_formulas), T(seeded_initializers_are_deterministic))

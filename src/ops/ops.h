@@ -18,6 +18,7 @@
     X(ASSIGN_ADD, "AssignAdd", assign_add)                                                     \
     X(ASSIGN_SUB, "AssignSub", assign_sub)                                                     \
     X(IDENTITY, "Identity", identity)                                                          \
+    X(CHECK_NUMERICS, "CheckNumerics", check_numerics)                                         \
     X(STOP_GRADIENT, "StopGradient", stop_gradient)                                            \
     X(NOOP, "NoOp", noop)                                                                      \
     X(MATMUL, "MatMul", matmul)                                                                \

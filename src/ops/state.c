@@ -5,6 +5,8 @@
  */
 #include "exec/exec.h"
 
+#include <math.h>
+
 /* ================================================================== placeholder */
 
 static bool placeholder_shape(recur_graph *g, recur_op *op)
@@ -242,6 +244,51 @@ recur_tensor *recur_stop_gradient(recur_graph *g, recur_tensor *x)
     return rc_op1(g, RC_OP_STOP_GRADIENT, &x, 1, NULL, NULL);
 }
 
+/* ================================================================== check_numerics */
+
+/* tf.debugging.check_numerics: x passes through; a NaN or Inf fails the run with TensorFlow's
+ * words ("<message> : Tensor had NaN values"). attr.ptr: the message (graph-owned). */
+static bool check_numerics_shape(recur_graph *g, recur_op *op)
+{
+    if (!rc_dtype_is_float(op->inputs[0]->dtype)) return rc_shape_error(g, op, "CheckNumerics needs a float tensor");
+    return identity_shape(g, op);
+}
+
+static recur_code check_numerics_kernel(rc_kctx *k)
+{
+    recur_array *x = k->in[0];
+    bool nan = false, inf = false;
+    for (int64_t i = 0; i < x->size; i++) {
+        double v = x->dtype == RECUR_F32 ? ((const float *)x->data)[i] : ((const double *)x->data)[i];
+        nan |= isnan(v);
+        inf |= isinf(v);
+    }
+    if (nan || inf)
+        return rc_kerr(k, RECUR_INVALID_ARGUMENT, "%s : Tensor had %s values", (const char *)k->op->attr.ptr,
+                       nan && inf ? "Inf and NaN" : nan ? "NaN" : "Inf");
+    rc_kforward(k, 0, 0);
+    return RECUR_OK;
+}
+
+/* The gradient is checked too, as TensorFlow's. */
+static bool grad_check_numerics(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx)
+{
+    rc_strbuf b;
+    rc_sb_init(&b);
+    rc_sb_printf(&b, "Not a number (NaN) or infinity (Inf) values detected in gradient. %s", (const char *)op->attr.ptr);
+    dx[0] = b.oom ? rc_goom(g) : recur_check_numerics(g, dy[0], b.s);
+    rc_sb_free(&b);
+    return dx[0] != NULL;
+}
+
+recur_tensor *recur_check_numerics(recur_graph *g, recur_tensor *x, const char *message)
+{
+    if (!rc_gready(g, &x, 1)) return NULL;
+    rc_attrs a = {0};
+    if (!(a.ptr = (void *)rc_intern(g, message ? message : ""))) return NULL;
+    return rc_op1(g, RC_OP_CHECK_NUMERICS, &x, 1, NULL, &a);
+}
+
 /* ================================================================== no-op / group */
 
 static bool noop_shape(recur_graph *g, recur_op *op)
@@ -281,5 +328,6 @@ const rc_op_def rc_def_assign = {.type = "Assign", .name = NULL, .min_inputs = 2
 const rc_op_def rc_def_assign_add = {.type = "AssignAdd", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, .shape = assign_shape, .forward = assign_kernel, .reference = NULL, .grad = NULL};
 const rc_op_def rc_def_assign_sub = {.type = "AssignSub", .name = NULL, .min_inputs = 2, .max_inputs = 2, .flags = RC_OPF_NO_GRAD | RC_OPF_STATEFUL | RC_OPF_REF_INPUT, .shape = assign_shape, .forward = assign_kernel, .reference = NULL, .grad = NULL};
 const rc_op_def rc_def_identity = {.type = "Identity", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_FORWARDS, .shape = identity_shape, .forward = identity_kernel, .reference = NULL, .grad = grad_identity};
+const rc_op_def rc_def_check_numerics = {.type = "CheckNumerics", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_FORWARDS, .shape = check_numerics_shape, .forward = check_numerics_kernel, .reference = NULL, .grad = grad_check_numerics};
 const rc_op_def rc_def_stop_gradient = {.type = "StopGradient", .name = NULL, .min_inputs = 1, .max_inputs = 1, .flags = RC_OPF_NO_GRAD | RC_OPF_FORWARDS, .shape = identity_shape, .forward = identity_kernel, .reference = NULL, .grad = NULL};
 const rc_op_def rc_def_noop = {.type = "NoOp", .name = NULL, .min_inputs = 0, .max_inputs = 0, .flags = RC_OPF_NO_GRAD, .shape = noop_shape, .forward = noop_kernel, .reference = NULL, .grad = NULL};
