@@ -20,7 +20,8 @@ OPT     ?= -O1 -g
 else
 BUILD   ?= build/release
 SANFLAGS =
-OPT     ?= -O2 -g -march=x86-64-v2 -mtune=native
+# GCC's -O2 vectorises only loops that need no run-time alias check; the kernels need them.
+OPT     ?= -O2 -g -march=x86-64-v2 -mtune=native $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-fvect-cost-model=dynamic)
 endif
 
 BLAS_CFLAGS := $(shell pkg-config --cflags $(BLAS) 2>/dev/null)
@@ -42,15 +43,18 @@ TEST_LIB := $(BUILD)/tests/runner.o $(BUILD)/tests/golden.o $(BUILD)/tests/rnn_d
 EX_SRC   := $(sort $(wildcard examples/*.c))
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all test demo install clean setup examples
+.PHONY: all test demo install clean setup examples bench
 all: $(BUILD)/librecur.a $(BUILD)/librecur.so $(BUILD)/recur
 
 setup:
 	@./scripts/setup.sh
 
-$(BUILD)/%.o: %.c include/recur.h $(wildcard src/*.h src/*/*.h tests/*.h tools/*.h)
+# Header dependencies come from the compiler (-MMD), so a header change rebuilds only its users.
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 $(BUILD)/librecur.a: $(LIB_OBJ)
 	@rm -f $@
@@ -67,6 +71,12 @@ $(BUILD)/recur: $(TOOL_OBJ) $(BUILD)/librecur.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_LIB) $(BUILD)/librecur.a
 	$(CC) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
+# tests/test_fuzz_regress.c runs the fuzz targets (fuzz/fuzz_targets.c, which also reaches the
+# classifier's data loader) on their seeds and regression inputs.
+$(BUILD)/tests/test_fuzz_regress: $(BUILD)/tests/test_fuzz_regress.o $(BUILD)/fuzz/fuzz_targets.o \
+		$(BUILD)/tools/classifier.o $(TEST_LIB) $(BUILD)/librecur.a
+	$(CC) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(BUILD)/librecur.a
 	$(CC) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
@@ -77,6 +87,23 @@ test: $(if $(SETUP),setup) $(TEST_BIN) $(EX_BIN) $(BUILD)/recur
 
 demo: $(if $(SETUP),setup) $(EX_BIN) $(BUILD)/recur
 	@./scripts/demo.sh $(BUILD)
+
+# make bench: recur against PyTorch and TensorFlow on this machine (bench/README.md);
+# BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS="--quick --cases lstm256".
+$(BUILD)/bench_recur: $(BUILD)/bench/bench_recur.o $(BUILD)/tools/blas_env.o $(BUILD)/librecur.a
+	$(CC) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/sgemm_peak: $(BUILD)/bench/sgemm_peak.o $(BUILD)/tools/blas_env.o
+	$(CC) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+bench: $(if $(SETUP),setup) $(BUILD)/bench_recur $(BUILD)/sgemm_peak $(BUILD)/recur
+	python3 bench/run.py --build $(BUILD) $(BENCH_ARGS)
+
+# make fuzz [FUZZ_TIME=60]: the libFuzzer targets for the parsers of outside data, each run
+# FUZZ_TIME seconds; make fuzz-merge, make fuzz-afl (fuzz/README.md, fuzz/fuzz.mk).
+.PHONY: fuzz fuzz-merge fuzz-afl
+fuzz fuzz-merge fuzz-afl:
+	@$(MAKE) --no-print-directory -f fuzz/fuzz.mk $@
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin

@@ -27,7 +27,7 @@
 clf_config clf_defaults(void)
 {
     return (clf_config){.embed = 128, .hidden = 128, .max_len = 80, .keep = 0.5, .lr = 0.002, .lr_decay = 0.8,
-                        .clip = 5.0, .epochs = 8, .batch = 32, .min_count = 1, .seed = 1};
+                        .clip = 5.0, .epochs = 4, .batch = 32, .min_count = 1, .seed = 1};
 }
 
 /* ================================================================== data */
@@ -226,6 +226,20 @@ static void vocab_build(vocab *v, const clf_data *d, int min_count)
     free(counts);
     free(all.words);
     free(all.slots);
+}
+
+int64_t clf_vocab_check(const clf_data *d, int min_count)
+{
+    vocab v = {0};
+    vocab_build(&v, d, min_count);
+    int64_t n = v.n;
+    for (int64_t s = 0; s < d->n; s++)
+        for (int j = 0; j < d->s[s].ntok; j++) {
+            int64_t id = vocab_find(&v, d->s[s].tok[j]);
+            if ((id < 0 && min_count <= 1) || (id >= 0 && strcmp(v.words[id], d->s[s].tok[j]))) n = -1;
+        }
+    vocab_free(&v);
+    return n;
 }
 
 static int write_lines(const char *path, char **lines, int64_t n)

@@ -34,6 +34,10 @@ typedef struct clf_data clf_data;
 clf_data *clf_load(const char *path, bool labelled, FILE *log);
 void clf_data_free(clf_data *d);
 int64_t clf_data_size(const clf_data *d);
+/* Build the vocabulary `recur train` builds from d (ids 0 and 1 are <pad> and <unk>, then the
+ * words seen at least min_count times) and look every word of d up in it: the vocabulary size,
+ * or -1 when a lookup disagrees with the word list. A self-check for tests and fuzzing. */
+int64_t clf_vocab_check(const clf_data *d, int min_count);
 
 /* Train on `train`, report accuracy on `dev` (may be NULL) per epoch, write the model to dir.
  * Returns 0 on success, non-zero with a message on stderr. */

@@ -14,7 +14,11 @@ typedef struct parser {
     int line;
     const char *path;
     recur_status *st;
+    int depth; /* messages and lists open around the current value */
 } parser;
+
+/* protobuf's default recursion limit: deeper nesting is refused instead of overflowing the stack. */
+enum { MAX_DEPTH = 100 };
 
 static recur_code syntax(parser *ps, const char *what)
 {
@@ -124,7 +128,18 @@ static recur_code scalar(parser *ps, rc_strbuf *str)
     return RECUR_OK;
 }
 
+static recur_code skip_value_at(parser *ps);
+
 static recur_code skip_value(parser *ps)
+{
+    if (ps->depth >= MAX_DEPTH) return syntax(ps, "messages or lists nested too deeply");
+    ps->depth++;
+    recur_code code = skip_value_at(ps);
+    ps->depth--;
+    return code;
+}
+
+static recur_code skip_value_at(parser *ps)
 {
     if (*ps->p == '{' || *ps->p == '<') return skip_message(ps);
     if (*ps->p == '"' || *ps->p == '\'') {
@@ -232,7 +247,7 @@ recur_code rc_state_read(const char *dir, rc_ckpt_state *out, recur_status *st)
     size_t n;
     recur_code code = rc_read_file(path, &text, &n, st);
     if (code == RECUR_OK) {
-        parser ps = {(const char *)text, (const char *)text + n, 1, path, st};
+        parser ps = {(const char *)text, (const char *)text + n, 1, path, st, 0};
         code = parse(&ps, dir, out);
         rc_free(text);
     }

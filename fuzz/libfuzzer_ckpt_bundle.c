@@ -1,0 +1,4 @@
+/* libfuzzer_ckpt_bundle.c - the ckpt_bundle fuzz target's entry point for libFuzzer and AFL++. */
+#include "fuzz_targets.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fuzz_ckpt_bundle(data, size); }
