@@ -43,7 +43,7 @@ TEST_LIB := $(BUILD)/tests/runner.o $(BUILD)/tests/golden.o $(BUILD)/tests/rnn_d
 EX_SRC   := $(sort $(wildcard examples/*.c))
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all test demo install clean setup examples bench
+.PHONY: all test demo install clean setup examples bench valgrind
 all: $(BUILD)/librecur.a $(BUILD)/librecur.so $(BUILD)/recur
 
 setup:
@@ -84,6 +84,10 @@ examples: $(EX_BIN)
 
 test: $(if $(SETUP),setup) $(TEST_BIN) $(EX_BIN) $(BUILD)/recur
 	@./tests/run_all.sh $(BUILD)/tests $(TEST_BIN:$(BUILD)/tests/%=%)
+
+# make valgrind: memcheck over most test binaries (scripts/valgrind.sh; not under SANITIZE=1)
+valgrind: $(TEST_BIN) $(EX_BIN) $(BUILD)/recur
+	@./scripts/valgrind.sh $(BUILD)
 
 demo: $(if $(SETUP),setup) $(EX_BIN) $(BUILD)/recur
 	@./scripts/demo.sh $(BUILD)

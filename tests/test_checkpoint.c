@@ -1405,7 +1405,7 @@ TEST(io_failures_leave_the_previous_checkpoint_intact)
 
 /* ---------------------------------------------------------------- crash atomicity */
 /* The child: save forever, each checkpoint holding `step` in every element of every tensor. */
-static _Noreturn void save_forever(const char *dir, int64_t step)
+static _Noreturn void save_forever(const char *dir, int64_t step, int64_t last)
 {
     recur_graph *g = recur_graph_new();
     recur_tensor *vars[3] = {
@@ -1423,6 +1423,7 @@ static _Noreturn void save_forever(const char *dir, int64_t step)
             recur_array_free(a);
         }
         if (recur_saver_save(sv, s, pathf("%s/model", dir), step, NULL, 0, NULL) != RECUR_OK) _exit(3);
+        if (step == last) _exit(0);
     }
 }
 
@@ -1457,22 +1458,39 @@ static int64_t verify_state(const char *dir)
     return newest;
 }
 
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 TEST(killed_saver_never_leaves_a_broken_checkpoint)
 {
     const char *dir = tmpdir();
-    struct timespec t0, t1;
+    /* The kill comes at a random time within a few times what a child takes to start and make
+     * one save here (at least 40 ms), so that slow machines and sanitizers see kills both
+     * before the first save completes and in the middle of later ones. */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid_t pid = fork();
+    if (pid == 0) save_forever(pathf("%s/calibrate", dir), 0, 0);
+    int status;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int window_us = (int)fmax(40000, 3e6 * seconds_since(&t0));
+    rm_rf(pathf("%s/calibrate", dir));
     clock_gettime(CLOCK_MONOTONIC, &t0);
     srand(12345);
     int kills = 0, verified = 0;
     int64_t last = -1;
     for (;; kills++) {
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        if ((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9 > 8) break;
-        pid_t pid = fork();
-        if (pid == 0) save_forever(dir, (int64_t)kills * 10000); /* exact in float32 */
-        usleep((useconds_t)(rand() % 40000));
+        double el = seconds_since(&t0);
+        if ((el > 8 && kills >= 60) || el > 120) break;
+        pid = fork();
+        if (pid == 0) save_forever(dir, (int64_t)kills * 10000, -1); /* exact in float32 */
+        usleep((useconds_t)(rand() % window_us));
         kill(pid, SIGKILL);
-        int status;
         waitpid(pid, &status, 0);
         ASSERT_TRUE(WIFSIGNALED(status));
         int64_t newest = verify_state(dir);
@@ -1482,7 +1500,8 @@ TEST(killed_saver_never_leaves_a_broken_checkpoint)
             last = newest;
         }
     }
-    printf("  killed the saving child %d times; %d states verified\n", kills, verified);
+    printf("  killed the saving child %d times within %d ms of its start; %d states verified\n", kills,
+           window_us / 1000, verified);
     ASSERT_TRUE(kills >= 50 && verified >= kills / 2);
     rm_rf(dir);
 }

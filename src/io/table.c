@@ -161,7 +161,7 @@ bool rc_table_build(const rc_table_entry *e, size_t n, rc_strbuf *out)
     block_builder data = {.interval = RESTART_INTERVAL}, index = {.interval = 1};
     rc_strbuf last;
     rc_sb_init(&last);
-    uint64_t pending[2], meta[2] = {0, 0}, idx[2] = {0, 0};
+    uint64_t pending[2] = {0, 0}, meta[2] = {0, 0}, idx[2] = {0, 0}; /* set even when a block fails (OOM) */
     bool has_pending = false;
     block_reset(&data);
     block_reset(&index);
