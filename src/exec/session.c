@@ -164,7 +164,30 @@ recur_code rc_kerr(rc_kctx *k, recur_code code, const char *fmt, ...)
     return rc_err(k->st, code, "%s\n\t [[node %s (%s)]]", msg, k->op->name, rc_op_def_of(k->op->type)->type);
 }
 
-int rc_kthreads(rc_kctx *k) { return k->run->s->threads; }
+int rc_kthreads(rc_kctx *k) { return k->run->concurrent ? 1 : k->run->s->threads; }
+
+typedef struct par2 {
+    void (*fn)(void *arg, int part);
+    void *arg;
+} par2;
+
+static void par2_second(void *p)
+{
+    par2 *j = p;
+    j->fn(j->arg, 1);
+}
+
+void rc_kparallel2(rc_kctx *k, void (*fn)(void *arg, int part), void *arg)
+{
+    par2 j = {fn, arg};
+    if (k && rc_kthreads(k) > 1 && rc_worker_start(k->run->s, par2_second, &j)) {
+        fn(arg, 0);
+        rc_worker_wait(k->run->s);
+        return;
+    }
+    fn(arg, 0);
+    fn(arg, 1);
+}
 bool rc_kreference(rc_kctx *k) { return k->run->s->reference; }
 
 static bool grow_op_state(recur_session *s, size_t need)

@@ -150,8 +150,12 @@ recur_array *rc_kout(rc_kctx *k, int i, recur_dtype dt, recur_shape shape);
 void rc_kforward(rc_kctx *k, int i, int j);
 /* Report a kernel failure: the message, then "\n\t [[node NAME]]". Returns the code. */
 recur_code rc_kerr(rc_kctx *k, recur_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Threads the run may use for this kernel (>= 1). */
+/* Threads the run may use for this kernel (>= 1; 1 while it runs next to another kernel). */
 int rc_kthreads(rc_kctx *k);
+/* fn(arg, 0) and fn(arg, 1), the second on the session's worker thread when the kernel may use
+ * two threads (otherwise both here, in turn); returns when both are done. The two parts must
+ * touch disjoint memory. k may be NULL (sequential). */
+void rc_kparallel2(rc_kctx *k, void (*fn)(void *arg, int part), void *arg);
 /* Whether the session asked for reference kernels. */
 bool rc_kreference(rc_kctx *k);
 /* Per-op persistent state in the session (random generators, loop plans), freed with the

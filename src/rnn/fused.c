@@ -73,35 +73,75 @@ HOT static void clamp_vec(float *y, const float *x, int64_t n, float c)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] < -c ? -c : x[i] > c ? c : x[i];
 }
 
+/* The kernel running on this thread, so that the products over all steps can use the second
+ * thread when it is free (set by rc_fused_forward / rc_fused_backward). */
+static _Thread_local rc_kctx *tl_kernel;
+
+/* A row-major C = beta C + op(A) op(B), split in two halves (of C's rows, or of its columns)
+ * that the two threads compute at once; small products run whole on this thread. */
+typedef struct gemm_job {
+    bool ta, tb, split_cols;
+    int64_t m, n, k, lda, ldb, ldc;
+    const float *A, *B;
+    float beta, *C;
+} gemm_job;
+
+static void gemm_part(void *arg, int part)
+{
+    const gemm_job *j = arg;
+    int64_t m0 = 0, m = j->m, n0 = 0, n = j->n;
+    if (part >= 0) {
+        int64_t total = j->split_cols ? j->n : j->m, half = (total / 2 + 15) & ~(int64_t)15; /* whole vectors */
+        int64_t lo = part ? RC_MIN(half, total) : 0, hi = part ? total : RC_MIN(half, total);
+        if (j->split_cols) n0 = lo, n = hi - lo;
+        else m0 = lo, m = hi - lo;
+    }
+    if (m <= 0 || n <= 0) return;
+    float *C = j->C + m0 * j->ldc + n0;
+    if (!j->k) {
+        if (j->beta == 0)
+            for (int64_t i = 0; i < m; i++) memset(C + i * j->ldc, 0, (size_t)n * sizeof *C);
+        return;
+    }
+    const float *A = j->A + (j->ta ? m0 : m0 * j->lda), *B = j->B + (j->tb ? n0 * j->ldb : n0);
+    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                (int)j->k, 1.0f, A, (int)j->lda, B, (int)j->ldb, j->beta, C, (int)j->ldc);
+}
+
+static void gemm_run(gemm_job *j)
+{
+    if (j->m <= 0 || j->n <= 0) return;
+    /* two threads pay once ~4M multiply-adds; split the larger side of C */
+    if (!tl_kernel || (double)j->m * (double)j->n * (double)RC_MAX(j->k, 1) < 4e6) {
+        gemm_part(j, -1);
+        return;
+    }
+    j->split_cols = j->n > j->m;
+    rc_kparallel2(tl_kernel, gemm_part, j);
+}
+
 /* C[m,n] = beta*C + A[m,k] @ B[k,n] (B with leading dimension ldb, C with ldc) */
 static void gemm_nn(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                     float *C, int64_t ldc)
 {
-    if (m && n && k)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb, beta, C,
-                    (int)ldc);
-    else if (m && n && beta == 0)
-        for (int64_t i = 0; i < m; i++) memset(C + i * ldc, 0, (size_t)n * sizeof *C);
+    gemm_run(&(gemm_job){.m = m, .n = n, .k = k, .A = A, .lda = lda, .B = B, .ldb = ldb, .beta = beta, .C = C, .ldc = ldc});
 }
 
 /* C[m,n] = beta*C + A[m,k] @ B[n,k]^T */
 static void gemm_nt(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                     float *C, int64_t ldc)
 {
-    if (m && n && k)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb, beta, C,
-                    (int)ldc);
-    else if (m && n && beta == 0)
-        for (int64_t i = 0; i < m; i++) memset(C + i * ldc, 0, (size_t)n * sizeof *C);
+    gemm_run(&(gemm_job){.tb = true, .m = m, .n = n, .k = k, .A = A, .lda = lda, .B = B, .ldb = ldb, .beta = beta, .C = C,
+                         .ldc = ldc});
 }
 
 /* C[k,n] += A[m,k]^T @ B[m,n] */
 static void gemm_tn_acc(int64_t k, int64_t n, int64_t m, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
                         int64_t ldc)
 {
-    if (m && n && k)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)n, (int)m, 1.0f, A, (int)lda, B, (int)ldb, 1.0f, C,
-                    (int)ldc);
+    if (m <= 0) return;
+    gemm_run(&(gemm_job){.ta = true, .m = k, .n = n, .k = m, .A = A, .lda = lda, .B = B, .ldb = ldb, .beta = 1.0f, .C = C,
+                         .ldc = ldc});
 }
 
 /* out[rows, n] = x[rows, d] @ w[d, n] + bias (bias NULL: none) */
@@ -166,6 +206,44 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
 
 /* dst[t, i, :] = src[t, perm[i], :] (to sorted order) or the reverse (from sorted order) for
  * the rows running at t; with zero_rest, other rows of dst are zeroed. */
+/* The recurrence splits the batch between the two threads: rows are independent through time.
+ * The split balances the steps each side runs (rows are sorted longest first) at a multiple of
+ * 8 rows (the product's row tile). Part -1 is every row. */
+static int64_t row_split(const seqinfo *s)
+{
+    int64_t total = 0;
+    for (int64_t t = 0; t < s->steps; t++) total += s->nact[t];
+    int64_t best = s->B / 2, r = 0, acc = 0;
+    for (; r < s->B; r++) { /* acc: the steps of rows [0, r) */
+        if (2 * acc >= total) break;
+        int64_t steps = 0;
+        for (int64_t t = 0; t < s->steps && s->nact[t] > r; t++) steps++;
+        acc += steps;
+    }
+    best = r;
+    if (s->B >= 16) best = RC_MIN(RC_MAX((best + 4) / 8 * 8, 8), s->B - 8);
+    return best;
+}
+
+typedef struct rows_range {
+    int64_t r0, r1; /* rows [r0, r1) */
+} rows_range;
+
+static rows_range part_rows(const seqinfo *s, int64_t split, int part)
+{
+    if (part < 0) return (rows_range){0, s->B};
+    return part ? (rows_range){split, s->B} : (rows_range){0, split};
+}
+
+/* Rows of [r.r0, r.r1) running at step t, counted from r.r0. */
+static inline int64_t running(const seqinfo *s, rows_range r, int64_t t)
+{
+    return RC_MAX(0, RC_MIN(s->nact[t], r.r1) - r.r0);
+}
+
+/* Whether to give the recurrence two threads: a free second thread and rows for both. */
+static bool split_rows(const seqinfo *s) { return tl_kernel && rc_kthreads(tl_kernel) > 1 && s->B >= 16; }
+
 static void permute_rows(const seqinfo *s, float *dst, const float *src, int64_t w, bool to_sorted, int64_t steps,
                          bool zero_rest)
 {
@@ -298,48 +376,74 @@ HOT static void lstm_cell_rows(const rc_fused_layer *l, int64_t n, int64_t H, fl
     }
 }
 
+typedef struct lstm_fwd_job {
+    const rc_fused_layer *l;
+    const seqinfo *s;
+    const rc_packed_b *wh, *wp;
+    const float *wf, *wi, *wo;
+    float *gates, *craw, *yraw, *y, *c, *h, *m, *tmp[2];
+    int64_t split;
+} lstm_fwd_job;
+
+/* The recurrence over one part's rows (gates already hold the input projection). */
+static void lstm_fwd_part(void *arg, int part)
+{
+    const lstm_fwd_job *j = arg;
+    const rc_fused_layer *l = j->l;
+    const seqinfo *s = j->s;
+    rows_range r = part_rows(s, j->split, part);
+    int64_t B = s->B, H = l->units, P = layer_out(l), G = 4 * H, R = r.r1 - r.r0;
+    float *tmp = j->tmp[part > 0], *c = j->c + r.r0 * H, *h = j->h + r.r0 * P;
+    for (int64_t t = 0; t < s->steps; t++) {
+        int64_t n = running(s, r, t);
+        float *g = j->gates + (t * B + r.r0) * G, *yr = j->yraw + (t * B + r.r0) * P, *cr = j->craw + (t * B + r.r0) * H;
+        if (!j->wp) {
+            /* the output is the state: read the previous step's output rows from the history */
+            rc_gemm_packed(n, t ? yr - B * P : h, P, j->wh, 1.0f, g, G);
+            lstm_cell_rows(l, n, H, g, c, cr, yr, tmp, j->wf, j->wi, j->wo);
+            if (n < R) memset(yr + n * P, 0, (size_t)((R - n) * P) * sizeof *yr);
+        } else {
+            float *m = j->m + r.r0 * H;
+            rc_gemm_packed(n, h, P, j->wh, 1.0f, g, G);
+            lstm_cell_rows(l, n, H, g, c, cr, m, tmp, j->wf, j->wi, j->wo);
+            rc_gemm_packed(n, m, H, j->wp, 0.0f, yr, P);
+            clamp_vec(h, yr, n * P, l->proj_clip);
+            memcpy(j->y + (t * B + r.r0) * P, h, (size_t)(n * P) * sizeof *h);
+        }
+    }
+}
+
 static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, const seqinfo *s, const float *x, float *y,
                            lstate *st, float *hist, rc_arena *ar)
 {
     int64_t B = s->B, D = l->in, H = l->units, P = layer_out(l), G = 4 * H, T = s->T;
     const float *kern = WIN(in, l, 0), *bias = WIN(in, l, 1);
-    const float *wf = l->peepholes ? WIN(in, l, 2) : NULL, *wi = l->peepholes ? WIN(in, l, 3) : NULL,
-                *wo = l->peepholes ? WIN(in, l, 4) : NULL;
     const float *proj = l->proj > 0 ? WIN(in, l, l->peepholes ? 5 : 2) : NULL;
-    float *gates = hist, *craw = hist + T * B * G, *yraw = craw + T * B * H;
-    float *tmp = rc_arena_alloc(ar, (size_t)H * sizeof(float), false);
-    float *m = proj ? rc_arena_alloc(ar, (size_t)(B * H) * sizeof(float), false) : NULL;
+    lstm_fwd_job j = {.l = l, .s = s, .gates = hist, .craw = hist + T * B * G, .y = y, .c = st->s[0], .h = st->s[1]};
+    j.yraw = j.craw + T * B * H;
+    if (l->peepholes) j.wf = WIN(in, l, 2), j.wi = WIN(in, l, 3), j.wo = WIN(in, l, 4);
+    j.tmp[0] = rc_arena_alloc(ar, (size_t)H * sizeof(float), false);
+    j.tmp[1] = rc_arena_alloc(ar, (size_t)H * sizeof(float), false);
+    j.m = proj ? rc_arena_alloc(ar, (size_t)(B * H) * sizeof(float), false) : NULL;
     rc_packed_b wh, wp;
-    if (!tmp || (proj && !m) || !rc_pack_b(&wh, kern + D * G, G, false, P, G, ar) ||
+    if (!j.tmp[0] || !j.tmp[1] || (proj && !j.m) || !rc_pack_b(&wh, kern + D * G, G, false, P, G, ar) ||
         (proj && !rc_pack_b(&wp, proj, P, false, H, P, ar)))
         return RECUR_OUT_OF_MEMORY;
-    project(x, s->steps * B, D, kern, G, bias, gates);
-    float *c = st->s[0], *h = st->s[1];
-    if (!proj) {
-        /* The output is the state: each step reads the previous step's output rows from the
-         * history, the final state is gathered once at the end, and the output block is copied
-         * out whole (rows not running are zero). */
-        for (int64_t t = 0; t < s->steps; t++) {
-            int64_t n = s->nact[t];
-            float *g = gates + t * B * G, *yr = yraw + t * B * P;
-            rc_gemm_packed(n, t ? yr - B * P : h, P, &wh, 1.0f, g, G);
-            lstm_cell_rows(l, n, H, g, c, craw + t * B * H, yr, tmp, wf, wi, wo);
-            if (n < B) memset(yr + n * P, 0, (size_t)((B - n) * P) * sizeof *yr);
-        }
-        for (int64_t t = 0; t < s->steps; t++) /* rows whose last step is t */
-            for (int64_t i = t + 1 < s->steps ? s->nact[t + 1] : 0; i < s->nact[t]; i++)
-                memcpy(h + i * P, yraw + (t * B + i) * P, (size_t)P * sizeof *h);
-        memcpy(y, yraw, (size_t)(s->steps * B * P) * sizeof *y);
-        return RECUR_OK;
+    j.wh = &wh;
+    j.wp = proj ? &wp : NULL;
+    project(x, s->steps * B, D, kern, G, bias, j.gates);
+    if (split_rows(s)) {
+        j.split = row_split(s);
+        rc_kparallel2(tl_kernel, lstm_fwd_part, &j);
+    } else {
+        lstm_fwd_part(&j, -1);
     }
-    for (int64_t t = 0; t < s->steps; t++) {
-        int64_t n = s->nact[t];
-        float *g = gates + t * B * G, *yr = yraw + t * B * P;
-        rc_gemm_packed(n, h, P, &wh, 1.0f, g, G);
-        lstm_cell_rows(l, n, H, g, c, craw + t * B * H, proj ? m : yr, tmp, wf, wi, wo);
-        if (proj) rc_gemm_packed(n, m, H, &wp, 0.0f, yr, P);
-        clamp_vec(h, yr, n * P, proj ? l->proj_clip : 0);
-        memcpy(y + t * B * P, h, (size_t)(n * P) * sizeof *y);
+    if (!proj) {
+        /* the final state: each row's output at its last step; the outputs: the history block */
+        for (int64_t t = 0; t < s->steps; t++)
+            for (int64_t i = t + 1 < s->steps ? s->nact[t + 1] : 0; i < s->nact[t]; i++)
+                memcpy(j.h + i * P, j.yraw + (t * B + i) * P, (size_t)P * sizeof *j.h);
+        memcpy(y, j.yraw, (size_t)(s->steps * B * P) * sizeof *y);
     }
     return RECUR_OK;
 }
@@ -354,30 +458,56 @@ HOT static void gru_update_rows(int64_t n, int64_t H, const float *g, const floa
     }
 }
 
+typedef struct gru_fwd_job {
+    const rc_fused_layer *l;
+    const seqinfo *s;
+    const rc_packed_b *wg, *wc;
+    float *gates, *cand, *hh, *rh, *h, *y;
+    int64_t split;
+} gru_fwd_job;
+
+static void gru_fwd_part(void *arg, int part)
+{
+    const gru_fwd_job *j = arg;
+    const rc_fused_layer *l = j->l;
+    const seqinfo *s = j->s;
+    rows_range r = part_rows(s, j->split, part);
+    int64_t B = s->B, H = l->units;
+    float *h = j->h + r.r0 * H, *rh = j->rh + r.r0 * H;
+    for (int64_t t = 0; t < s->steps; t++) {
+        int64_t n = running(s, r, t), row = t * B + r.r0;
+        float *g = j->gates + row * 2 * H, *cc = j->cand + row * H;
+        rc_gemm_packed(n, h, H, j->wg, 1.0f, g, 2 * H);
+        rc_vsigmoid(g, g, (size_t)(n * 2 * H));
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * 2 * H + k] * h[b * H + k];
+        rc_gemm_packed(n, rh, H, j->wc, 1.0f, cc, H);
+        act_vec(l->act, cc, cc, n * H);
+        gru_update_rows(n, H, g, cc, h, j->hh + row * H);
+        memcpy(j->y + row * H, h, (size_t)(n * H) * sizeof *h);
+    }
+}
+
 static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const seqinfo *s, const float *x, float *y,
                           lstate *st, float *hist, rc_arena *ar)
 {
     int64_t B = s->B, D = l->in, H = l->units, T = s->T;
     const float *gk = WIN(in, l, 0), *gb = WIN(in, l, 1), *ck = WIN(in, l, 2), *cb = WIN(in, l, 3);
-    float *gates = hist, *cand = hist + T * B * 2 * H, *hh = cand + T * B * H;
-    float *rh = rc_arena_alloc(ar, (size_t)(B * H) * sizeof(float), false);
+    gru_fwd_job j = {.l = l, .s = s, .gates = hist, .cand = hist + T * B * 2 * H, .h = st->s[0], .y = y};
+    j.hh = j.cand + T * B * H;
+    j.rh = rc_arena_alloc(ar, (size_t)(B * H) * sizeof(float), false);
     rc_packed_b wg, wc;
-    if (!rh || !rc_pack_b(&wg, gk + D * 2 * H, 2 * H, false, H, 2 * H, ar) || !rc_pack_b(&wc, ck + D * H, H, false, H, H, ar))
+    if (!j.rh || !rc_pack_b(&wg, gk + D * 2 * H, 2 * H, false, H, 2 * H, ar) || !rc_pack_b(&wc, ck + D * H, H, false, H, H, ar))
         return RECUR_OUT_OF_MEMORY;
-    project(x, s->steps * B, D, gk, 2 * H, gb, gates);
-    project(x, s->steps * B, D, ck, H, cb, cand);
-    float *h = st->s[0];
-    for (int64_t t = 0; t < s->steps; t++) {
-        int64_t n = s->nact[t];
-        float *g = gates + t * B * 2 * H, *cc = cand + t * B * H;
-        rc_gemm_packed(n, h, H, &wg, 1.0f, g, 2 * H);
-        rc_vsigmoid(g, g, (size_t)(n * 2 * H));
-        for (int64_t b = 0; b < n; b++)
-            for (int64_t j = 0; j < H; j++) rh[b * H + j] = g[b * 2 * H + j] * h[b * H + j];
-        rc_gemm_packed(n, rh, H, &wc, 1.0f, cc, H);
-        act_vec(l->act, cc, cc, n * H);
-        gru_update_rows(n, H, g, cc, h, hh + t * B * H);
-        memcpy(y + t * B * H, h, (size_t)(n * H) * sizeof *y);
+    j.wg = &wg;
+    j.wc = &wc;
+    project(x, s->steps * B, D, gk, 2 * H, gb, j.gates);
+    project(x, s->steps * B, D, ck, H, cb, j.cand);
+    if (split_rows(s)) {
+        j.split = row_split(s);
+        rc_kparallel2(tl_kernel, gru_fwd_part, &j);
+    } else {
+        gru_fwd_part(&j, -1);
     }
     return RECUR_OK;
 }
@@ -455,8 +585,20 @@ static fwd_fn forward_of(const rc_fused_layer *l)
     }
 }
 
+static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array *x, const recur_array *len,
+                                recur_array **final, recur_array *out, float *hist, rc_arena *ar);
+
 recur_code rc_fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array *x, const recur_array *len,
                             recur_array **final, recur_array *out, float *hist, rc_arena *ar)
+{
+    tl_kernel = k;
+    recur_code code = fused_forward(k, spec, x, len, final, out, hist, ar);
+    tl_kernel = NULL;
+    return code;
+}
+
+static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array *x, const recur_array *len,
+                                recur_array **final, recur_array *out, float *hist, rc_arena *ar)
 {
     rc_arena_reset(ar);
     /* No steps or no rows: nothing to compute. The caller zeroed `out` and copied the initial
@@ -620,64 +762,101 @@ HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, con
     }
 }
 
-static recur_code lstm_bwd(bctx *c)
+typedef struct lstm_bwd_job {
+    bctx *c;
+    const rc_packed_b *whT, *wpT;
+    const float *wf, *wi, *wo, *gates, *craw, *yraw;
+    float *dG, *hp, *dm, *cp, *mpre, *dmr, *a[2], *db[2], *dpe[2];
+    int64_t split;
+} lstm_bwd_job;
+
+/* The backward recurrence over one part's rows: gate gradients, state gradients, and the
+ * part's bias (and peephole) gradient sums. */
+static void lstm_bwd_part(void *arg, int part)
 {
+    const lstm_bwd_job *j = arg;
+    const bctx *c = j->c;
     const rc_fused_layer *l = c->l;
-    int64_t B = c->s->B, D = l->in, H = l->units, P = layer_out(l), G = 4 * H, S = c->s->steps, T = c->s->T;
-    const float *kern = WIN(c->in, l, 0);
-    const float *wf = l->peepholes ? WIN(c->in, l, 2) : NULL, *wi = l->peepholes ? WIN(c->in, l, 3) : NULL,
-                *wo = l->peepholes ? WIN(c->in, l, 4) : NULL;
-    int pi = l->peepholes ? 5 : 2;
-    const float *proj = l->proj > 0 ? WIN(c->in, l, pi) : NULL;
-    const float *gates = c->hist, *craw = gates + T * B * G, *yraw = craw + T * B * H;
-    /* dG and hp: rows that run are written; the rest are zeroed step by step (RAW: no memset) */
-    float *dG = TAKE_RAW(c, S * B * G), *hp = TAKE_RAW(c, S * B * P), *dm = TAKE(c, B * H), *a = TAKE(c, H);
-    float *mpre = proj ? TAKE(c, S * B * H) : NULL, *dmr = proj ? TAKE(c, S * B * P) : NULL, *cp = TAKE(c, B * H);
-    float *dpe = l->peepholes ? TAKE(c, 3 * H) : NULL;
-    rc_packed_b whT, wpT;
-    if (!dG || !hp || !dm || !a || !cp || (proj && (!mpre || !dmr)) || (l->peepholes && !dpe) ||
-        !rc_pack_b(&whT, kern + D * G, G, true, G, P, c->ar) || (proj && !rc_pack_b(&wpT, proj, P, true, P, H, c->ar)))
-        return RECUR_OUT_OF_MEMORY;
-    /* previous outputs: clamp(y_raw[t-1]) */
+    const seqinfo *s = c->s;
+    rows_range r = part_rows(s, j->split, part);
+    int64_t B = s->B, H = l->units, P = layer_out(l), G = 4 * H, S = s->steps, R = r.r1 - r.r0;
+    bool proj = j->wpT != NULL;
+    /* previous outputs: clamp(y_raw[t-1]); rows not running zero in hp and dG */
     for (int64_t t = 0; t < S; t++) {
-        int64_t n = c->s->nact[t];
-        if (t) clamp_vec(hp + t * B * P, yraw + (t - 1) * B * P, n * P, proj ? l->proj_clip : 0);
-        else memcpy(hp, c->h0, (size_t)(n * P) * sizeof *hp);
-        if (n < B) {
-            memset(hp + (t * B + n) * P, 0, (size_t)((B - n) * P) * sizeof *hp);
-            memset(dG + (t * B + n) * G, 0, (size_t)((B - n) * G) * sizeof *dG);
+        int64_t n = running(s, r, t);
+        float *hpt = j->hp + (t * B + r.r0) * P;
+        if (t) clamp_vec(hpt, j->yraw + ((t - 1) * B + r.r0) * P, n * P, proj ? l->proj_clip : 0);
+        else memcpy(hpt, c->h0 + r.r0 * P, (size_t)(n * P) * sizeof *hpt);
+        if (n < R) {
+            memset(hpt + n * P, 0, (size_t)((R - n) * P) * sizeof *hpt);
+            memset(j->dG + (t * B + r.r0 + n) * G, 0, (size_t)((R - n) * G) * sizeof *j->dG);
         }
     }
-    float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
-    float *dh = c->dh, *dc = c->dc;
+    float *dh = c->dh + r.r0 * P, *dc = c->dc + r.r0 * H, *dm = j->dm + r.r0 * H, *cp = j->cp + r.r0 * H;
+    float *a = j->a[part > 0], *db = j->db[part > 0], *dpe = j->dpe[part > 0];
     for (int64_t t = S - 1; t >= 0; t--) {
-        int64_t n = c->s->nact[t];
-        const float *dyt = c->dy + t * B * P, *yr = yraw + t * B * P;
-        float *dmt = proj ? dmr + t * B * P : dm;
+        int64_t n = running(s, r, t), row = t * B + r.r0;
+        const float *dyt = c->dy + row * P, *yr = j->yraw + row * P;
+        float *dmt = proj ? j->dmr + row * P : dm;
         for (int64_t i = 0; i < n * P; i++) {
             float d = dh[i] + dyt[i];
             if (proj && l->proj_clip > 0 && (yr[i] < -l->proj_clip || yr[i] > l->proj_clip)) d = 0;
             dmt[i] = d;
         }
-        if (proj) rc_gemm_packed(n, dmt, P, &wpT, 0.0f, dm, H);
-        if (t) clamp_vec(cp, craw + (t - 1) * B * H, n * H, l->cell_clip);
-        else memcpy(cp, c->c0, (size_t)(n * H) * sizeof *cp);
-        lstm_bwd_rows(l, n, H, gates + t * B * G, craw + t * B * H, cp, dm, dc, dG + t * B * G, dpe,
-                      mpre ? mpre + t * B * H : NULL, a, wf, wi, wo, db);
-        rc_gemm_packed(n, dG + t * B * G, G, &whT, 0.0f, dh, P);
+        if (proj) rc_gemm_packed(n, dmt, P, j->wpT, 0.0f, dm, H);
+        if (t) clamp_vec(cp, j->craw + (row - B) * H, n * H, l->cell_clip);
+        else memcpy(cp, c->c0 + r.r0 * H, (size_t)(n * H) * sizeof *cp);
+        lstm_bwd_rows(l, n, H, j->gates + row * G, j->craw + row * H, cp, dm, dc, j->dG + row * G, dpe,
+                      j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo, db);
+        rc_gemm_packed(n, j->dG + row * G, G, j->whT, 0.0f, dh, P);
     }
-    gemm_tn_acc(D, G, S * B, c->x, D, dG, G, dK, G);
-    gemm_tn_acc(P, G, S * B, hp, P, dG, G, dK + D * G, G);
-    if (dpe) {
+}
+
+static recur_code lstm_bwd(bctx *c)
+{
+    const rc_fused_layer *l = c->l;
+    int64_t B = c->s->B, D = l->in, H = l->units, P = layer_out(l), G = 4 * H, S = c->s->steps, T = c->s->T;
+    const float *kern = WIN(c->in, l, 0);
+    int pi = l->peepholes ? 5 : 2;
+    const float *proj = l->proj > 0 ? WIN(c->in, l, pi) : NULL;
+    float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
+    bool two = split_rows(c->s);
+    lstm_bwd_job j = {.c = c, .gates = c->hist, .split = two ? row_split(c->s) : 0};
+    j.craw = j.gates + T * B * G;
+    j.yraw = j.craw + T * B * H;
+    if (l->peepholes) j.wf = WIN(c->in, l, 2), j.wi = WIN(c->in, l, 3), j.wo = WIN(c->in, l, 4);
+    /* dG and hp: rows that run are written; the rest are zeroed step by step (RAW: no memset) */
+    j.dG = TAKE_RAW(c, S * B * G), j.hp = TAKE_RAW(c, S * B * P), j.dm = TAKE(c, B * H), j.cp = TAKE(c, B * H);
+    j.mpre = proj ? TAKE(c, S * B * H) : NULL, j.dmr = proj ? TAKE(c, S * B * P) : NULL;
+    j.a[0] = TAKE(c, H), j.a[1] = TAKE(c, H);
+    j.db[0] = db, j.db[1] = two ? TAKE(c, G) : db; /* the second part sums apart, added after */
+    j.dpe[0] = l->peepholes ? TAKE(c, 3 * H) : NULL, j.dpe[1] = l->peepholes && two ? TAKE(c, 3 * H) : j.dpe[0];
+    rc_packed_b whT, wpT;
+    if (!j.dG || !j.hp || !j.dm || !j.cp || !j.a[0] || !j.a[1] || !j.db[1] || (proj && (!j.mpre || !j.dmr)) ||
+        (l->peepholes && (!j.dpe[0] || !j.dpe[1])) || !rc_pack_b(&whT, kern + D * G, G, true, G, P, c->ar) ||
+        (proj && !rc_pack_b(&wpT, proj, P, true, P, H, c->ar)))
+        return RECUR_OUT_OF_MEMORY;
+    j.whT = &whT;
+    j.wpT = proj ? &wpT : NULL;
+    if (two) {
+        rc_kparallel2(tl_kernel, lstm_bwd_part, &j);
+        for (int64_t k = 0; k < G; k++) db[k] += j.db[1][k];
+        for (int64_t k = 0; l->peepholes && k < 3 * H; k++) j.dpe[0][k] += j.dpe[1][k];
+    } else {
+        lstm_bwd_part(&j, -1);
+    }
+    gemm_tn_acc(D, G, S * B, c->x, D, j.dG, G, dK, G);
+    gemm_tn_acc(P, G, S * B, j.hp, P, j.dG, G, dK + D * G, G);
+    if (l->peepholes) {
         float *dwf = DW(c->dcap, c->first, l, 2), *dwi = DW(c->dcap, c->first, l, 3), *dwo = DW(c->dcap, c->first, l, 4);
-        for (int64_t j = 0; j < H; j++) {
-            dwf[j] += dpe[j];
-            dwi[j] += dpe[H + j];
-            dwo[j] += dpe[2 * H + j];
+        for (int64_t k = 0; k < H; k++) {
+            dwf[k] += j.dpe[0][k];
+            dwi[k] += j.dpe[0][H + k];
+            dwo[k] += j.dpe[0][2 * H + k];
         }
     }
-    if (proj) gemm_tn_acc(H, P, S * B, mpre, H, dmr, P, DW(c->dcap, c->first, l, pi), P);
-    gemm_nt(S * B, D, G, dG, G, kern, G, 0.0f, c->dx, D);
+    if (proj) gemm_tn_acc(H, P, S * B, j.mpre, H, j.dmr, P, DW(c->dcap, c->first, l, pi), P);
+    gemm_nt(S * B, D, G, j.dG, G, kern, G, 0.0f, c->dx, D);
     return RECUR_OK;
 }
 
@@ -697,47 +876,76 @@ HOT static void gru_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, cons
         }
 }
 
+typedef struct gru_bwd_job {
+    bctx *c;
+    const rc_packed_b *wcT, *wgT;
+    const float *gates, *cand, *hp;
+    float *dGg, *dC, *rh, *drh, *dhn;
+    int64_t split;
+} gru_bwd_job;
+
+static void gru_bwd_part(void *arg, int part)
+{
+    const gru_bwd_job *j = arg;
+    const bctx *c = j->c;
+    const rc_fused_layer *l = c->l;
+    const seqinfo *s = c->s;
+    rows_range r = part_rows(s, j->split, part);
+    int64_t B = s->B, H = l->units;
+    float *dh = c->dh + r.r0 * H, *drh = j->drh + r.r0 * H, *dhn = j->dhn + r.r0 * H;
+    for (int64_t t = s->steps - 1; t >= 0; t--) {
+        int64_t n = running(s, r, t), row = t * B + r.r0;
+        const float *g = j->gates + row * 2 * H, *hpt = j->hp + row * H;
+        float *dct = j->dC + row * H, *dg = j->dGg + row * 2 * H, *rh = j->rh + row * H;
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * 2 * H + k] * hpt[b * H + k];
+        gru_bwd_rows(l, n, H, g, j->cand + row * H, hpt, dh, c->dy + row * H, dct, dg, dhn);
+        rc_gemm_packed(n, dct, H, j->wcT, 0.0f, drh, H);
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t k = 0; k < H; k++) {
+                float rr = g[b * 2 * H + k];
+                dg[b * 2 * H + k] = drh[b * H + k] * hpt[b * H + k] * rr * (1 - rr);
+                dhn[b * H + k] += drh[b * H + k] * rr;
+            }
+        rc_gemm_packed(n, dg, 2 * H, j->wgT, 1.0f, dhn, H);
+        memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
+    }
+}
+
 static recur_code gru_bwd(bctx *c)
 {
     const rc_fused_layer *l = c->l;
     int64_t B = c->s->B, D = l->in, H = l->units, S = c->s->steps, T = c->s->T;
     const float *gk = WIN(c->in, l, 0), *ck = WIN(c->in, l, 2);
-    const float *gates = c->hist, *cand = gates + T * B * 2 * H, *hh = cand + T * B * H;
-    float *dGg = TAKE(c, S * B * 2 * H), *dC = TAKE(c, S * B * H), *hp = TAKE(c, S * B * H), *rh = TAKE(c, S * B * H),
-          *drh = TAKE(c, B * H), *dhn = TAKE(c, B * H);
+    gru_bwd_job j = {.c = c, .gates = c->hist, .cand = c->hist + T * B * 2 * H};
+    const float *hh = j.cand + T * B * H;
+    float *hp = TAKE(c, S * B * H);
+    j.dGg = TAKE(c, S * B * 2 * H), j.dC = TAKE(c, S * B * H), j.rh = TAKE(c, S * B * H), j.drh = TAKE(c, B * H),
+    j.dhn = TAKE(c, B * H);
     rc_packed_b wcT, wgT;
-    if (!dGg || !dC || !hp || !rh || !drh || !dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
+    if (!j.dGg || !j.dC || !hp || !j.rh || !j.drh || !j.dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
         !rc_pack_b(&wgT, gk + D * 2 * H, 2 * H, true, 2 * H, H, c->ar))
         return RECUR_OUT_OF_MEMORY;
+    j.wcT = &wcT;
+    j.wgT = &wgT;
     prev_outputs(c, hh, H, hp);
-    float *dh = c->dh;
-    for (int64_t t = S - 1; t >= 0; t--) {
-        int64_t n = c->s->nact[t];
-        const float *g = gates + t * B * 2 * H, *hpt = hp + t * B * H;
-        float *dct = dC + t * B * H, *dg = dGg + t * B * 2 * H;
-        for (int64_t b = 0; b < n; b++)
-            for (int64_t j = 0; j < H; j++) rh[(t * B + b) * H + j] = g[b * 2 * H + j] * hpt[b * H + j];
-        gru_bwd_rows(l, n, H, g, cand + t * B * H, hpt, dh, c->dy + t * B * H, dct, dg, dhn);
-        rc_gemm_packed(n, dct, H, &wcT, 0.0f, drh, H);
-        for (int64_t b = 0; b < n; b++)
-            for (int64_t j = 0; j < H; j++) {
-                float r = g[b * 2 * H + j];
-                dg[b * 2 * H + j] = drh[b * H + j] * hpt[b * H + j] * r * (1 - r);
-                dhn[b * H + j] += drh[b * H + j] * r;
-            }
-        rc_gemm_packed(n, dg, 2 * H, &wgT, 1.0f, dhn, H);
-        memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
+    j.hp = hp;
+    if (split_rows(c->s)) {
+        j.split = row_split(c->s);
+        rc_kparallel2(tl_kernel, gru_bwd_part, &j);
+    } else {
+        gru_bwd_part(&j, -1);
     }
     float *dgk = DW(c->dcap, c->first, l, 0), *dgb = DW(c->dcap, c->first, l, 1), *dck = DW(c->dcap, c->first, l, 2),
           *dcb = DW(c->dcap, c->first, l, 3);
-    gemm_tn_acc(D, 2 * H, S * B, c->x, D, dGg, 2 * H, dgk, 2 * H);
-    gemm_tn_acc(H, 2 * H, S * B, hp, H, dGg, 2 * H, dgk + D * 2 * H, 2 * H);
-    colsum_acc(dGg, S * B, 2 * H, dgb);
-    gemm_tn_acc(D, H, S * B, c->x, D, dC, H, dck, H);
-    gemm_tn_acc(H, H, S * B, rh, H, dC, H, dck + D * H, H);
-    colsum_acc(dC, S * B, H, dcb);
-    gemm_nt(S * B, D, 2 * H, dGg, 2 * H, gk, 2 * H, 0.0f, c->dx, D);
-    gemm_nt(S * B, D, H, dC, H, ck, H, 1.0f, c->dx, D);
+    gemm_tn_acc(D, 2 * H, S * B, c->x, D, j.dGg, 2 * H, dgk, 2 * H);
+    gemm_tn_acc(H, 2 * H, S * B, hp, H, j.dGg, 2 * H, dgk + D * 2 * H, 2 * H);
+    colsum_acc(j.dGg, S * B, 2 * H, dgb);
+    gemm_tn_acc(D, H, S * B, c->x, D, j.dC, H, dck, H);
+    gemm_tn_acc(H, H, S * B, j.rh, H, j.dC, H, dck + D * H, H);
+    colsum_acc(j.dC, S * B, H, dcb);
+    gemm_nt(S * B, D, 2 * H, j.dGg, 2 * H, gk, 2 * H, 0.0f, c->dx, D);
+    gemm_nt(S * B, D, H, j.dC, H, ck, H, 1.0f, c->dx, D);
     return RECUR_OK;
 }
 
@@ -816,9 +1024,23 @@ static const float *layer_outputs(const rc_fused_layer *l, const float *h, int64
     }
 }
 
+static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, recur_array *const *fwd_in,
+                                 const recur_array *len, recur_array *const *init, const recur_array *dout, recur_array *dx,
+                                 recur_array **dinit, recur_array **dcap, int first_capture, rc_arena *ar);
+
 recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, recur_array *const *fwd_in,
                              const recur_array *len, recur_array *const *init, const recur_array *dout, recur_array *dx,
                              recur_array **dinit, recur_array **dcap, int first_capture, rc_arena *ar)
+{
+    tl_kernel = k;
+    recur_code code = fused_backward(k, spec, hist, fwd_in, len, init, dout, dx, dinit, dcap, first_capture, ar);
+    tl_kernel = NULL;
+    return code;
+}
+
+static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, recur_array *const *fwd_in,
+                                 const recur_array *len, recur_array *const *init, const recur_array *dout, recur_array *dx,
+                                 recur_array **dinit, recur_array **dcap, int first_capture, rc_arena *ar)
 {
     rc_arena_reset(ar);
     const recur_array *x = fwd_in[0];
