@@ -159,11 +159,28 @@ HOT static void colsum_acc(const float *g, int64_t rows, int64_t n, float *b)
 }
 
 /* Sequence order: rows sorted by length (longest first); nact[t] rows run at step t. */
+/* Rows are kept packed: step t's running rows are rows off[t] .. off[t] + nact[t] of every
+ * per-step buffer (without lengths, off[t] = t B), so the products over all steps skip the
+ * rows that have stopped. */
 typedef struct seqinfo {
     int64_t T, B, steps;
     int64_t *perm;  /* sorted position -> caller's row; NULL when the order is the caller's */
-    int64_t *nact;  /* [T] */
+    int64_t *nact;  /* [T] running rows at t (non-increasing) */
+    int64_t *off;   /* [T + 1] first packed row of step t; off[steps] = rows */
+    int64_t rows;   /* running (step, row) pairs in all */
+    bool dense;     /* every row runs every one of the steps: the packed layout is [steps][B] */
 } seqinfo;
+
+static void seq_offsets(seqinfo *s)
+{
+    s->dense = true;
+    s->off[0] = 0;
+    for (int64_t t = 0; t < s->steps; t++) {
+        s->off[t + 1] = s->off[t] + s->nact[t];
+        if (s->nact[t] != s->B) s->dense = false;
+    }
+    s->rows = s->off[s->steps];
+}
 
 static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, rc_arena *ar)
 {
@@ -172,9 +189,11 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
     s->steps = s->T;
     s->perm = NULL;
     s->nact = rc_arena_alloc(ar, (size_t)(s->T + 1) * sizeof *s->nact, false);
-    if (!s->nact) return false;
+    s->off = rc_arena_alloc(ar, (size_t)(s->T + 2) * sizeof *s->off, false);
+    if (!s->nact || !s->off) return false;
     if (!len) {
         for (int64_t t = 0; t < s->T; t++) s->nact[t] = s->B;
+        seq_offsets(s);
         return true;
     }
     int64_t *l = rc_arena_alloc(ar, (size_t)(s->B + 1) * sizeof *l, false);
@@ -201,21 +220,18 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
         while (n > 0 && l[p[n - 1]] <= t) n--;
         s->nact[t] = n;
     }
+    seq_offsets(s);
     return true;
 }
 
-/* dst[t, i, :] = src[t, perm[i], :] (to sorted order) or the reverse (from sorted order) for
- * the rows running at t; with zero_rest, other rows of dst are zeroed. */
 /* The recurrence splits the batch between the two threads: rows are independent through time.
  * The split balances the steps each side runs (rows are sorted longest first) at a multiple of
  * 8 rows (the product's row tile). Part -1 is every row. */
 static int64_t row_split(const seqinfo *s)
 {
-    int64_t total = 0;
-    for (int64_t t = 0; t < s->steps; t++) total += s->nact[t];
     int64_t best = s->B / 2, r = 0, acc = 0;
     for (; r < s->B; r++) { /* acc: the steps of rows [0, r) */
-        if (2 * acc >= total) break;
+        if (2 * acc >= s->rows) break;
         int64_t steps = 0;
         for (int64_t t = 0; t < s->steps && s->nact[t] > r; t++) steps++;
         acc += steps;
@@ -244,6 +260,9 @@ static inline int64_t running(const seqinfo *s, rows_range r, int64_t t)
 /* Whether to give the recurrence two threads: a free second thread and rows for both. */
 static bool split_rows(const seqinfo *s) { return tl_kernel && rc_kthreads(tl_kernel) > 1 && s->B >= 16; }
 
+/* Between the caller's layout [T][B] and the packed sorted one: dst[off[t] + i] = src[t][perm[i]]
+ * (to_sorted) or the reverse, for the rows running at t; from sorted order with zero_rest, the
+ * caller's rows that do not run are zeroed. */
 static void permute_rows(const seqinfo *s, float *dst, const float *src, int64_t w, bool to_sorted, int64_t steps,
                          bool zero_rest)
 {
@@ -253,11 +272,10 @@ static void permute_rows(const seqinfo *s, float *dst, const float *src, int64_t
         for (int64_t i = 0; i < n; i++) {
             int64_t o = s->perm ? s->perm[i] : i;
             if (to_sorted)
-                memcpy(dst + (t * s->B + i) * w, src + (t * s->B + o) * w, rb);
+                memcpy(dst + (s->off[t] + i) * w, src + (t * s->B + o) * w, rb);
             else
-                memcpy(dst + (t * s->B + o) * w, src + (t * s->B + i) * w, rb);
+                memcpy(dst + (t * s->B + o) * w, src + (s->off[t] + i) * w, rb);
         }
-        if (zero_rest && to_sorted) memset(dst + (t * s->B + n) * w, 0, (size_t)(s->B - n) * rb);
         if (zero_rest && !to_sorted)
             for (int64_t i = n; i < s->B; i++) memset(dst + (t * s->B + (s->perm ? s->perm[i] : i)) * w, 0, rb);
     }
@@ -392,23 +410,22 @@ static void lstm_fwd_part(void *arg, int part)
     const rc_fused_layer *l = j->l;
     const seqinfo *s = j->s;
     rows_range r = part_rows(s, j->split, part);
-    int64_t B = s->B, H = l->units, P = layer_out(l), G = 4 * H, R = r.r1 - r.r0;
+    int64_t H = l->units, P = layer_out(l), G = 4 * H;
     float *tmp = j->tmp[part > 0], *c = j->c + r.r0 * H, *h = j->h + r.r0 * P;
     for (int64_t t = 0; t < s->steps; t++) {
-        int64_t n = running(s, r, t);
-        float *g = j->gates + (t * B + r.r0) * G, *yr = j->yraw + (t * B + r.r0) * P, *cr = j->craw + (t * B + r.r0) * H;
+        int64_t n = running(s, r, t), row = s->off[t] + r.r0;
+        float *g = j->gates + row * G, *yr = j->yraw + row * P, *cr = j->craw + row * H;
         if (!j->wp) {
             /* the output is the state: read the previous step's output rows from the history */
-            rc_gemm_packed(n, t ? yr - B * P : h, P, j->wh, 1.0f, g, G);
+            rc_gemm_packed(n, t ? j->yraw + (s->off[t - 1] + r.r0) * P : h, P, j->wh, 1.0f, g, G);
             lstm_cell_rows(l, n, H, g, c, cr, yr, tmp, j->wf, j->wi, j->wo);
-            if (n < R) memset(yr + n * P, 0, (size_t)((R - n) * P) * sizeof *yr);
         } else {
             float *m = j->m + r.r0 * H;
             rc_gemm_packed(n, h, P, j->wh, 1.0f, g, G);
             lstm_cell_rows(l, n, H, g, c, cr, m, tmp, j->wf, j->wi, j->wo);
             rc_gemm_packed(n, m, H, j->wp, 0.0f, yr, P);
             clamp_vec(h, yr, n * P, l->proj_clip);
-            memcpy(j->y + (t * B + r.r0) * P, h, (size_t)(n * P) * sizeof *h);
+            memcpy(j->y + row * P, h, (size_t)(n * P) * sizeof *h);
         }
     }
 }
@@ -431,7 +448,7 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
         return RECUR_OUT_OF_MEMORY;
     j.wh = &wh;
     j.wp = proj ? &wp : NULL;
-    project(x, s->steps * B, D, kern, G, bias, j.gates);
+    project(x, s->rows, D, kern, G, bias, j.gates);
     if (split_rows(s)) {
         j.split = row_split(s);
         rc_kparallel2(tl_kernel, lstm_fwd_part, &j);
@@ -442,8 +459,8 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
         /* the final state: each row's output at its last step; the outputs: the history block */
         for (int64_t t = 0; t < s->steps; t++)
             for (int64_t i = t + 1 < s->steps ? s->nact[t + 1] : 0; i < s->nact[t]; i++)
-                memcpy(j.h + i * P, j.yraw + (t * B + i) * P, (size_t)P * sizeof *j.h);
-        memcpy(y, j.yraw, (size_t)(s->steps * B * P) * sizeof *y);
+                memcpy(j.h + i * P, j.yraw + (s->off[t] + i) * P, (size_t)P * sizeof *j.h);
+        memcpy(y, j.yraw, (size_t)(s->rows * P) * sizeof *y);
     }
     return RECUR_OK;
 }
@@ -472,10 +489,10 @@ static void gru_fwd_part(void *arg, int part)
     const rc_fused_layer *l = j->l;
     const seqinfo *s = j->s;
     rows_range r = part_rows(s, j->split, part);
-    int64_t B = s->B, H = l->units;
+    int64_t H = l->units;
     float *h = j->h + r.r0 * H, *rh = j->rh + r.r0 * H;
     for (int64_t t = 0; t < s->steps; t++) {
-        int64_t n = running(s, r, t), row = t * B + r.r0;
+        int64_t n = running(s, r, t), row = s->off[t] + r.r0;
         float *g = j->gates + row * 2 * H, *cc = j->cand + row * H;
         rc_gemm_packed(n, h, H, j->wg, 1.0f, g, 2 * H);
         rc_vsigmoid(g, g, (size_t)(n * 2 * H));
@@ -501,8 +518,8 @@ static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const
         return RECUR_OUT_OF_MEMORY;
     j.wg = &wg;
     j.wc = &wc;
-    project(x, s->steps * B, D, gk, 2 * H, gb, j.gates);
-    project(x, s->steps * B, D, ck, H, cb, j.cand);
+    project(x, s->rows, D, gk, 2 * H, gb, j.gates);
+    project(x, s->rows, D, ck, H, cb, j.cand);
     if (split_rows(s)) {
         j.split = row_split(s);
         rc_kparallel2(tl_kernel, gru_fwd_part, &j);
@@ -540,14 +557,15 @@ static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, co
     float *hw = rc_arena_alloc(ar, (size_t)(B * 3 * H) * sizeof(float), false);
     rc_packed_b wr;
     if (!hw || !rc_pack_b(&wr, rk, 3 * H, false, H, 3 * H, ar)) return RECUR_OUT_OF_MEMORY;
-    project(x, s->steps * B, D, kern, 3 * H, bias, xw);
+    project(x, s->rows, D, kern, 3 * H, bias, xw);
     float *h = st->s[0];
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t];
         for (int64_t b = 0; b < n; b++) memcpy(hw + b * 3 * H, bias + 3 * H, (size_t)(3 * H) * sizeof *hw);
         rc_gemm_packed(n, h, H, &wr, 1.0f, hw, 3 * H);
-        gru_v2_rows(l, n, H, xw + t * B * 3 * H, hw, hrec + t * B * H, h, hh + t * B * H);
-        memcpy(y + t * B * H, h, (size_t)(n * H) * sizeof *y);
+        int64_t row = s->off[t];
+        gru_v2_rows(l, n, H, xw + row * 3 * H, hw, hrec + row * H, h, hh + row * H);
+        memcpy(y + row * H, h, (size_t)(n * H) * sizeof *y);
     }
     return RECUR_OK;
 }
@@ -555,19 +573,19 @@ static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, co
 static recur_code rnn_fwd(const rc_fused_layer *l, recur_array *const *in, const seqinfo *s, const float *x, float *y,
                           lstate *st, float *hist, rc_arena *ar)
 {
-    int64_t B = s->B, D = l->in, H = l->units;
+    int64_t D = l->in, H = l->units;
     const float *kern = WIN(in, l, 0), *bias = WIN(in, l, 1);
     rc_packed_b wh;
     if (!rc_pack_b(&wh, kern + D * H, H, false, H, H, ar)) return RECUR_OUT_OF_MEMORY;
-    project(x, s->steps * B, D, kern, H, bias, hist);
+    project(x, s->rows, D, kern, H, bias, hist);
     float *h = st->s[0];
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t];
-        float *g = hist + t * B * H;
+        float *g = hist + s->off[t] * H;
         rc_gemm_packed(n, h, H, &wh, 1.0f, g, H);
         act_vec(l->act, g, g, n * H);
         memcpy(h, g, (size_t)(n * H) * sizeof *h);
-        memcpy(y + t * B * H, g, (size_t)(n * H) * sizeof *y);
+        memcpy(y + s->off[t] * H, g, (size_t)(n * H) * sizeof *y);
     }
     return RECUR_OK;
 }
@@ -609,24 +627,26 @@ static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_ar
     recur_code code = RECUR_OK;
     if (!seq_setup(&s, x, len, ar)) goto oom;
     int64_t T = s.T, B = s.B;
+    /* the caller's arrays serve as they are when every row runs in its order */
+    bool direct = !s.perm && s.dense;
     const float *cur = x->data;
-    if (s.perm) {
-        float *xs = rc_arena_alloc(ar, (size_t)x->size * sizeof(float), false);
+    if (!direct) {
+        float *xs = rc_arena_alloc(ar, (size_t)(s.rows * x->shape.dims[2]) * sizeof(float), false);
         if (!xs) goto oom;
-        permute_rows(&s, xs, x->data, x->shape.dims[2], true, s.steps, true);
+        permute_rows(&s, xs, x->data, x->shape.dims[2], true, s.steps, false);
         cur = xs;
     }
     for (int i = 0; i < spec->nlayers; i++) {
         const rc_fused_layer *l = &spec->layers[i];
         bool last = i == spec->nlayers - 1;
         int64_t O = layer_out(l);
-        float *y = last && !s.perm ? out->data : rc_arena_alloc(ar, (size_t)(T * B * O) * sizeof(float), true);
+        float *y = last && direct ? out->data : rc_arena_alloc(ar, (size_t)(s.rows * O) * sizeof(float), false);
         float *h = hist ? hist : rc_arena_alloc(ar, (size_t)(T * B * row_floats(l)) * sizeof(float), false);
         lstate st;
         if (!y || !h || !state_in(l, final, &s, &st, ar)) goto oom;
         code = forward_of(l)(l, k->in, &s, cur, y, &st, h, ar);
         if (code || !state_out(l, final, &s, &st, ar)) goto fail;
-        if (last && s.perm) permute_rows(&s, out->data, y, O, false, s.steps, false);
+        if (last && !direct) permute_rows(&s, out->data, y, O, false, s.steps, false); /* out: zeroed */
         if (hist) hist += T * B * row_floats(l);
         cur = y;
     }
@@ -660,35 +680,34 @@ typedef struct bctx {
 /* hp[t] = the layer's output at t-1 (or h0), rows not running at t zero. */
 static void prev_outputs(const bctx *c, const float *ys, int64_t w, float *hp)
 {
-    int64_t B = c->s->B;
-    for (int64_t t = 0; t < c->s->steps; t++) {
-        int64_t n = c->s->nact[t];
-        memcpy(hp + t * B * w, t ? ys + (t - 1) * B * w : c->h0, (size_t)(n * w) * sizeof(float));
-    }
+    const seqinfo *s = c->s;
+    for (int64_t t = 0; t < s->steps; t++)
+        memcpy(hp + s->off[t] * w, t ? ys + s->off[t - 1] * w : c->h0, (size_t)(s->nact[t] * w) * sizeof(float));
 }
 
 static recur_code rnn_bwd(bctx *c)
 {
     const rc_fused_layer *l = c->l;
-    int64_t B = c->s->B, D = l->in, H = l->units, S = c->s->steps;
+    int64_t B = c->s->B, D = l->in, H = l->units, S = c->s->steps, R = c->s->rows;
     const float *kern = WIN(c->in, l, 0);
-    float *dG = TAKE(c, S * B * H), *hp = TAKE(c, S * B * H), *d = TAKE(c, B * H);
+    float *dG = TAKE(c, R * H), *hp = TAKE(c, R * H), *d = TAKE(c, B * H);
     rc_packed_b whT;
     if (!dG || !hp || !d || !rc_pack_b(&whT, kern + D * H, H, true, H, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, c->hist, H, hp);
     float *dh = c->dh;
     for (int64_t t = S - 1; t >= 0; t--) {
         int64_t n = c->s->nact[t];
-        const float *dyt = c->dy + t * B * H;
+        int64_t row = c->s->off[t];
+        const float *dyt = c->dy + row * H;
         for (int64_t i = 0; i < n * H; i++) d[i] = dh[i] + dyt[i];
-        act_grad(l->act, dG + t * B * H, d, c->hist + t * B * H, n * H);
-        rc_gemm_packed(n, dG + t * B * H, H, &whT, 0.0f, dh, H);
+        act_grad(l->act, dG + row * H, d, c->hist + row * H, n * H);
+        rc_gemm_packed(n, dG + row * H, H, &whT, 0.0f, dh, H);
     }
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
-    gemm_tn_acc(D, H, S * B, c->x, D, dG, H, dK, H);
-    gemm_tn_acc(H, H, S * B, hp, H, dG, H, dK + D * H, H);
-    colsum_acc(dG, S * B, H, db);
-    gemm_nt(S * B, D, H, dG, H, kern, H, 0.0f, c->dx, D);
+    gemm_tn_acc(D, H, R, c->x, D, dG, H, dK, H);
+    gemm_tn_acc(H, H, R, hp, H, dG, H, dK + D * H, H);
+    colsum_acc(dG, R, H, db);
+    gemm_nt(R, D, H, dG, H, kern, H, 0.0f, c->dx, D);
     return RECUR_OK;
 }
 
@@ -779,23 +798,19 @@ static void lstm_bwd_part(void *arg, int part)
     const rc_fused_layer *l = c->l;
     const seqinfo *s = c->s;
     rows_range r = part_rows(s, j->split, part);
-    int64_t B = s->B, H = l->units, P = layer_out(l), G = 4 * H, S = s->steps, R = r.r1 - r.r0;
+    int64_t H = l->units, P = layer_out(l), G = 4 * H, S = s->steps;
     bool proj = j->wpT != NULL;
-    /* previous outputs: clamp(y_raw[t-1]); rows not running zero in hp and dG */
+    /* previous outputs: clamp(y_raw[t-1]) */
     for (int64_t t = 0; t < S; t++) {
         int64_t n = running(s, r, t);
-        float *hpt = j->hp + (t * B + r.r0) * P;
-        if (t) clamp_vec(hpt, j->yraw + ((t - 1) * B + r.r0) * P, n * P, proj ? l->proj_clip : 0);
+        float *hpt = j->hp + (s->off[t] + r.r0) * P;
+        if (t) clamp_vec(hpt, j->yraw + (s->off[t - 1] + r.r0) * P, n * P, proj ? l->proj_clip : 0);
         else memcpy(hpt, c->h0 + r.r0 * P, (size_t)(n * P) * sizeof *hpt);
-        if (n < R) {
-            memset(hpt + n * P, 0, (size_t)((R - n) * P) * sizeof *hpt);
-            memset(j->dG + (t * B + r.r0 + n) * G, 0, (size_t)((R - n) * G) * sizeof *j->dG);
-        }
     }
     float *dh = c->dh + r.r0 * P, *dc = c->dc + r.r0 * H, *dm = j->dm + r.r0 * H, *cp = j->cp + r.r0 * H;
     float *a = j->a[part > 0], *db = j->db[part > 0], *dpe = j->dpe[part > 0];
     for (int64_t t = S - 1; t >= 0; t--) {
-        int64_t n = running(s, r, t), row = t * B + r.r0;
+        int64_t n = running(s, r, t), row = s->off[t] + r.r0;
         const float *dyt = c->dy + row * P, *yr = j->yraw + row * P;
         float *dmt = proj ? j->dmr + row * P : dm;
         for (int64_t i = 0; i < n * P; i++) {
@@ -804,7 +819,7 @@ static void lstm_bwd_part(void *arg, int part)
             dmt[i] = d;
         }
         if (proj) rc_gemm_packed(n, dmt, P, j->wpT, 0.0f, dm, H);
-        if (t) clamp_vec(cp, j->craw + (row - B) * H, n * H, l->cell_clip);
+        if (t) clamp_vec(cp, j->craw + (s->off[t - 1] + r.r0) * H, n * H, l->cell_clip);
         else memcpy(cp, c->c0 + r.r0 * H, (size_t)(n * H) * sizeof *cp);
         lstm_bwd_rows(l, n, H, j->gates + row * G, j->craw + row * H, cp, dm, dc, j->dG + row * G, dpe,
                       j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo, db);
@@ -815,7 +830,7 @@ static void lstm_bwd_part(void *arg, int part)
 static recur_code lstm_bwd(bctx *c)
 {
     const rc_fused_layer *l = c->l;
-    int64_t B = c->s->B, D = l->in, H = l->units, P = layer_out(l), G = 4 * H, S = c->s->steps, T = c->s->T;
+    int64_t B = c->s->B, D = l->in, H = l->units, P = layer_out(l), G = 4 * H, R = c->s->rows, T = c->s->T;
     const float *kern = WIN(c->in, l, 0);
     int pi = l->peepholes ? 5 : 2;
     const float *proj = l->proj > 0 ? WIN(c->in, l, pi) : NULL;
@@ -825,9 +840,9 @@ static recur_code lstm_bwd(bctx *c)
     j.craw = j.gates + T * B * G;
     j.yraw = j.craw + T * B * H;
     if (l->peepholes) j.wf = WIN(c->in, l, 2), j.wi = WIN(c->in, l, 3), j.wo = WIN(c->in, l, 4);
-    /* dG and hp: rows that run are written; the rest are zeroed step by step (RAW: no memset) */
-    j.dG = TAKE_RAW(c, S * B * G), j.hp = TAKE_RAW(c, S * B * P), j.dm = TAKE(c, B * H), j.cp = TAKE(c, B * H);
-    j.mpre = proj ? TAKE(c, S * B * H) : NULL, j.dmr = proj ? TAKE(c, S * B * P) : NULL;
+    /* dG and hp: every packed row is written (RAW: no memset) */
+    j.dG = TAKE_RAW(c, R * G), j.hp = TAKE_RAW(c, R * P), j.dm = TAKE(c, B * H), j.cp = TAKE(c, B * H);
+    j.mpre = proj ? TAKE(c, R * H) : NULL, j.dmr = proj ? TAKE(c, R * P) : NULL;
     j.a[0] = TAKE(c, H), j.a[1] = TAKE(c, H);
     j.db[0] = db, j.db[1] = two ? TAKE(c, G) : db; /* the second part sums apart, added after */
     j.dpe[0] = l->peepholes ? TAKE(c, 3 * H) : NULL, j.dpe[1] = l->peepholes && two ? TAKE(c, 3 * H) : j.dpe[0];
@@ -845,8 +860,8 @@ static recur_code lstm_bwd(bctx *c)
     } else {
         lstm_bwd_part(&j, -1);
     }
-    gemm_tn_acc(D, G, S * B, c->x, D, j.dG, G, dK, G);
-    gemm_tn_acc(P, G, S * B, j.hp, P, j.dG, G, dK + D * G, G);
+    gemm_tn_acc(D, G, R, c->x, D, j.dG, G, dK, G);
+    gemm_tn_acc(P, G, R, j.hp, P, j.dG, G, dK + D * G, G);
     if (l->peepholes) {
         float *dwf = DW(c->dcap, c->first, l, 2), *dwi = DW(c->dcap, c->first, l, 3), *dwo = DW(c->dcap, c->first, l, 4);
         for (int64_t k = 0; k < H; k++) {
@@ -855,8 +870,8 @@ static recur_code lstm_bwd(bctx *c)
             dwo[k] += j.dpe[0][2 * H + k];
         }
     }
-    if (proj) gemm_tn_acc(H, P, S * B, j.mpre, H, j.dmr, P, DW(c->dcap, c->first, l, pi), P);
-    gemm_nt(S * B, D, G, j.dG, G, kern, G, 0.0f, c->dx, D);
+    if (proj) gemm_tn_acc(H, P, R, j.mpre, H, j.dmr, P, DW(c->dcap, c->first, l, pi), P);
+    gemm_nt(R, D, G, j.dG, G, kern, G, 0.0f, c->dx, D);
     return RECUR_OK;
 }
 
@@ -891,10 +906,10 @@ static void gru_bwd_part(void *arg, int part)
     const rc_fused_layer *l = c->l;
     const seqinfo *s = c->s;
     rows_range r = part_rows(s, j->split, part);
-    int64_t B = s->B, H = l->units;
+    int64_t H = l->units;
     float *dh = c->dh + r.r0 * H, *drh = j->drh + r.r0 * H, *dhn = j->dhn + r.r0 * H;
     for (int64_t t = s->steps - 1; t >= 0; t--) {
-        int64_t n = running(s, r, t), row = t * B + r.r0;
+        int64_t n = running(s, r, t), row = s->off[t] + r.r0;
         const float *g = j->gates + row * 2 * H, *hpt = j->hp + row * H;
         float *dct = j->dC + row * H, *dg = j->dGg + row * 2 * H, *rh = j->rh + row * H;
         for (int64_t b = 0; b < n; b++)
@@ -915,12 +930,12 @@ static void gru_bwd_part(void *arg, int part)
 static recur_code gru_bwd(bctx *c)
 {
     const rc_fused_layer *l = c->l;
-    int64_t B = c->s->B, D = l->in, H = l->units, S = c->s->steps, T = c->s->T;
+    int64_t B = c->s->B, D = l->in, H = l->units, R = c->s->rows, T = c->s->T;
     const float *gk = WIN(c->in, l, 0), *ck = WIN(c->in, l, 2);
     gru_bwd_job j = {.c = c, .gates = c->hist, .cand = c->hist + T * B * 2 * H};
     const float *hh = j.cand + T * B * H;
-    float *hp = TAKE(c, S * B * H);
-    j.dGg = TAKE(c, S * B * 2 * H), j.dC = TAKE(c, S * B * H), j.rh = TAKE(c, S * B * H), j.drh = TAKE(c, B * H),
+    float *hp = TAKE(c, R * H);
+    j.dGg = TAKE(c, R * 2 * H), j.dC = TAKE(c, R * H), j.rh = TAKE(c, R * H), j.drh = TAKE(c, B * H),
     j.dhn = TAKE(c, B * H);
     rc_packed_b wcT, wgT;
     if (!j.dGg || !j.dC || !hp || !j.rh || !j.drh || !j.dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
@@ -938,14 +953,14 @@ static recur_code gru_bwd(bctx *c)
     }
     float *dgk = DW(c->dcap, c->first, l, 0), *dgb = DW(c->dcap, c->first, l, 1), *dck = DW(c->dcap, c->first, l, 2),
           *dcb = DW(c->dcap, c->first, l, 3);
-    gemm_tn_acc(D, 2 * H, S * B, c->x, D, j.dGg, 2 * H, dgk, 2 * H);
-    gemm_tn_acc(H, 2 * H, S * B, hp, H, j.dGg, 2 * H, dgk + D * 2 * H, 2 * H);
-    colsum_acc(j.dGg, S * B, 2 * H, dgb);
-    gemm_tn_acc(D, H, S * B, c->x, D, j.dC, H, dck, H);
-    gemm_tn_acc(H, H, S * B, j.rh, H, j.dC, H, dck + D * H, H);
-    colsum_acc(j.dC, S * B, H, dcb);
-    gemm_nt(S * B, D, 2 * H, j.dGg, 2 * H, gk, 2 * H, 0.0f, c->dx, D);
-    gemm_nt(S * B, D, H, j.dC, H, ck, H, 1.0f, c->dx, D);
+    gemm_tn_acc(D, 2 * H, R, c->x, D, j.dGg, 2 * H, dgk, 2 * H);
+    gemm_tn_acc(H, 2 * H, R, hp, H, j.dGg, 2 * H, dgk + D * 2 * H, 2 * H);
+    colsum_acc(j.dGg, R, 2 * H, dgb);
+    gemm_tn_acc(D, H, R, c->x, D, j.dC, H, dck, H);
+    gemm_tn_acc(H, H, R, j.rh, H, j.dC, H, dck + D * H, H);
+    colsum_acc(j.dC, R, H, dcb);
+    gemm_nt(R, D, 2 * H, j.dGg, 2 * H, gk, 2 * H, 0.0f, c->dx, D);
+    gemm_nt(R, D, H, j.dC, H, ck, H, 1.0f, c->dx, D);
     return RECUR_OK;
 }
 
@@ -976,27 +991,28 @@ HOT static void gru_v2_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, c
 static recur_code gru_v2_bwd(bctx *c)
 {
     const rc_fused_layer *l = c->l;
-    int64_t B = c->s->B, D = l->in, H = l->units, S = c->s->steps, G = 3 * H, T = c->s->T;
+    int64_t B = c->s->B, D = l->in, H = l->units, S = c->s->steps, G = 3 * H, T = c->s->T, R = c->s->rows;
     const float *kern = WIN(c->in, l, 0), *rk = WIN(c->in, l, 1);
     const float *zrh = c->hist, *hrec = zrh + T * B * G, *hh = hrec + T * B * H;
-    float *dMx = TAKE(c, S * B * G), *dMh = TAKE(c, S * B * G), *hp = TAKE(c, S * B * H), *dhn = TAKE(c, B * H);
+    float *dMx = TAKE(c, R * G), *dMh = TAKE(c, R * G), *hp = TAKE(c, R * H), *dhn = TAKE(c, B * H);
     rc_packed_b wrT;
     if (!dMx || !dMh || !hp || !dhn || !rc_pack_b(&wrT, rk, G, true, G, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, hh, H, hp);
     float *dh = c->dh;
     for (int64_t t = S - 1; t >= 0; t--) {
         int64_t n = c->s->nact[t];
-        float *mx = dMx + t * B * G, *mh = dMh + t * B * G;
-        gru_v2_bwd_rows(l, n, H, zrh + t * B * G, hrec + t * B * H, hp + t * B * H, dh, c->dy + t * B * H, mx, mh, dhn);
+        int64_t row = c->s->off[t];
+        float *mx = dMx + row * G, *mh = dMh + row * G;
+        gru_v2_bwd_rows(l, n, H, zrh + row * G, hrec + row * H, hp + row * H, dh, c->dy + row * H, mx, mh, dhn);
         rc_gemm_packed(n, mh, G, &wrT, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
     }
     float *dK = DW(c->dcap, c->first, l, 0), *dR = DW(c->dcap, c->first, l, 1), *db = DW(c->dcap, c->first, l, 2);
-    gemm_tn_acc(D, G, S * B, c->x, D, dMx, G, dK, G);
-    gemm_tn_acc(H, G, S * B, hp, H, dMh, G, dR, G);
-    colsum_acc(dMx, S * B, G, db);
-    colsum_acc(dMh, S * B, G, db + G);
-    gemm_nt(S * B, D, G, dMx, G, kern, G, 0.0f, c->dx, D);
+    gemm_tn_acc(D, G, R, c->x, D, dMx, G, dK, G);
+    gemm_tn_acc(H, G, R, hp, H, dMh, G, dR, G);
+    colsum_acc(dMx, R, G, db);
+    colsum_acc(dMh, R, G, db + G);
+    gemm_nt(R, D, G, dMx, G, kern, G, 0.0f, c->dx, D);
     return RECUR_OK;
 }
 
@@ -1057,16 +1073,15 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
         hl[i] = h;
         h += T * B * row_floats(&spec->layers[i]);
     }
-    /* Every row runs every step in the caller's order (no lengths, or all of length T): the
-     * caller's arrays serve as they are, with no sorted copies. */
-    bool direct = !s.perm && s.steps == T && (T == 0 || s.nact[T - 1] == B);
-    /* the top layer's output gradient in sorted order, rows not running zero */
+    /* Every row runs every step in the caller's order: the caller's arrays serve as they are
+     * (dx beyond the last step stays as the caller zeroed it); otherwise packed sorted copies. */
+    bool direct = !s.perm && s.dense;
     const rc_fused_layer *top = &spec->layers[spec->nlayers - 1];
     const float *dy = dout->data;
     if (!direct) {
-        float *d = rc_arena_alloc(ar, (size_t)dout->size * sizeof(float), true);
+        float *d = rc_arena_alloc(ar, (size_t)(s.rows * layer_out(top)) * sizeof(float), false);
         if (!d) goto oom;
-        permute_rows(&s, d, dout->data, layer_out(top), true, s.steps, true);
+        permute_rows(&s, d, dout->data, layer_out(top), true, s.steps, false);
         dy = d;
     }
     for (int i = spec->nlayers - 1; i >= 0 && !code; i--) {
@@ -1074,17 +1089,16 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
         int64_t D = l->in, H = l->units, P = layer_out(l);
         /* the layer's input: x (sorted) or the layer below's outputs (clamped for LSTM) */
         const float *xin = i == 0 && direct ? x->data : NULL;
-        float *xs = xin ? NULL : rc_arena_alloc(ar, (size_t)(T * B * D) * sizeof(float), true);
-        float *dxl = i == 0 && direct ? dx->data : rc_arena_alloc(ar, (size_t)(T * B * D) * sizeof(float), true);
+        float *xs = xin ? NULL : rc_arena_alloc(ar, (size_t)(s.rows * D) * sizeof(float), false);
+        float *dxl = i == 0 && direct ? dx->data : rc_arena_alloc(ar, (size_t)(s.rows * D) * sizeof(float), false);
         if ((!xin && !xs) || !dxl) goto oom;
         if (xs) xin = xs;
         if (i == 0) {
-            if (xs) permute_rows(&s, xs, x->data, D, true, s.steps, true);
+            if (xs) permute_rows(&s, xs, x->data, D, true, s.steps, false);
         } else {
             const rc_fused_layer *lb = &spec->layers[i - 1];
             const float *yb = layer_outputs(lb, hl[i - 1], T, B);
-            for (int64_t t = 0; t < s.steps; t++)
-                clamp_vec(xs + t * B * D, yb + t * B * D, s.nact[t] * D, lb->kind == RC_FUSED_LSTM && lb->proj ? lb->proj_clip : 0);
+            clamp_vec(xs, yb, s.rows * D, lb->kind == RC_FUSED_LSTM && lb->proj ? lb->proj_clip : 0);
         }
         /* states (sorted): initial values and the gradients arriving from the final state */
         lstate dst, ist;
@@ -1116,7 +1130,7 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
         if (i == 0 && !direct)
             permute_rows(&s, dx->data, dxl, D, false, s.steps, false);
         else if (i > 0)
-            dy = dxl; /* the layer below's output gradient (sorted; rows not running are zero) */
+            dy = dxl; /* the layer below's output gradient (packed, sorted) */
     }
     return RECUR_OK;
 fail:
