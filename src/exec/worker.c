@@ -8,10 +8,18 @@
 #include "exec/exec.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #if defined(__x86_64__) || defined(__SSE2__)
 #include <xmmintrin.h>
 #define HAVE_MXCSR 1
 #endif
+
+/* Hand-off: `state` goes IDLE -> PENDING (the caller posts work) -> IDLE (the worker finished
+ * it). Both sides spin briefly before sleeping on the condition variable, because kernels hand
+ * work over many times per run and a sleeping thread takes tens of microseconds to wake. */
+enum { IDLE, PENDING };
+#define SPIN_NS 200000 /* 0.2 ms */
 
 struct rc_worker {
     pthread_t thread;
@@ -19,24 +27,64 @@ struct rc_worker {
     pthread_cond_t cv;
     void (*fn)(void *);
     void *arg;
-    bool pending, quit;
+    _Atomic int state;
+    _Atomic bool quit;
+    int sleepers; /* threads waiting on cv (under mu) */
 };
+
+static inline void cpu_relax(void)
+{
+#ifdef HAVE_MXCSR
+    _mm_pause();
+#endif
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Wait until state == want (or quit): spin a little, then sleep. */
+static void await_state(struct rc_worker *w, int want)
+{
+    int64_t t0 = 0;
+    for (unsigned i = 0; atomic_load_explicit(&w->state, memory_order_acquire) != want && !atomic_load(&w->quit); i++) {
+        if ((i & 255) == 255) {
+            if (!t0) t0 = mono_ns();
+            else if (mono_ns() - t0 > SPIN_NS) break;
+        }
+        cpu_relax();
+    }
+    if (atomic_load_explicit(&w->state, memory_order_acquire) == want || atomic_load(&w->quit)) return;
+    pthread_mutex_lock(&w->mu);
+    w->sleepers++;
+    while (atomic_load_explicit(&w->state, memory_order_acquire) != want && !atomic_load(&w->quit))
+        pthread_cond_wait(&w->cv, &w->mu);
+    w->sleepers--;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Publish a state change and wake a sleeping peer. */
+static void set_state(struct rc_worker *w, int v)
+{
+    atomic_store_explicit(&w->state, v, memory_order_release);
+    pthread_mutex_lock(&w->mu);
+    if (w->sleepers) pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
 
 static void *worker_main(void *p)
 {
     struct rc_worker *w = p;
     rc_fp_flush_denormals(); /* this thread runs only recur's kernels */
-    pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->pending && !w->quit) pthread_cond_wait(&w->cv, &w->mu);
-        if (w->quit) break;
-        pthread_mutex_unlock(&w->mu);
+        await_state(w, PENDING);
+        if (atomic_load(&w->quit)) break;
         w->fn(w->arg);
-        pthread_mutex_lock(&w->mu);
-        w->pending = false;
-        pthread_cond_broadcast(&w->cv);
+        set_state(w, IDLE);
     }
-    pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
@@ -47,6 +95,8 @@ bool rc_worker_start(recur_session *s, void (*fn)(void *), void *arg)
         if (!w) return false;
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->cv, NULL);
+        atomic_init(&w->state, IDLE);
+        atomic_init(&w->quit, false);
         if (pthread_create(&w->thread, NULL, worker_main, w)) {
             pthread_mutex_destroy(&w->mu);
             pthread_cond_destroy(&w->cv);
@@ -56,29 +106,20 @@ bool rc_worker_start(recur_session *s, void (*fn)(void *), void *arg)
         s->worker = w;
     }
     struct rc_worker *w = s->worker;
-    pthread_mutex_lock(&w->mu);
     w->fn = fn;
     w->arg = arg;
-    w->pending = true;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    set_state(w, PENDING);
     return true;
 }
 
-void rc_worker_wait(recur_session *s)
-{
-    struct rc_worker *w = s->worker;
-    pthread_mutex_lock(&w->mu);
-    while (w->pending) pthread_cond_wait(&w->cv, &w->mu);
-    pthread_mutex_unlock(&w->mu);
-}
+void rc_worker_wait(recur_session *s) { await_state(s->worker, IDLE); }
 
 void rc_worker_stop(recur_session *s)
 {
     struct rc_worker *w = s->worker;
     if (!w) return;
     pthread_mutex_lock(&w->mu);
-    w->quit = true;
+    atomic_store(&w->quit, true);
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
