@@ -363,6 +363,64 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
     recur_status_free(st);
 }
 
+/* A batch too small to split by rows splits the LSTM's units between the threads instead (when
+ * the units divide into halves of whole 32-column panels): the same agreement with the loop. */
+TEST(two_thread_small_batch_lstm_matches_the_loop_path)
+{
+    st = recur_status_new();
+    const int64_t B = 3, T = 7, D = 5, H = 64;
+    double worst = 0;
+    for (int peep = 0; peep < 2; peep++) {
+        recur_graph *g = recur_graph_new();
+        recur_graph_set_seed(g, 4);
+        recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
+        recur_array *lv = recur_array_from(RECUR_I32, RECUR_SHAPE(B), (int32_t[]){7, 2, 5}, NULL);
+        recur_tensor *len = recur_constant(g, lv, "len");
+        recur_array_free(lv);
+        recur_cell *cell = peep ? recur_lstm_cell(g, H, &(recur_lstm_opts){.use_peepholes = true, .cell_clip = 0.9})
+                                : recur_basic_lstm_cell(g, H, NULL);
+        recur_rnn_out r = recur_dynamic_rnn(g, cell, x, &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = len});
+        recur_tensor *y = recur_add(g, recur_reduce_sum(g, recur_square(g, r.outputs), NULL, 0, false),
+                                    recur_reduce_sum(g, recur_tanh(g, r.state[0]), NULL, 0, false));
+        recur_tensor *vars[8], *fetch[16];
+        int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 8);
+        vars[nv] = x;
+        fetch[0] = r.outputs, fetch[1] = r.state[0], fetch[2] = r.state[1];
+        ASSERT_TRUE(recur_gradients(g, &y, 1, vars, nv + 1, NULL, fetch + 3));
+        ASSERT_GRAPH_OK(g);
+        int nres = 3 + nv + 1;
+        recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
+        for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)cos(0.61 * (double)i);
+        recur_array *res[2][16];
+        for (int path = 0; path < 2; path++) {
+            recur_session *s = recur_session_new(
+                g, &(recur_session_opts){.num_threads = path ? 2 : 1, .rnn_path = path ? RECUR_RNN_FUSED : RECUR_RNN_LOOP}, st);
+            recur_session_run_target(s, recur_global_variables_initializer(g), st);
+            recur_session_run(s, (recur_feed[]){{x, xv}}, 1, fetch, res[path], nres, NULL, 0, st);
+            ASSERT_OK(st);
+            recur_session_free(s);
+        }
+        for (int i = 0; i < nres; i++) {
+            const float *a = recur_array_cdata(res[0][i]), *b = recur_array_cdata(res[1][i]);
+            double scale = 1e-3;
+            for (int64_t e = 0; e < recur_array_size(res[0][i]); e++) scale = fmax(scale, fabs(a[e]));
+            for (int64_t e = 0; e < recur_array_size(res[0][i]); e++) {
+                double d = fabs(a[e] - b[e]) / scale;
+                worst = fmax(worst, d);
+                if (d > 2e-5)
+                    rt_fail(__FILE__, __LINE__, "%s: result %d element %lld: loop %g, fused %g", peep ? "LSTMCell" : "BasicLSTMCell", i,
+                            (long long)e, a[e], b[e]);
+            }
+            recur_array_free(res[0][i]);
+            recur_array_free(res[1][i]);
+        }
+        recur_array_free(xv);
+        recur_graph_free(g);
+    }
+    printf("  batch 3, 64 units: worst relative difference %.2g\n", worst);
+    recur_status_free(st);
+}
+
 /* ------------------------------------------------------------------ TensorFlow parity */
 
 TEST(rnn_gradients_match_tensorflow)
@@ -532,5 +590,5 @@ TEST(embedding_gradient_stays_sparse)
     recur_status_free(st);
 }
 
-RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
+RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
           T(unconnected_stop_gradient_and_sums), T(embedding_gradient_stays_sparse))

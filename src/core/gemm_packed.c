@@ -101,14 +101,36 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
  * row tile of A passes over it. */
 #define KC 192
 
-__attribute__((target("avx512f"))) static void gemm_avx512(int64_t M, const float *A, int64_t lda, const rc_packed_b *p,
-                                                           float beta, float *C, int64_t ldc)
+/* A single row against four full panels at once: eight independent accumulators, where one
+ * row against one panel would leave the FMA unit waiting on its own latency. */
+__attribute__((target("avx512f"))) static void row_x4(int64_t K, const float *a, const float *panel, int64_t pstride,
+                                                      float beta, float *C)
 {
-    int64_t K = p->K, N = p->N, np = (N + NR - 1) / NR;
+    __m512 c[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) c[v] = beta != 0 ? _mm512_loadu_ps(C + 16 * v) : _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m512 x = _mm512_set1_ps(a[k]);
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) c[v] = _mm512_fmadd_ps(x, _mm512_load_ps(panel + (v / 2) * pstride + k * NR + (v & 1) * 16), c[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) _mm512_storeu_ps(C + 16 * v, c[v]);
+}
+
+/* K is taken in blocks of KC so that a panel's block (KC x 32 floats) stays in L1 while every
+ * row tile of A passes over it. */
+#define KC 192
+
+/* Panels [q0, q1) of the product. */
+__attribute__((target("avx512f"))) static void gemm_avx512(int64_t M, const float *A, int64_t lda, const rc_packed_b *p,
+                                                           float beta, float *C, int64_t ldc, int64_t q0, int64_t q1)
+{
+    int64_t K = p->K, N = p->N, np = q1, nfull = RC_MIN(N / NR, q1), m4 = M / 4 * 4;
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         int64_t kb = RC_MIN(KC, K - k0);
         float bk = k0 ? 1.0f : beta;
-        for (int64_t q = 0; q < np; q++) {
+        for (int64_t q = q0; q < np; q++) {
             int64_t n0 = q * NR, w = RC_MIN(NR, N - n0);
             __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
             __mmask16 m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
@@ -116,8 +138,19 @@ __attribute__((target("avx512f"))) static void gemm_avx512(int64_t M, const floa
             float *c = C + n0;
             int64_t i = 0;
             for (; i + MR <= M; i += MR) tile(MR, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m0, m1);
-            for (; i + 4 <= M; i += 4) tile(4, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m0, m1);
-            for (; i < M; i++) tile(1, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m0, m1);
+            for (; i < m4; i += 4) tile(4, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m0, m1);
+        }
+        /* the last M % 4 rows, alone: four full panels at a time, then the rest */
+        for (int64_t i = m4; i < M; i++) {
+            int64_t q = q0;
+            for (; q + 4 <= nfull; q += 4)
+                row_x4(kb, A + i * lda + k0, p->panels + q * K * NR + k0 * NR, K * NR, bk, C + i * ldc + q * NR);
+            for (; q < np; q++) {
+                int64_t n0 = q * NR, w = RC_MIN(NR, N - n0);
+                __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+                __mmask16 m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+                tile(1, kb, A + i * lda + k0, lda, p->panels + q * K * NR + k0 * NR, bk, C + i * ldc + n0, ldc, m0, m1);
+            }
         }
     }
 }
@@ -134,10 +167,29 @@ void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p
     }
 #ifdef HAVE_AVX512_PATH
     if (p->panels) {
-        gemm_avx512(M, A, lda, p, beta, C, ldc);
+        gemm_avx512(M, A, lda, p, beta, C, ldc, 0, (N + NR - 1) / NR);
         return;
     }
 #endif
     cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A, (int)lda,
                 p->b, (int)p->ldb, beta, C, (int)ldc);
+}
+
+void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc,
+                         int64_t n0, int64_t n1)
+{
+    if (M <= 0 || n1 <= n0 || p->K <= 0) {
+        if (M > 0 && n1 > n0 && beta == 0)
+            for (int64_t i = 0; i < M; i++) memset(C + i * ldc + n0, 0, (size_t)(n1 - n0) * sizeof *C);
+        return;
+    }
+#ifdef HAVE_AVX512_PATH
+    if (p->panels && n0 % NR == 0 && (n1 % NR == 0 || n1 == p->N)) {
+        gemm_avx512(M, A, lda, p, beta, C, ldc, n0 / NR, (n1 + NR - 1) / NR);
+        return;
+    }
+#endif
+    const float *b = p->trans ? p->b + n0 * p->ldb : p->b + n0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans ? CblasTrans : CblasNoTrans, (int)M, (int)(n1 - n0), (int)p->K, 1.0f,
+                A, (int)lda, b, (int)p->ldb, beta, C + n0, (int)ldc);
 }

@@ -24,6 +24,10 @@ bool rc_pack_b(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t 
 /* C[M x N] = beta * C + A[M x K] @ B, with beta 0 or 1 (C is not read when beta is 0). */
 void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc);
 
+/* Only columns [n0, n1) of C (multiples of 32, or n1 = N), for threads sharing one product. */
+void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc,
+                         int64_t n0, int64_t n1);
+
 /* Tests: make later rc_pack_b calls leave B unpacked (the CBLAS path) when on. */
 void rc_gemm_packed_use_cblas(bool on);
 

@@ -177,6 +177,15 @@ static void par2_second(void *p)
     j->fn(j->arg, 1);
 }
 
+bool rc_kparallel2_together(rc_kctx *k, void (*fn)(void *arg, int part), void *arg)
+{
+    par2 j = {fn, arg};
+    if (!k || rc_kthreads(k) < 2 || !rc_worker_start(k->run->s, par2_second, &j)) return false;
+    fn(arg, 0);
+    rc_worker_wait(k->run->s);
+    return true;
+}
+
 void rc_kparallel2(rc_kctx *k, void (*fn)(void *arg, int part), void *arg)
 {
     par2 j = {fn, arg};

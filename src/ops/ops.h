@@ -156,6 +156,9 @@ int rc_kthreads(rc_kctx *k);
  * two threads (otherwise both here, in turn); returns when both are done. The two parts must
  * touch disjoint memory. k may be NULL (sequential). */
 void rc_kparallel2(rc_kctx *k, void (*fn)(void *arg, int part), void *arg);
+/* The same, but only when the two parts really run at once (they may wait for each other);
+ * false, having run nothing, otherwise. */
+bool rc_kparallel2_together(rc_kctx *k, void (*fn)(void *arg, int part), void *arg);
 /* Whether the session asked for reference kernels. */
 bool rc_kreference(rc_kctx *k);
 /* Per-op persistent state in the session (random generators, loop plans), freed with the

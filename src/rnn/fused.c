@@ -25,6 +25,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 
 #define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
 
@@ -369,29 +370,38 @@ static bool state_out(const rc_fused_layer *l, recur_array *const *states, const
 /* Each forward writes the layer output y [T, B, O] (sorted rows; rows not running stay as they
  * are: zero) and its history block `h` (never NULL: scratch when no gradient follows). */
 
-HOT static void lstm_cell_rows(const rc_fused_layer *l, int64_t n, int64_t H, float *g, float *c, float *craw, float *m,
-                               float *tmp, const float *wf, const float *wi, const float *wo)
+/* Units [u0, u0 + hn) of n rows (H units per row; gates, c, craw and m rows are H apart). */
+HOT static void lstm_cell_units(const rc_fused_layer *l, int64_t n, int64_t H, int64_t u0, int64_t hn, float *g, float *c,
+                                float *craw, float *m, float *tmp, const float *wf, const float *wi, const float *wo)
 {
     int64_t G = 4 * H;
+    if (wf) wf += u0, wi += u0, wo += u0;
     for (int64_t b = 0; b < n; b++) {
-        float *gi = g + b * G, *gj = gi + H, *gf = gi + 2 * H, *go = gi + 3 * H, *cb = c + b * H, *cr = craw + b * H;
-        for (int64_t j = 0; j < H; j++) gf[j] += l->forget_bias + (wf ? wf[j] * cb[j] : 0);
+        float *gi = g + b * G + u0, *gj = gi + H, *gf = gi + 2 * H, *go = gi + 3 * H, *cb = c + b * H + u0,
+              *cr = craw + b * H + u0;
+        for (int64_t j = 0; j < hn; j++) gf[j] += l->forget_bias + (wf ? wf[j] * cb[j] : 0);
         if (wi)
-            for (int64_t j = 0; j < H; j++) gi[j] += wi[j] * cb[j];
-        rc_vsigmoid(gi, gi, (size_t)H);
-        rc_vsigmoid(gf, gf, (size_t)H);
-        act_vec(l->act, gj, gj, H);
-        for (int64_t j = 0; j < H; j++) {
+            for (int64_t j = 0; j < hn; j++) gi[j] += wi[j] * cb[j];
+        rc_vsigmoid(gi, gi, (size_t)hn);
+        rc_vsigmoid(gf, gf, (size_t)hn);
+        act_vec(l->act, gj, gj, hn);
+        for (int64_t j = 0; j < hn; j++) {
             cr[j] = cb[j] * gf[j] + gi[j] * gj[j];
             cb[j] = clampf(cr[j], l->cell_clip);
         }
         if (wo)
-            for (int64_t j = 0; j < H; j++) go[j] += wo[j] * cb[j];
-        rc_vsigmoid(go, go, (size_t)H);
-        act_vec(l->act, tmp, cb, H);
-        float *mb = m + b * H;
-        for (int64_t j = 0; j < H; j++) mb[j] = tmp[j] * go[j];
+            for (int64_t j = 0; j < hn; j++) go[j] += wo[j] * cb[j];
+        rc_vsigmoid(go, go, (size_t)hn);
+        act_vec(l->act, tmp, cb, hn);
+        float *mb = m + b * H + u0;
+        for (int64_t j = 0; j < hn; j++) mb[j] = tmp[j] * go[j];
     }
+}
+
+static void lstm_cell_rows(const rc_fused_layer *l, int64_t n, int64_t H, float *g, float *c, float *craw, float *m,
+                           float *tmp, const float *wf, const float *wi, const float *wo)
+{
+    lstm_cell_units(l, n, H, 0, H, g, c, craw, m, tmp, wf, wi, wo);
 }
 
 typedef struct lstm_fwd_job {
@@ -430,6 +440,52 @@ static void lstm_fwd_part(void *arg, int part)
     }
 }
 
+/* Two spinning threads meet after every step (the small-batch split below). */
+typedef struct step_barrier {
+    _Atomic int count, gen;
+} step_barrier;
+
+static void barrier_wait(step_barrier *b)
+{
+    int g = atomic_load_explicit(&b->gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
+        return;
+    }
+    while (atomic_load_explicit(&b->gen, memory_order_acquire) == g) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+    }
+}
+
+/* A batch too small to split by rows (inference on one sequence, say) splits the units instead:
+ * each thread multiplies by its half of the recurrent weights (which then stay in its own
+ * cache) and updates its half of the units, and the two meet after every step. */
+typedef struct lstm_units_job {
+    lstm_fwd_job *j;
+    step_barrier bar;
+} lstm_units_job;
+
+static void lstm_fwd_units(void *arg, int part)
+{
+    lstm_units_job *u = arg;
+    const lstm_fwd_job *j = u->j;
+    const rc_fused_layer *l = j->l;
+    const seqinfo *s = j->s;
+    int64_t H = l->units, P = H, G = 4 * H, hn = H / 2, u0 = part * hn;
+    float *tmp = j->tmp[part];
+    for (int64_t t = 0; t < s->steps; t++) {
+        int64_t n = s->nact[t], row = s->off[t];
+        float *g = j->gates + row * G, *yr = j->yraw + row * P;
+        const float *hprev = t ? j->yraw + s->off[t - 1] * P : j->h;
+        for (int q = 0; q < 4; q++) rc_gemm_packed_cols(n, hprev, P, j->wh, 1.0f, g, G, q * H + u0, q * H + u0 + hn);
+        lstm_cell_units(l, n, H, u0, hn, g, j->c, j->craw + row * H, yr, tmp, j->wf, j->wi, j->wo);
+        barrier_wait(&u->bar);
+    }
+}
+
 static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, const seqinfo *s, const float *x, float *y,
                            lstate *st, float *hist, rc_arena *ar)
 {
@@ -449,10 +505,11 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
     j.wh = &wh;
     j.wp = proj ? &wp : NULL;
     project(x, s->rows, D, kern, G, bias, j.gates);
+    lstm_units_job u = {.j = &j};
     if (split_rows(s)) {
         j.split = row_split(s);
         rc_kparallel2(tl_kernel, lstm_fwd_part, &j);
-    } else {
+    } else if (proj || H % 64 || !wh.panels || !tl_kernel || !rc_kparallel2_together(tl_kernel, lstm_fwd_units, &u)) {
         lstm_fwd_part(&j, -1);
     }
     if (!proj) {
