@@ -2,18 +2,23 @@
  * fused.c - whole-sequence kernels for the built-in cells (float32, time-major).
  *
  * Forward: the input projection for all steps as one GEMM, written straight into the gate
- * buffer; then per step one recurrent GEMM accumulated into that buffer and one pass over the
- * gates with vectorised activations (core/vmath). Rows are processed sorted by sequence length,
- * longest first, so step t works on the first n_t rows only (the rows still running); results
- * go back to the caller's order. Rows past their length keep their state and output zeros.
- * When a gradient will run, the gate buffer itself is the history the backward reads.
+ * buffer; then per step one recurrent product (weights packed once per run, core/gemm_packed)
+ * accumulated into that buffer and one pass over the gates with vectorised activations
+ * (core/vmath). Rows are sorted by sequence length, longest first, and kept packed: step t's
+ * n_t running rows are rows off[t] .. off[t] + n_t of every per-step buffer, so neither the
+ * recurrence nor the products over all steps touch rows that have stopped; results go back to
+ * the caller's order (rows past their length: state kept, output zero). When a gradient will
+ * run, the gate buffer itself is the history the backward reads.
  *
- * Backward: per step only the pointwise pass and the recurrent dh GEMM (on the n_t running
- * rows; the others pass their state gradient through untouched); the weight, bias and input
- * gradients are a few large GEMMs over all steps at the end.
+ * Backward: per step only the pointwise pass and the recurrent dh product; the weight, bias and
+ * input gradients are a few large GEMMs over all packed rows at the end.
+ *
+ * Two threads (when the session's second thread is free): the large GEMMs split C between
+ * them; the LSTM and GRU recurrences split the batch's rows (independent through time), or for
+ * a small LSTM batch its units, meeting after every step.
  *
  * Shapes: x [T, B, D]; kernels as the cells store them ([D+H, nG*H], input rows first);
- * outputs [T, B, O]; states [B, S]. History per layer, in blocks over steps [T][B][...]:
+ * outputs [T, B, O]; states [B, S]. History per layer, in blocks of T*B packed rows:
  *   RNN     h (after the activation)                               H
  *   LSTM    i, act(j), f, o | c before clipping | y before the projection clip   4H | H | P
  *   GRU     r, u | act(candidate) | h                              2H | H | H
