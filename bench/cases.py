@@ -33,6 +33,8 @@ DESCRIPTIONS = {
 }
 
 DEFAULT_ITERS = {True: 20, False: 100}  # timed iterations: training cases, inference cases
+# Millisecond-scale cases get more, so that their medians hold still on a shared machine.
+CASE_ITERS = {"seed": 300, "infer1": 300}
 QUICK_ITERS = {True: 3, False: 10}
 WARMUP = 3                              # untimed iterations before the timed ones (as bench_recur)
 
@@ -77,7 +79,7 @@ def peer_main(run_case, framework, argv=None):
     ap.add_argument("--variant", default="")
     a = ap.parse_args(argv)
     c = dict(CASES[a.case], name=a.case)
-    iters = a.iters or DEFAULT_ITERS[c["train"]]
+    iters = a.iters or CASE_ITERS.get(a.case) or DEFAULT_ITERS[c["train"]]
     try:
         ms, extra = run_case(c, iters, a.threads, a.variant)
     except ImportError as e:  # the framework (or a part of it) is missing: run.py says so

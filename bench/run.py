@@ -343,7 +343,8 @@ def main():
     results, versions, missing = [], {}, set()
     for case in [c for c in case_list if c in cases.CASES]:
         c = cases.CASES[case]
-        iters = a.iters or (cases.QUICK_ITERS if a.quick else cases.DEFAULT_ITERS)[c["train"]]
+        iters = a.iters or (cases.QUICK_ITERS[c["train"]] if a.quick else
+                            cases.CASE_ITERS.get(case) or cases.DEFAULT_ITERS[c["train"]])
         for fw in frameworks:
             row = {"case": case, "framework": fw}
             if fw != "recur" and case in cases.RECUR_ONLY:
