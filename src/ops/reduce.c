@@ -119,26 +119,32 @@ static recur_code reduce_ref(rc_kctx *k)
     return RECUR_OK;
 }
 
-/* Fast float32 path when the reduced axes form one contiguous block: the input is then
- * [outer, mid, inner] with mid reduced (leading: outer 1; trailing: inner 1). */
-static recur_code reduce_fast(rc_kctx *k)
+/* When the reduced axes of `mask` form one contiguous block, x is [outer, mid, inner] with mid
+ * reduced (leading: outer 1; trailing: inner 1; nothing reduced, e.g. a scalar: mid 1).
+ * False when they do not. The fast kernels below work on that form. */
+static bool reduced_block(recur_shape x, int64_t mask, int64_t *outer, int64_t *mid, int64_t *inner)
 {
-    recur_array *x = k->in[0];
-    if (x->dtype != RECUR_F32) return reduce_ref(k);
-    int r = x->shape.rank;
-    int64_t mask = k->op->attr.i[1];
-    int first = -1, last = -1;
+    int r = x.rank, first = -1, last = -1;
     for (int i = 0; i < r; i++)
         if (mask >> i & 1) {
             if (first < 0) first = i;
-            if (last >= 0 && last != i - 1) return reduce_ref(k); /* not contiguous */
+            if (last >= 0 && last != i - 1) return false;
             last = i;
         }
-    int64_t outer = 1, mid = 1, inner = 1;
-    if (first < 0) first = r, last = r - 1; /* nothing reduced (e.g. a scalar): a copy */
-    for (int i = 0; i < first; i++) outer *= x->shape.dims[i];
-    for (int i = first; i <= last; i++) mid *= x->shape.dims[i];
-    for (int i = last + 1; i < r; i++) inner *= x->shape.dims[i];
+    if (first < 0) first = r, last = r - 1;
+    *outer = *mid = *inner = 1;
+    for (int i = 0; i < first; i++) *outer *= x.dims[i];
+    for (int i = first; i <= last; i++) *mid *= x.dims[i];
+    for (int i = last + 1; i < r; i++) *inner *= x.dims[i];
+    return true;
+}
+
+/* Fast float32 path over the [outer, mid, inner] form. */
+static recur_code reduce_fast(rc_kctx *k)
+{
+    recur_array *x = k->in[0];
+    int64_t mask = k->op->attr.i[1], outer, mid, inner;
+    if (x->dtype != RECUR_F32 || !reduced_block(x->shape, mask, &outer, &mid, &inner)) return reduce_ref(k);
     recur_array *o = rc_kout(k, 0, x->dtype, reduced_shape(x->shape, mask, k->op->attr.i[0]));
     if (!o) return recur_status_code(k->st);
     const float *px = x->data;
@@ -241,20 +247,8 @@ static recur_code reduce_grad_kernel(rc_kctx *k)
     recur_array *o = rc_kout(k, 0, dy->dtype, x->shape);
     if (!o) return recur_status_code(k->st);
     if (!x->size) return RECUR_OK; /* nothing to write (and no data pointer) */
-    int first = -1, last = -1;
-    bool contiguous = true;
-    for (int i = 0; i < r; i++)
-        if (mask >> i & 1) {
-            if (first < 0) first = i;
-            if (last >= 0 && last != i - 1) contiguous = false;
-            last = i;
-        }
-    if (first < 0) first = r, last = r - 1;
-    if (dy->dtype == RECUR_F32 && contiguous) {
-        int64_t outer = 1, mid = 1, inner = 1;
-        for (int i = 0; i < first; i++) outer *= x->shape.dims[i];
-        for (int i = first; i <= last; i++) mid *= x->shape.dims[i];
-        for (int i = last + 1; i < r; i++) inner *= x->shape.dims[i];
+    int64_t outer, mid, inner;
+    if (dy->dtype == RECUR_F32 && reduced_block(x->shape, mask, &outer, &mid, &inner)) {
         const float *pd = dy->data;
         float *po = o->data, cnt = (float)count;
         for (int64_t a = 0; a < outer; a++) {
@@ -368,24 +362,10 @@ static recur_code max_grad_kernel(rc_kctx *k)
     on = s;
     if (y->size != on || dy->size != on)
         return rc_kerr(k, RECUR_INVALID_ARGUMENT, "MaxGrad: %lld reduced values, expected %lld", (long long)y->size, (long long)on);
-    if (x->dtype == RECUR_F32 && y->dtype == RECUR_F32 && dy->dtype == RECUR_F32) {
-        int first = -1, last = -1;
-        bool contiguous = true;
-        for (int i = 0; i < r; i++)
-            if (mask >> i & 1) {
-                if (first < 0) first = i;
-                if (last >= 0 && last != i - 1) contiguous = false;
-                last = i;
-            }
-        if (first < 0) first = r, last = r - 1;
-        if (contiguous) {
-            int64_t outer = 1, mid = 1, inner = 1;
-            for (int i = 0; i < first; i++) outer *= x->shape.dims[i];
-            for (int i = first; i <= last; i++) mid *= x->shape.dims[i];
-            for (int i = last + 1; i < r; i++) inner *= x->shape.dims[i];
-            return max_grad_f32(k, outer, mid, inner);
-        }
-    }
+    int64_t outer, mid, inner;
+    if (x->dtype == RECUR_F32 && y->dtype == RECUR_F32 && dy->dtype == RECUR_F32 &&
+        reduced_block(x->shape, mask, &outer, &mid, &inner))
+        return max_grad_f32(k, outer, mid, inner);
     recur_array *o = rc_kout(k, 0, x->dtype, x->shape);
     int32_t *cnt = rc_calloc((size_t)on + 1, sizeof *cnt);
     if (!o || !cnt) {
