@@ -101,6 +101,13 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
  * row tile of A passes over it. */
 #define KC 192
 
+/* The lanes of a panel's two vectors that hold its w (<= 32) columns. */
+static inline void panel_masks(int64_t w, __mmask16 *m0, __mmask16 *m1)
+{
+    *m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+    *m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+}
+
 /* A single row against four full panels at once: eight independent accumulators, where one
  * row against one panel would leave the FMA unit waiting on its own latency. */
 __attribute__((target("avx512f"))) static void row_x4(int64_t K, const float *a, const float *panel, int64_t pstride,
@@ -131,9 +138,9 @@ __attribute__((target("avx512f"))) static void gemm_avx512(int64_t M, const floa
         int64_t kb = RC_MIN(KC, K - k0);
         float bk = k0 ? 1.0f : beta;
         for (int64_t q = q0; q < np; q++) {
-            int64_t n0 = q * NR, w = RC_MIN(NR, N - n0);
-            __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
-            __mmask16 m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+            int64_t n0 = q * NR;
+            __mmask16 m0, m1;
+            panel_masks(RC_MIN(NR, N - n0), &m0, &m1);
             const float *panel = p->panels + q * K * NR + k0 * NR, *a = A + k0;
             float *c = C + n0;
             int64_t i = 0;
@@ -146,9 +153,9 @@ __attribute__((target("avx512f"))) static void gemm_avx512(int64_t M, const floa
             for (; q + 4 <= nfull; q += 4)
                 row_x4(kb, A + i * lda + k0, p->panels + q * K * NR + k0 * NR, K * NR, bk, C + i * ldc + q * NR);
             for (; q < np; q++) {
-                int64_t n0 = q * NR, w = RC_MIN(NR, N - n0);
-                __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
-                __mmask16 m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+                int64_t n0 = q * NR;
+                __mmask16 m0, m1;
+                panel_masks(RC_MIN(NR, N - n0), &m0, &m1);
                 tile(1, kb, A + i * lda + k0, lda, p->panels + q * K * NR + k0 * NR, bk, C + i * ldc + n0, ldc, m0, m1);
             }
         }
