@@ -287,6 +287,40 @@ TEST(finite_differences_through_rnns)
 }
 
 /* ------------------------------------------------------------------ two threads */
+/* Run the graph on the step-loop path (one thread) and the fused path (two threads), fetching
+ * `fetch`, and compare: every element within 2e-5 of the loop's, relative to the largest
+ * magnitude of its result. Returns the worst relative difference. */
+static double loop_vs_two_threads(recur_graph *g, recur_tensor *x, const recur_array *xv, recur_tensor *const *fetch, int n,
+                                  const char *what)
+{
+    recur_array *res[2][24];
+    for (int path = 0; path < 2; path++) {
+        recur_session *s = recur_session_new(
+            g, &(recur_session_opts){.num_threads = path ? 2 : 1, .rnn_path = path ? RECUR_RNN_FUSED : RECUR_RNN_LOOP}, st);
+        recur_session_run_target(s, recur_global_variables_initializer(g), st);
+        ASSERT_OK(st);
+        recur_session_run(s, (recur_feed[]){{x, xv}}, 1, fetch, res[path], n, NULL, 0, st);
+        ASSERT_OK(st);
+        recur_session_free(s);
+    }
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        const float *a = recur_array_cdata(res[0][i]), *b = recur_array_cdata(res[1][i]);
+        double scale = 1e-3;
+        for (int64_t e = 0; e < recur_array_size(res[0][i]); e++) scale = fmax(scale, fabs(a[e]));
+        for (int64_t e = 0; e < recur_array_size(res[0][i]); e++) {
+            double d = fabs(a[e] - b[e]) / scale;
+            worst = fmax(worst, d);
+            if (d > 2e-5)
+                rt_fail(__FILE__, __LINE__, "%s: result %d element %lld: loop %g, fused on two threads %g", what, i, (long long)e,
+                        a[e], b[e]);
+        }
+        recur_array_free(res[0][i]);
+        recur_array_free(res[1][i]);
+    }
+    return worst;
+}
+
 /* A batch large enough for the fused kernels to split the recurrence between two threads
  * (rows sorted by length, the split balancing the steps): outputs, final states and every
  * gradient must agree with the step-loop path, for each cell the split covers and for one it
@@ -328,34 +362,12 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
             ASSERT_GRAPH_OK(g);
             recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
             for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)sin(0.37 * (double)i);
-            recur_array *res[2][24];
-            int nres = np + nv + 1;
-            for (int path = 0; path < 2; path++) {
-                recur_session *s = recur_session_new(
-                    g, &(recur_session_opts){.num_threads = path ? 2 : 1, .rnn_path = path ? RECUR_RNN_FUSED : RECUR_RNN_LOOP}, st);
-                recur_session_run_target(s, recur_global_variables_initializer(g), st);
-                ASSERT_OK(st);
-                recur_tensor *fetch[24];
-                for (int i = 0; i < np; i++) fetch[i] = parts[i];
-                for (int i = 0; i <= nv; i++) fetch[np + i] = grads[i];
-                recur_session_run(s, (recur_feed[]){{x, xv}}, 1, fetch, res[path], nres, NULL, 0, st);
-                ASSERT_OK(st);
-                recur_session_free(s);
-            }
-            for (int i = 0; i < nres; i++) {
-                const float *a = recur_array_cdata(res[0][i]), *b = recur_array_cdata(res[1][i]);
-                double scale = 1e-3;
-                for (int64_t e = 0; e < recur_array_size(res[0][i]); e++) scale = fmax(scale, fabs(a[e]));
-                for (int64_t e = 0; e < recur_array_size(res[0][i]); e++) {
-                    double d = fabs(a[e] - b[e]) / scale;
-                    worst = fmax(worst, d);
-                    if (d > 2e-5)
-                        rt_fail(__FILE__, __LINE__, "%s%s: result %d element %lld: loop %g, fused on two threads %g", cell_names[kind],
-                                bi ? " bidirectional" : "", i, (long long)e, a[e], b[e]);
-                }
-                recur_array_free(res[0][i]);
-                recur_array_free(res[1][i]);
-            }
+            recur_tensor *fetch[24];
+            for (int i = 0; i < np; i++) fetch[i] = parts[i];
+            for (int i = 0; i <= nv; i++) fetch[np + i] = grads[i];
+            char what[96];
+            snprintf(what, sizeof what, "%s%s", cell_names[kind], bi ? " bidirectional" : "");
+            worst = fmax(worst, loop_vs_two_threads(g, x, xv, fetch, np + nv + 1, what));
             recur_array_free(xv);
             recur_graph_free(g);
         }
@@ -391,29 +403,7 @@ TEST(two_thread_small_batch_lstm_matches_the_loop_path)
         int nres = 3 + nv + 1;
         recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
         for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)cos(0.61 * (double)i);
-        recur_array *res[2][16];
-        for (int path = 0; path < 2; path++) {
-            recur_session *s = recur_session_new(
-                g, &(recur_session_opts){.num_threads = path ? 2 : 1, .rnn_path = path ? RECUR_RNN_FUSED : RECUR_RNN_LOOP}, st);
-            recur_session_run_target(s, recur_global_variables_initializer(g), st);
-            recur_session_run(s, (recur_feed[]){{x, xv}}, 1, fetch, res[path], nres, NULL, 0, st);
-            ASSERT_OK(st);
-            recur_session_free(s);
-        }
-        for (int i = 0; i < nres; i++) {
-            const float *a = recur_array_cdata(res[0][i]), *b = recur_array_cdata(res[1][i]);
-            double scale = 1e-3;
-            for (int64_t e = 0; e < recur_array_size(res[0][i]); e++) scale = fmax(scale, fabs(a[e]));
-            for (int64_t e = 0; e < recur_array_size(res[0][i]); e++) {
-                double d = fabs(a[e] - b[e]) / scale;
-                worst = fmax(worst, d);
-                if (d > 2e-5)
-                    rt_fail(__FILE__, __LINE__, "%s: result %d element %lld: loop %g, fused %g", peep ? "LSTMCell" : "BasicLSTMCell", i,
-                            (long long)e, a[e], b[e]);
-            }
-            recur_array_free(res[0][i]);
-            recur_array_free(res[1][i]);
-        }
+        worst = fmax(worst, loop_vs_two_threads(g, x, xv, fetch, nres, peep ? "LSTMCell" : "BasicLSTMCell"));
         recur_array_free(xv);
         recur_graph_free(g);
     }
