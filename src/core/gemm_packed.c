@@ -38,29 +38,41 @@ static bool g_fallback; /* tests: take the CBLAS path */
 
 void rc_gemm_packed_use_cblas(bool on) { g_fallback = on; }
 
-bool rc_pack_b(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar)
+bool rc_pack_b_alloc(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar)
 {
     *p = (rc_packed_b){.K = K, .N = N, .b = b, .ldb = ldb, .trans = trans};
     if (g_fallback || !cpu_has_avx512() || K <= 0 || N <= 0) return true;
     int64_t np = (N + NR - 1) / NR;
-    float *d = rc_arena_alloc(ar, (size_t)(np * K * NR) * sizeof *d, false);
-    if (!d) return false;
-    for (int64_t q = 0; q < np; q++) {
-        int64_t n0 = q * NR, w = RC_MIN(NR, N - n0);
-        float *dst = d + q * K * NR;
-        if (!trans) {
+    p->panels = rc_arena_alloc(ar, (size_t)(np * K * NR) * sizeof *p->panels, false);
+    return p->panels != NULL;
+}
+
+void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1)
+{
+    if (!p->panels) return;
+    int64_t K = p->K, ldb = p->ldb;
+    const float *b = p->b;
+    for (int64_t q = n0 / NR; q * NR < RC_MIN(n1, p->N); q++) {
+        int64_t c0 = q * NR, w = RC_MIN(NR, p->N - c0);
+        float *dst = p->panels + q * K * NR;
+        if (!p->trans) {
             for (int64_t k = 0; k < K; k++) {
-                memcpy(dst + k * NR, b + k * ldb + n0, (size_t)w * sizeof *d);
+                memcpy(dst + k * NR, b + k * ldb + c0, (size_t)w * sizeof *dst);
                 for (int64_t c = w; c < NR; c++) dst[k * NR + c] = 0;
             }
         } else {
             for (int64_t c = 0; c < NR; c++) {
-                const float *src = c < w ? b + (n0 + c) * ldb : NULL;
+                const float *src = c < w ? b + (c0 + c) * ldb : NULL;
                 for (int64_t k = 0; k < K; k++) dst[k * NR + c] = src ? src[k] : 0;
             }
         }
     }
-    p->panels = d;
+}
+
+bool rc_pack_b(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar)
+{
+    if (!rc_pack_b_alloc(p, b, ldb, trans, K, N, ar)) return false;
+    rc_pack_b_fill(p, 0, N);
     return true;
 }
 

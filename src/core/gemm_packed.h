@@ -21,6 +21,11 @@ typedef struct rc_packed_b {
  * (valid until its reset). False on OOM. */
 bool rc_pack_b(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar);
 
+/* The same in two steps, for threads that each pack the columns they will use: the panels'
+ * memory only, then the panels holding columns [n0, n1) (n0 a multiple of 32). */
+bool rc_pack_b_alloc(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar);
+void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1);
+
 /* C[M x N] = beta * C + A[M x K] @ B, with beta 0 or 1 (C is not read when beta is 0). */
 void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc);
 

@@ -197,6 +197,30 @@ void rc_kparallel2(rc_kctx *k, void (*fn)(void *arg, int part), void *arg)
     fn(arg, 0);
     fn(arg, 1);
 }
+typedef struct range2 {
+    void (*fn)(void *arg, int64_t lo, int64_t hi);
+    void *arg;
+    int64_t n;
+} range2;
+
+static void range2_part(void *p, int part)
+{
+    const range2 *r = p;
+    int64_t half = r->n / 2;
+    if (part) r->fn(r->arg, half, r->n);
+    else r->fn(r->arg, 0, half);
+}
+
+void rc_kfor2(rc_kctx *k, int64_t n, int64_t min_n, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg)
+{
+    if (n <= 0) return;
+    if (n < RC_MAX(min_n, 2) || !k || rc_kthreads(k) < 2) {
+        fn(arg, 0, n);
+        return;
+    }
+    range2 r = {fn, arg, n};
+    rc_kparallel2(k, range2_part, &r);
+}
 bool rc_kreference(rc_kctx *k) { return k->run->s->reference; }
 
 static bool grow_op_state(recur_session *s, size_t need)

@@ -575,6 +575,36 @@ static bool transpose_shape(recur_graph *g, recur_op *op)
         }                                                                                      \
     } while (0)
 
+/* Rows [lo, hi) of a transpose that keeps the last axis: output row i (index over the output's
+ * leading axes) comes from the input at element offset sum idx[d] * ist[d]. */
+typedef struct row_move {
+    int r;
+    int64_t ist[RECUR_MAX_RANK], dims[RECUR_MAX_RANK];
+    const void *src;
+    void *dst;
+    size_t es, rb;
+} row_move;
+
+static void move_rows(void *arg, int64_t lo, int64_t hi)
+{
+    const row_move *m = arg;
+    int64_t idx[RECUR_MAX_RANK] = {0}, src = 0, q = lo;
+    for (int d = m->r - 2; d >= 0; d--) {
+        idx[d] = q % m->dims[d];
+        q /= m->dims[d];
+        src += idx[d] * m->ist[d];
+    }
+    for (int64_t i = lo; i < hi; i++) {
+        memcpy((char *)m->dst + (size_t)i * m->rb, (const char *)m->src + (size_t)src * m->es, m->rb);
+        for (int d = m->r - 2; d >= 0; d--) {
+            src += m->ist[d];
+            if (++idx[d] < m->dims[d]) break;
+            src -= m->ist[d] * m->dims[d];
+            idx[d] = 0;
+        }
+    }
+}
+
 static recur_code transpose_kernel(rc_kctx *k)
 {
     recur_array *x = k->in[0];
@@ -590,19 +620,13 @@ static recur_code transpose_kernel(rc_kctx *k)
     recur_array *o = rc_kout(k, 0, x->dtype, os);
     if (!o) return recur_status_code(k->st);
     if (r >= 2 && k->op->attr.ivec[r - 1] == r - 1 && !rc_kreference(k)) {
-        /* the last axis stays: move whole rows */
-        int64_t inner = x->shape.dims[r - 1], rows = inner ? o->size / inner : 0;
-        size_t es = recur_dtype_size(x->dtype), rb = (size_t)inner * es;
-        int64_t idx2[RECUR_MAX_RANK] = {0}, src = 0;
-        for (int64_t i = 0; i < rows; i++) {
-            memcpy((char *)o->data + (size_t)i * rb, (const char *)x->data + (size_t)src * es, rb);
-            for (int d = r - 2; d >= 0; d--) {
-                src += ist[d];
-                if (++idx2[d] < o->shape.dims[d]) break;
-                src -= ist[d] * o->shape.dims[d];
-                idx2[d] = 0;
-            }
-        }
+        /* the last axis stays: move whole rows, the two halves of the output on two threads */
+        int64_t inner = x->shape.dims[r - 1];
+        row_move m = {.r = r, .src = x->data, .dst = o->data, .es = recur_dtype_size(x->dtype)};
+        m.rb = (size_t)inner * m.es;
+        memcpy(m.ist, ist, sizeof ist);
+        memcpy(m.dims, o->shape.dims, sizeof m.dims);
+        rc_kfor2(k, inner ? o->size / inner : 0, (int64_t)((256u << 10) / RC_MAX(m.rb, 1)) + 1, move_rows, &m);
         return RECUR_OK;
     }
     int64_t off = 0;

@@ -159,6 +159,10 @@ void rc_kparallel2(rc_kctx *k, void (*fn)(void *arg, int part), void *arg);
 /* The same, but only when the two parts really run at once (they may wait for each other);
  * false, having run nothing, otherwise. */
 bool rc_kparallel2_together(rc_kctx *k, void (*fn)(void *arg, int part), void *arg);
+/* fn over [0, n): as [0, n/2) and [n/2, n) on two threads when n >= min_n and the kernel may
+ * use two, otherwise as one call fn(arg, 0, n). The halves must touch disjoint memory; a result
+ * that must not depend on the thread count must not depend on where [0, n) is cut. */
+void rc_kfor2(rc_kctx *k, int64_t n, int64_t min_n, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg);
 /* Whether the session asked for reference kernels. */
 bool rc_kreference(rc_kctx *k);
 /* Per-op persistent state in the session (random generators, loop plans), freed with the

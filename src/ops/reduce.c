@@ -140,6 +140,32 @@ static bool reduced_block(recur_shape x, int64_t mask, int64_t *outer, int64_t *
 }
 
 /* Fast float32 path over the [outer, mid, inner] form. */
+/* sum of x[0, n) in double: sixteen partial sums, so the adds run as wide vectors */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static double sum_f64(const float *x, int64_t n)
+{
+    double p[16] = {0};
+    int64_t m = 0;
+    for (; m + 16 <= n; m += 16)
+        for (int l = 0; l < 16; l++) p[l] += x[m + l];
+    for (int l = 0; m < n; m++, l++) p[l] += x[m];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) p[l] += p[l + w];
+    return p[0];
+}
+
+typedef struct half_sums {
+    const float *x;
+    int64_t n;
+    double s[2];
+} half_sums;
+
+static void sum_half(void *arg, int part)
+{
+    half_sums *h = arg;
+    int64_t cut = h->n / 2;
+    h->s[part] = part ? sum_f64(h->x + cut, h->n - cut) : sum_f64(h->x, cut);
+}
+
 static recur_code reduce_fast(rc_kctx *k)
 {
     recur_array *x = k->in[0];
@@ -156,11 +182,15 @@ static recur_code reduce_fast(rc_kctx *k)
         if (inner == 1) {
             double s = is_max ? -INFINITY : 0;
             int64_t m = 0;
-            if (!is_max) { /* eight double partial sums: vectorised, and no float rounding */
-                double p[8] = {0};
-                for (; m + 8 <= mid; m += 8)
-                    for (int l = 0; l < 8; l++) p[l] += src[m + l];
-                s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+            if (!is_max) { /* double partial sums: vectorised, and no float rounding */
+                if (mid >= (1 << 18)) { /* two halves, on two threads when free (the same sum either way) */
+                    half_sums h = {.x = src, .n = mid};
+                    rc_kparallel2(k, sum_half, &h);
+                    s = h.s[0] + h.s[1];
+                } else {
+                    s = sum_f64(src, mid);
+                }
+                m = mid;
             }
             for (; m < mid; m++) {
                 float v = src[m];
@@ -229,6 +259,27 @@ static bool reduce_grad_shape(recur_graph *g, recur_op *op)
     return true;
 }
 
+/* Rows [lo, hi) of the mid axis of one outer block: each row of `inner` values is dy (/ count). */
+typedef struct spread {
+    const float *dy;
+    float *o, cnt;
+    bool mean;
+    int64_t mid, inner;
+} spread;
+
+static void spread_mid(void *arg, int64_t lo, int64_t hi)
+{
+    const spread *j = arg;
+    if (lo >= hi) return;
+    float *first = j->o + lo * j->inner;
+    for (int64_t i = 0; i < j->inner; i++) first[i] = j->mean ? j->dy[i] / j->cnt : j->dy[i];
+    if (j->inner == 1) {
+        for (int64_t m = lo + 1; m < hi; m++) j->o[m] = first[0];
+    } else {
+        for (int64_t m = lo + 1; m < hi; m++) memcpy(j->o + m * j->inner, first, (size_t)j->inner * sizeof *first);
+    }
+}
+
 static recur_code reduce_grad_kernel(rc_kctx *k)
 {
     recur_array *x = k->in[0], *dy = k->in[1];
@@ -249,16 +300,13 @@ static recur_code reduce_grad_kernel(rc_kctx *k)
     if (!x->size) return RECUR_OK; /* nothing to write (and no data pointer) */
     int64_t outer, mid, inner;
     if (dy->dtype == RECUR_F32 && reduced_block(x->shape, mask, &outer, &mid, &inner)) {
-        const float *pd = dy->data;
-        float *po = o->data, cnt = (float)count;
-        for (int64_t a = 0; a < outer; a++) {
-            float *row = po + a * mid * inner; /* the first of the mid rows, then copied */
-            for (int64_t j = 0; j < inner; j++) row[j] = mean ? pd[a * inner + j] / cnt : pd[a * inner + j];
-            if (inner == 1) {
-                for (int64_t m = 1; m < mid; m++) row[m] = row[0];
-            } else {
-                for (int64_t m = 1; m < mid; m++) memcpy(row + m * inner, row, (size_t)inner * sizeof *row);
-            }
+        spread j = {.dy = dy->data, .o = o->data, .cnt = (float)count, .mean = mean, .mid = mid, .inner = inner};
+        if (outer == 1) rc_kfor2(k, mid, (1 << 18) / RC_MAX(inner, 1) + 1, spread_mid, &j);
+        else spread_mid(&j, 0, mid);
+        for (int64_t a = 1; a < outer; a++) {
+            j.dy = (const float *)dy->data + a * inner;
+            j.o = (float *)o->data + a * mid * inner;
+            spread_mid(&j, 0, mid);
         }
         return RECUR_OK;
     }

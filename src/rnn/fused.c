@@ -230,41 +230,83 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
     return true;
 }
 
-/* The recurrence splits the batch between the two threads: rows are independent through time.
- * The split balances the steps each side runs (rows are sorted longest first) at a multiple of
- * 8 rows (the product's row tile). Part -1 is every row. */
-static int64_t row_split(const seqinfo *s)
+/* Two spinning threads meet after every step (the per-step splits below). */
+typedef struct step_barrier {
+    _Atomic int count, gen;
+} step_barrier;
+
+static void barrier_wait(step_barrier *b)
 {
-    int64_t best = s->B / 2, r = 0, acc = 0;
-    for (; r < s->B; r++) { /* acc: the steps of rows [0, r) */
-        if (2 * acc >= s->rows) break;
-        int64_t steps = 0;
-        for (int64_t t = 0; t < s->steps && s->nact[t] > r; t++) steps++;
-        acc += steps;
+    int g = atomic_load_explicit(&b->gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
+        return;
     }
-    best = r;
-    if (s->B >= 16) best = RC_MIN(RC_MAX((best + 4) / 8 * 8, 8), s->B - 8);
-    return best;
+    while (atomic_load_explicit(&b->gen, memory_order_acquire) == g) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+    }
 }
+
+/* The recurrence splits the batch's rows between the two threads. When every row runs every
+ * step, each thread keeps half of the rows for the whole sequence (rows are independent through
+ * time, so the threads never wait for each other). With lengths, the running rows are halved
+ * again at every step and the threads meet after each one (a spin barrier, about a microsecond):
+ * a split fixed for the whole sequence leaves one side with more steps to run, since the rows
+ * are sorted longest first. Halves are multiples of 8 rows (the product's row tile). */
+typedef struct row_parts {
+    int64_t split;     /* fixed split: rows [0, split) and [split, B) */
+    step_barrier *bar; /* non-NULL: per-step halves */
+} row_parts;
 
 typedef struct rows_range {
     int64_t r0, r1; /* rows [r0, r1) */
 } rows_range;
 
-static rows_range part_rows(const seqinfo *s, int64_t split, int part)
+/* Part `part`'s running rows at step t (part -1: all of them). */
+static inline rows_range step_rows(const seqinfo *s, const row_parts *p, int part, int64_t t)
 {
-    if (part < 0) return (rows_range){0, s->B};
-    return part ? (rows_range){split, s->B} : (rows_range){0, split};
+    int64_t n = s->nact[t];
+    if (part < 0) return (rows_range){0, n};
+    int64_t h = p->bar ? (n / 2 + 4) / 8 * 8 : RC_MIN(p->split, n);
+    if (!p->bar && part) return (rows_range){p->split, RC_MAX(n, p->split)};
+    return part ? (rows_range){h, n} : (rows_range){0, h};
 }
 
-/* Rows of [r.r0, r.r1) running at step t, counted from r.r0. */
-static inline int64_t running(const seqinfo *s, rows_range r, int64_t t)
+/* The end of a step: with per-step halves, wait for the other thread. */
+static inline void step_done(const row_parts *p, int part)
 {
-    return RC_MAX(0, RC_MIN(s->nact[t], r.r1) - r.r0);
+    if (p->bar && part >= 0) barrier_wait(p->bar);
 }
 
 /* Whether to give the recurrence two threads: a free second thread and rows for both. */
 static bool split_rows(const seqinfo *s) { return tl_kernel && rc_kthreads(tl_kernel) > 1 && s->B >= 16; }
+
+/* Run fn(arg, part) on the rows as `p` divides them: on two threads where split_rows allows
+ * (per-step halves for rows that stop at different steps, when both threads run at once),
+ * otherwise fn(arg, -1) on every row. */
+static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int), void *arg)
+{
+    *p = (row_parts){0};
+    if (!split_rows(s)) {
+        fn(arg, -1);
+        return;
+    }
+    if (!s->dense) {
+        step_barrier bar = {0};
+        p->bar = &bar;
+        if (rc_kparallel2_together(tl_kernel, fn, arg)) return;
+        p->bar = NULL;
+    }
+    /* a fixed split that balances the steps each side runs */
+    int64_t r = 0, acc = 0;
+    for (; r < s->B && 2 * acc < s->rows; r++)
+        for (int64_t t = 0; t < s->steps && s->nact[t] > r; t++) acc++;
+    p->split = RC_MIN(RC_MAX((r + 4) / 8 * 8, 8), s->B - 8);
+    rc_kparallel2(tl_kernel, fn, arg);
+}
 
 /* Between the caller's layout [T][B] and the packed sorted one: dst[off[t] + i] = src[t][perm[i]]
  * (to_sorted) or the reverse, for the rows running at t; from sorted order with zero_rest, the
@@ -375,16 +417,27 @@ static bool state_out(const rc_fused_layer *l, recur_array *const *states, const
 /* Each forward writes the layer output y [T, B, O] (sorted rows; rows not running stay as they
  * are: zero) and its history block `h` (never NULL: scratch when no gradient follows). */
 
-/* Units [u0, u0 + hn) of n rows (H units per row; gates, c, craw and m rows are H apart). */
+/* Units [u0, u0 + hn) of n rows (H units per row; gates, c, craw and m rows are H apart). The
+ * gates hold both products; the bias is added here, after them, as the cell adds it. */
 HOT static void lstm_cell_units(const rc_fused_layer *l, int64_t n, int64_t H, int64_t u0, int64_t hn, float *g, float *c,
-                                float *craw, float *m, float *tmp, const float *wf, const float *wi, const float *wo)
+                                float *craw, float *m, float *tmp, const float *bias, const float *wf, const float *wi,
+                                const float *wo)
 {
     int64_t G = 4 * H;
+    const float *bi = bias + u0, *bj = bi + H, *bf = bi + 2 * H, *bo = bi + 3 * H;
+    float fb = l->forget_bias;
     if (wf) wf += u0, wi += u0, wo += u0;
     for (int64_t b = 0; b < n; b++) {
         float *gi = g + b * G + u0, *gj = gi + H, *gf = gi + 2 * H, *go = gi + 3 * H, *cb = c + b * H + u0,
               *cr = craw + b * H + u0;
-        for (int64_t j = 0; j < hn; j++) gf[j] += l->forget_bias + (wf ? wf[j] * cb[j] : 0);
+        for (int64_t j = 0; j < hn; j++) {
+            gi[j] += bi[j];
+            gj[j] += bj[j];
+            gf[j] = (gf[j] + bf[j]) + fb;
+            go[j] += bo[j];
+        }
+        if (wf)
+            for (int64_t j = 0; j < hn; j++) gf[j] += wf[j] * cb[j];
         if (wi)
             for (int64_t j = 0; j < hn; j++) gi[j] += wi[j] * cb[j];
         rc_vsigmoid(gi, gi, (size_t)hn);
@@ -403,19 +456,13 @@ HOT static void lstm_cell_units(const rc_fused_layer *l, int64_t n, int64_t H, i
     }
 }
 
-static void lstm_cell_rows(const rc_fused_layer *l, int64_t n, int64_t H, float *g, float *c, float *craw, float *m,
-                           float *tmp, const float *wf, const float *wi, const float *wo)
-{
-    lstm_cell_units(l, n, H, 0, H, g, c, craw, m, tmp, wf, wi, wo);
-}
-
 typedef struct lstm_fwd_job {
     const rc_fused_layer *l;
     const seqinfo *s;
     const rc_packed_b *wh, *wp;
-    const float *wf, *wi, *wo;
+    const float *bias, *wf, *wi, *wo;
     float *gates, *craw, *yraw, *y, *c, *h, *m, *tmp[2];
-    int64_t split;
+    row_parts parts;
 } lstm_fwd_job;
 
 /* The recurrence over one part's rows (gates already hold the input projection). */
@@ -424,44 +471,26 @@ static void lstm_fwd_part(void *arg, int part)
     const lstm_fwd_job *j = arg;
     const rc_fused_layer *l = j->l;
     const seqinfo *s = j->s;
-    rows_range r = part_rows(s, j->split, part);
     int64_t H = l->units, P = layer_out(l), G = 4 * H;
-    float *tmp = j->tmp[part > 0], *c = j->c + r.r0 * H, *h = j->h + r.r0 * P;
+    float *tmp = j->tmp[part > 0];
     for (int64_t t = 0; t < s->steps; t++) {
-        int64_t n = running(s, r, t), row = s->off[t] + r.r0;
+        rows_range r = step_rows(s, &j->parts, part, t);
+        int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
+        float *c = j->c + r.r0 * H, *h = j->h + r.r0 * P;
         float *g = j->gates + row * G, *yr = j->yraw + row * P, *cr = j->craw + row * H;
         if (!j->wp) {
             /* the output is the state: read the previous step's output rows from the history */
             rc_gemm_packed(n, t ? j->yraw + (s->off[t - 1] + r.r0) * P : h, P, j->wh, 1.0f, g, G);
-            lstm_cell_rows(l, n, H, g, c, cr, yr, tmp, j->wf, j->wi, j->wo);
+            lstm_cell_units(l, n, H, 0, H, g, c, cr, yr, tmp, j->bias, j->wf, j->wi, j->wo);
         } else {
             float *m = j->m + r.r0 * H;
             rc_gemm_packed(n, h, P, j->wh, 1.0f, g, G);
-            lstm_cell_rows(l, n, H, g, c, cr, m, tmp, j->wf, j->wi, j->wo);
+            lstm_cell_units(l, n, H, 0, H, g, c, cr, m, tmp, j->bias, j->wf, j->wi, j->wo);
             rc_gemm_packed(n, m, H, j->wp, 0.0f, yr, P);
             clamp_vec(h, yr, n * P, l->proj_clip);
             memcpy(j->y + row * P, h, (size_t)(n * P) * sizeof *h);
         }
-    }
-}
-
-/* Two spinning threads meet after every step (the small-batch split below). */
-typedef struct step_barrier {
-    _Atomic int count, gen;
-} step_barrier;
-
-static void barrier_wait(step_barrier *b)
-{
-    int g = atomic_load_explicit(&b->gen, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == 1) {
-        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
-        return;
-    }
-    while (atomic_load_explicit(&b->gen, memory_order_acquire) == g) {
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#endif
+        step_done(&j->parts, part);
     }
 }
 
@@ -470,6 +499,7 @@ static void barrier_wait(step_barrier *b)
  * cache) and updates its half of the units, and the two meet after every step. */
 typedef struct lstm_units_job {
     lstm_fwd_job *j;
+    rc_packed_b *pack; /* not yet filled: each thread packs its own columns */
     step_barrier bar;
 } lstm_units_job;
 
@@ -481,12 +511,14 @@ static void lstm_fwd_units(void *arg, int part)
     const seqinfo *s = j->s;
     int64_t H = l->units, P = H, G = 4 * H, hn = H / 2, u0 = part * hn;
     float *tmp = j->tmp[part];
+    if (u->pack) /* this thread's columns of the weights, packed here: they stay in its cache */
+        for (int q = 0; q < 4; q++) rc_pack_b_fill(u->pack, q * H + u0, q * H + u0 + hn);
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t], row = s->off[t];
         float *g = j->gates + row * G, *yr = j->yraw + row * P;
         const float *hprev = t ? j->yraw + s->off[t - 1] * P : j->h;
         for (int q = 0; q < 4; q++) rc_gemm_packed_cols(n, hprev, P, j->wh, 1.0f, g, G, q * H + u0, q * H + u0 + hn);
-        lstm_cell_units(l, n, H, u0, hn, g, j->c, j->craw + row * H, yr, tmp, j->wf, j->wi, j->wo);
+        lstm_cell_units(l, n, H, u0, hn, g, j->c, j->craw + row * H, yr, tmp, j->bias, j->wf, j->wi, j->wo);
         barrier_wait(&u->bar);
     }
 }
@@ -497,24 +529,26 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
     int64_t B = s->B, D = l->in, H = l->units, P = layer_out(l), G = 4 * H, T = s->T;
     const float *kern = WIN(in, l, 0), *bias = WIN(in, l, 1);
     const float *proj = l->proj > 0 ? WIN(in, l, l->peepholes ? 5 : 2) : NULL;
-    lstm_fwd_job j = {.l = l, .s = s, .gates = hist, .craw = hist + T * B * G, .y = y, .c = st->s[0], .h = st->s[1]};
+    lstm_fwd_job j = {.l = l, .s = s, .bias = bias, .gates = hist, .craw = hist + T * B * G, .y = y, .c = st->s[0],
+                      .h = st->s[1]};
     j.yraw = j.craw + T * B * H;
     if (l->peepholes) j.wf = WIN(in, l, 2), j.wi = WIN(in, l, 3), j.wo = WIN(in, l, 4);
     j.tmp[0] = rc_arena_alloc(ar, (size_t)H * sizeof(float), false);
     j.tmp[1] = rc_arena_alloc(ar, (size_t)H * sizeof(float), false);
     j.m = proj ? rc_arena_alloc(ar, (size_t)(B * H) * sizeof(float), false) : NULL;
     rc_packed_b wh, wp;
-    if (!j.tmp[0] || !j.tmp[1] || (proj && !j.m) || !rc_pack_b(&wh, kern + D * G, G, false, P, G, ar) ||
+    if (!j.tmp[0] || !j.tmp[1] || (proj && !j.m) || !rc_pack_b_alloc(&wh, kern + D * G, G, false, P, G, ar) ||
         (proj && !rc_pack_b(&wp, proj, P, false, H, P, ar)))
         return RECUR_OUT_OF_MEMORY;
     j.wh = &wh;
     j.wp = proj ? &wp : NULL;
-    project(x, s->rows, D, kern, G, bias, j.gates);
-    lstm_units_job u = {.j = &j};
+    project(x, s->rows, D, kern, G, NULL, j.gates); /* the cell pass adds the bias */
+    lstm_units_job u = {.j = &j, .pack = &wh};
     if (split_rows(s)) {
-        j.split = row_split(s);
-        rc_kparallel2(tl_kernel, lstm_fwd_part, &j);
+        rc_pack_b_fill(&wh, 0, G);
+        run_row_parts(&j.parts, s, lstm_fwd_part, &j);
     } else if (proj || H % 64 || !wh.panels || !tl_kernel || !rc_kparallel2_together(tl_kernel, lstm_fwd_units, &u)) {
+        rc_pack_b_fill(&wh, 0, G);
         lstm_fwd_part(&j, -1);
     }
     if (!proj) {
@@ -542,7 +576,7 @@ typedef struct gru_fwd_job {
     const seqinfo *s;
     const rc_packed_b *wg, *wc;
     float *gates, *cand, *hh, *rh, *h, *y;
-    int64_t split;
+    row_parts parts;
 } gru_fwd_job;
 
 static void gru_fwd_part(void *arg, int part)
@@ -550,11 +584,11 @@ static void gru_fwd_part(void *arg, int part)
     const gru_fwd_job *j = arg;
     const rc_fused_layer *l = j->l;
     const seqinfo *s = j->s;
-    rows_range r = part_rows(s, j->split, part);
     int64_t H = l->units;
-    float *h = j->h + r.r0 * H, *rh = j->rh + r.r0 * H;
     for (int64_t t = 0; t < s->steps; t++) {
-        int64_t n = running(s, r, t), row = s->off[t] + r.r0;
+        rows_range r = step_rows(s, &j->parts, part, t);
+        int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
+        float *h = j->h + r.r0 * H, *rh = j->rh + r.r0 * H;
         float *g = j->gates + row * 2 * H, *cc = j->cand + row * H;
         rc_gemm_packed(n, h, H, j->wg, 1.0f, g, 2 * H);
         rc_vsigmoid(g, g, (size_t)(n * 2 * H));
@@ -564,6 +598,7 @@ static void gru_fwd_part(void *arg, int part)
         act_vec(l->act, cc, cc, n * H);
         gru_update_rows(n, H, g, cc, h, j->hh + row * H);
         memcpy(j->y + row * H, h, (size_t)(n * H) * sizeof *h);
+        step_done(&j->parts, part);
     }
 }
 
@@ -582,12 +617,7 @@ static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const
     j.wc = &wc;
     project(x, s->rows, D, gk, 2 * H, gb, j.gates);
     project(x, s->rows, D, ck, H, cb, j.cand);
-    if (split_rows(s)) {
-        j.split = row_split(s);
-        rc_kparallel2(tl_kernel, gru_fwd_part, &j);
-    } else {
-        gru_fwd_part(&j, -1);
-    }
+    run_row_parts(&j.parts, s, gru_fwd_part, &j);
     return RECUR_OK;
 }
 
@@ -774,20 +804,20 @@ static recur_code rnn_bwd(bctx *c)
 }
 
 /* The common cell (tanh, no clipping, peepholes or projection): one branch-free pass per row,
- * the bias gradient accumulated on the way. */
+ * reading the output gradient as dh + dy, the bias gradient accumulated on the way. */
 HOT static void lstm_bwd_rows_basic(int64_t n, int64_t H, const float *gt, const float *crt, const float *cprev,
-                                    const float *dm, float *dc, float *g, float *a, float *db)
+                                    const float *dh, const float *dy, float *dc, float *g, float *a, float *db)
 {
     int64_t G = 4 * H;
     for (int64_t b = 0; b < n; b++) {
         const float *is = gt + b * G, *ja = is + H, *fs = is + 2 * H, *os = is + 3 * H, *cp = cprev + b * H;
-        const float *dmb = dm + b * H;
+        const float *dhb = dh + b * H, *dyb = dy + b * H;
         float *dcb = dc + b * H, *gb = g + b * G;
         rc_vtanh(a, crt + b * H, (size_t)H);
         for (int64_t j = 0; j < H; j++) {
-            float o = os[j], i = is[j], f = fs[j], jj = ja[j], t = a[j];
-            float do_pre = dmb[j] * t * o * (1 - o);
-            float dcr = dcb[j] + dmb[j] * o * (1 - t * t);
+            float o = os[j], i = is[j], f = fs[j], jj = ja[j], t = a[j], dm = dhb[j] + dyb[j];
+            float do_pre = dm * t * o * (1 - o);
+            float dcr = dcb[j] + dm * o * (1 - t * t);
             float di = dcr * jj * i * (1 - i), dj = dcr * i * (1 - jj * jj), df = dcr * cp[j] * f * (1 - f);
             dcb[j] = dcr * f;
             gb[j] = di;
@@ -804,10 +834,6 @@ HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, con
                               const float *wf, const float *wi, const float *wo, float *db)
 {
     int64_t G = 4 * H;
-    if (!wf && !wi && !wo && !dpe && !mpre && !(l->cell_clip > 0) && l->act == RECUR_ACT_TANH) {
-        lstm_bwd_rows_basic(n, H, gt, crt, cprev, dm, dc, g, a, db);
-        return;
-    }
     for (int64_t b = 0; b < n; b++) {
         const float *is = gt + b * G, *ja = is + H, *fs = is + 2 * H, *os = is + 3 * H, *cr = crt + b * H, *cp = cprev + b * H;
         const float *dmb = dm + b * H;
@@ -848,7 +874,8 @@ typedef struct lstm_bwd_job {
     const rc_packed_b *whT, *wpT;
     const float *wf, *wi, *wo, *gates, *craw, *yraw;
     float *dG, *hp, *dm, *cp, *mpre, *dmr, *a[2], *db[2], *dpe[2];
-    int64_t split;
+    row_parts parts;
+    bool basic; /* the common cell (lstm_bwd_rows_basic) */
 } lstm_bwd_job;
 
 /* The backward recurrence over one part's rows: gate gradients, state gradients, and the
@@ -859,33 +886,43 @@ static void lstm_bwd_part(void *arg, int part)
     const bctx *c = j->c;
     const rc_fused_layer *l = c->l;
     const seqinfo *s = c->s;
-    rows_range r = part_rows(s, j->split, part);
     int64_t H = l->units, P = layer_out(l), G = 4 * H, S = s->steps;
     bool proj = j->wpT != NULL;
-    /* previous outputs: clamp(y_raw[t-1]) */
-    for (int64_t t = 0; t < S; t++) {
-        int64_t n = running(s, r, t);
+    /* previous outputs: clamp(y_raw[t-1]) (hp NULL: the weight gradient reads y_raw itself) */
+    for (int64_t t = 0; j->hp && t < S; t++) {
+        rows_range r = step_rows(s, &j->parts, part, t);
+        int64_t n = r.r1 - r.r0;
         float *hpt = j->hp + (s->off[t] + r.r0) * P;
         if (t) clamp_vec(hpt, j->yraw + (s->off[t - 1] + r.r0) * P, n * P, proj ? l->proj_clip : 0);
         else memcpy(hpt, c->h0 + r.r0 * P, (size_t)(n * P) * sizeof *hpt);
     }
-    float *dh = c->dh + r.r0 * P, *dc = c->dc + r.r0 * H, *dm = j->dm + r.r0 * H, *cp = j->cp + r.r0 * H;
     float *a = j->a[part > 0], *db = j->db[part > 0], *dpe = j->dpe[part > 0];
     for (int64_t t = S - 1; t >= 0; t--) {
-        int64_t n = running(s, r, t), row = s->off[t] + r.r0;
+        rows_range r = step_rows(s, &j->parts, part, t);
+        int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
+        float *dh = c->dh + r.r0 * P, *dc = c->dc + r.r0 * H, *dm = j->dm + r.r0 * H, *cp = j->cp + r.r0 * H;
         const float *dyt = c->dy + row * P, *yr = j->yraw + row * P;
-        float *dmt = proj ? j->dmr + row * P : dm;
-        for (int64_t i = 0; i < n * P; i++) {
-            float d = dh[i] + dyt[i];
-            if (proj && l->proj_clip > 0 && (yr[i] < -l->proj_clip || yr[i] > l->proj_clip)) d = 0;
-            dmt[i] = d;
+        /* the previous cell state, clipped as the forward used it */
+        const float *cprev = t ? j->craw + (s->off[t - 1] + r.r0) * H : c->c0 + r.r0 * H;
+        if (t && l->cell_clip > 0) {
+            clamp_vec(cp, cprev, n * H, l->cell_clip);
+            cprev = cp;
         }
-        if (proj) rc_gemm_packed(n, dmt, P, j->wpT, 0.0f, dm, H);
-        if (t) clamp_vec(cp, j->craw + (s->off[t - 1] + r.r0) * H, n * H, l->cell_clip);
-        else memcpy(cp, c->c0 + r.r0 * H, (size_t)(n * H) * sizeof *cp);
-        lstm_bwd_rows(l, n, H, j->gates + row * G, j->craw + row * H, cp, dm, dc, j->dG + row * G, dpe,
-                      j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo, db);
+        if (j->basic) {
+            lstm_bwd_rows_basic(n, H, j->gates + row * G, j->craw + row * H, cprev, dh, dyt, dc, j->dG + row * G, a, db);
+        } else {
+            float *dmt = proj ? j->dmr + row * P : dm;
+            for (int64_t i = 0; i < n * P; i++) {
+                float d = dh[i] + dyt[i];
+                if (proj && l->proj_clip > 0 && (yr[i] < -l->proj_clip || yr[i] > l->proj_clip)) d = 0;
+                dmt[i] = d;
+            }
+            if (proj) rc_gemm_packed(n, dmt, P, j->wpT, 0.0f, dm, H);
+            lstm_bwd_rows(l, n, H, j->gates + row * G, j->craw + row * H, cprev, dm, dc, j->dG + row * G, dpe,
+                          j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo, db);
+        }
         rc_gemm_packed(n, j->dG + row * G, G, j->whT, 0.0f, dh, P);
+        step_done(&j->parts, part);
     }
 }
 
@@ -898,32 +935,40 @@ static recur_code lstm_bwd(bctx *c)
     const float *proj = l->proj > 0 ? WIN(c->in, l, pi) : NULL;
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
     bool two = split_rows(c->s);
-    lstm_bwd_job j = {.c = c, .gates = c->hist, .split = two ? row_split(c->s) : 0};
+    lstm_bwd_job j = {.c = c, .gates = c->hist};
     j.craw = j.gates + T * B * G;
     j.yraw = j.craw + T * B * H;
     if (l->peepholes) j.wf = WIN(c->in, l, 2), j.wi = WIN(c->in, l, 3), j.wo = WIN(c->in, l, 4);
     /* dG and hp: every packed row is written (RAW: no memset) */
-    j.dG = TAKE_RAW(c, R * G), j.hp = TAKE_RAW(c, R * P), j.dm = TAKE(c, B * H), j.cp = TAKE(c, B * H);
+    j.basic = !l->peepholes && !proj && !(l->cell_clip > 0) && l->act == RECUR_ACT_TANH;
+    /* Every row running every step: the previous outputs of steps 1.. are y_raw's first rows, so
+     * the weight gradient reads them there (and h0 for step 0) instead of from a copy. */
+    bool hp_view = c->s->dense && !(proj && l->proj_clip > 0);
+    j.dG = TAKE_RAW(c, R * G), j.dm = TAKE(c, B * H), j.cp = TAKE(c, B * H);
+    j.hp = hp_view ? NULL : TAKE_RAW(c, R * P);
     j.mpre = proj ? TAKE(c, R * H) : NULL, j.dmr = proj ? TAKE(c, R * P) : NULL;
     j.a[0] = TAKE(c, H), j.a[1] = TAKE(c, H);
     j.db[0] = db, j.db[1] = two ? TAKE(c, G) : db; /* the second part sums apart, added after */
     j.dpe[0] = l->peepholes ? TAKE(c, 3 * H) : NULL, j.dpe[1] = l->peepholes && two ? TAKE(c, 3 * H) : j.dpe[0];
     rc_packed_b whT, wpT;
-    if (!j.dG || !j.hp || !j.dm || !j.cp || !j.a[0] || !j.a[1] || !j.db[1] || (proj && (!j.mpre || !j.dmr)) ||
+    if (!j.dG || (!hp_view && !j.hp) || !j.dm || !j.cp || !j.a[0] || !j.a[1] || !j.db[1] || (proj && (!j.mpre || !j.dmr)) ||
         (l->peepholes && (!j.dpe[0] || !j.dpe[1])) || !rc_pack_b(&whT, kern + D * G, G, true, G, P, c->ar) ||
         (proj && !rc_pack_b(&wpT, proj, P, true, P, H, c->ar)))
         return RECUR_OUT_OF_MEMORY;
     j.whT = &whT;
     j.wpT = proj ? &wpT : NULL;
+    run_row_parts(&j.parts, c->s, lstm_bwd_part, &j); /* two parts exactly when `two` */
     if (two) {
-        rc_kparallel2(tl_kernel, lstm_bwd_part, &j);
         for (int64_t k = 0; k < G; k++) db[k] += j.db[1][k];
         for (int64_t k = 0; l->peepholes && k < 3 * H; k++) j.dpe[0][k] += j.dpe[1][k];
-    } else {
-        lstm_bwd_part(&j, -1);
     }
     gemm_tn_acc(D, G, R, c->x, D, j.dG, G, dK, G);
-    gemm_tn_acc(P, G, R, j.hp, P, j.dG, G, dK + D * G, G);
+    if (hp_view) {
+        gemm_tn_acc(P, G, B, c->h0, P, j.dG, G, dK + D * G, G);
+        gemm_tn_acc(P, G, R - B, j.yraw, P, j.dG + B * G, G, dK + D * G, G);
+    } else {
+        gemm_tn_acc(P, G, R, j.hp, P, j.dG, G, dK + D * G, G);
+    }
     if (l->peepholes) {
         float *dwf = DW(c->dcap, c->first, l, 2), *dwi = DW(c->dcap, c->first, l, 3), *dwo = DW(c->dcap, c->first, l, 4);
         for (int64_t k = 0; k < H; k++) {
@@ -958,7 +1003,7 @@ typedef struct gru_bwd_job {
     const rc_packed_b *wcT, *wgT;
     const float *gates, *cand, *hp;
     float *dGg, *dC, *rh, *drh, *dhn;
-    int64_t split;
+    row_parts parts;
 } gru_bwd_job;
 
 static void gru_bwd_part(void *arg, int part)
@@ -967,11 +1012,11 @@ static void gru_bwd_part(void *arg, int part)
     const bctx *c = j->c;
     const rc_fused_layer *l = c->l;
     const seqinfo *s = c->s;
-    rows_range r = part_rows(s, j->split, part);
     int64_t H = l->units;
-    float *dh = c->dh + r.r0 * H, *drh = j->drh + r.r0 * H, *dhn = j->dhn + r.r0 * H;
     for (int64_t t = s->steps - 1; t >= 0; t--) {
-        int64_t n = running(s, r, t), row = s->off[t] + r.r0;
+        rows_range r = step_rows(s, &j->parts, part, t);
+        int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
+        float *dh = c->dh + r.r0 * H, *drh = j->drh + r.r0 * H, *dhn = j->dhn + r.r0 * H;
         const float *g = j->gates + row * 2 * H, *hpt = j->hp + row * H;
         float *dct = j->dC + row * H, *dg = j->dGg + row * 2 * H, *rh = j->rh + row * H;
         for (int64_t b = 0; b < n; b++)
@@ -986,6 +1031,7 @@ static void gru_bwd_part(void *arg, int part)
             }
         rc_gemm_packed(n, dg, 2 * H, j->wgT, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
+        step_done(&j->parts, part);
     }
 }
 
@@ -1007,12 +1053,7 @@ static recur_code gru_bwd(bctx *c)
     j.wgT = &wgT;
     prev_outputs(c, hh, H, hp);
     j.hp = hp;
-    if (split_rows(c->s)) {
-        j.split = row_split(c->s);
-        rc_kparallel2(tl_kernel, gru_bwd_part, &j);
-    } else {
-        gru_bwd_part(&j, -1);
-    }
+    run_row_parts(&j.parts, c->s, gru_bwd_part, &j);
     float *dgk = DW(c->dcap, c->first, l, 0), *dgb = DW(c->dcap, c->first, l, 1), *dck = DW(c->dcap, c->first, l, 2),
           *dcb = DW(c->dcap, c->first, l, 3);
     gemm_tn_acc(D, 2 * H, R, c->x, D, j.dGg, 2 * H, dgk, 2 * H);
