@@ -98,6 +98,13 @@ B(b_transpose_rows, recur_transpose(g, in[0], (int[]){1, 0, 2}))
 B(b_reshape, recur_reshape(g, in[0], RECUR_SHAPE(-1, 4)))
 B(b_expand, recur_expand_dims(g, in[0], 1))
 B(b_sum_all, recur_reduce_sum(g, in[0], NULL, 0, false))
+B(b_mean_all, recur_reduce_mean(g, in[0], NULL, 0, false))
+/* the gradient of a mean: ReduceGrad spreading dy / count over the input's shape */
+static recur_tensor *b_mean_grad(recur_graph *g, recur_tensor **in)
+{
+    recur_tensor *y = recur_reduce_mean(g, in[0], (int[]){1}, 1, false), *dx = NULL;
+    return recur_gradients(g, &y, 1, in, 1, NULL, &dx) ? dx : NULL;
+}
 B(b_sum_lead, recur_reduce_sum(g, in[0], (int[]){0, 1}, 2, false))
 B(b_sum_trail, recur_reduce_sum(g, in[0], (int[]){-1}, 1, true))
 B(b_sum_mid, recur_reduce_sum(g, in[0], (int[]){1}, 1, false))
@@ -173,6 +180,11 @@ static const opcase cases[] = {
     {"reshape", b_reshape, 1, {F}, {S(2, 3, 4)}, -1, 1},
     {"expand_dims", b_expand, 1, {F}, {S(2, 3)}, -1, 1},
     {"sum all", b_sum_all, 1, {F}, {S(2, 3, 4)}, -1, 1},
+    /* large enough for the two-thread paths (two half sums, two halves of the rows) */
+    {"mean all, large", b_mean_all, 1, {F}, {S(600, 500)}, -1, 1},
+    {"transpose keeping rows, large", b_transpose_rows, 1, {F}, {S(40, 70, 128)}, -1, 1},
+    {"mean gradient, large", b_mean_grad, 1, {F}, {S(1, 300000, 2)}, -1, 1},
+    {"mean gradient, large rows", b_mean_grad, 1, {F}, {S(1, 3000, 100)}, -1, 1},
     {"sum leading", b_sum_lead, 1, {F}, {S(2, 3, 4)}, -1, 1},
     {"sum trailing keep", b_sum_trail, 1, {F}, {S(2, 3, 4)}, -1, 1},
     {"sum middle", b_sum_mid, 1, {F}, {S(2, 3, 4)}, -1, 1},
