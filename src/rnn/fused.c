@@ -561,6 +561,13 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
     return RECUR_OK;
 }
 
+/* rh = r * h for n rows (r: the first H of each gate row, 2H apart) */
+HOT static void gru_reset_rows(int64_t n, int64_t H, const float *g, const float *h, float *rh)
+{
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * 2 * H + k] * h[b * H + k];
+}
+
 HOT static void gru_update_rows(int64_t n, int64_t H, const float *g, const float *cand, float *h, float *hout)
 {
     for (int64_t b = 0; b < n; b++) {
@@ -592,8 +599,7 @@ static void gru_fwd_part(void *arg, int part)
         float *g = j->gates + row * 2 * H, *cc = j->cand + row * H;
         rc_gemm_packed(n, h, H, j->wg, 1.0f, g, 2 * H);
         rc_vsigmoid(g, g, (size_t)(n * 2 * H));
-        for (int64_t b = 0; b < n; b++)
-            for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * 2 * H + k] * h[b * H + k];
+        gru_reset_rows(n, H, g, h, rh);
         rc_gemm_packed(n, rh, H, j->wc, 1.0f, cc, H);
         act_vec(l->act, cc, cc, n * H);
         gru_update_rows(n, H, g, cc, h, j->hh + row * H);
@@ -982,19 +988,36 @@ static recur_code lstm_bwd(bctx *c)
     return RECUR_OK;
 }
 
+/* One step's pointwise backward: rows of dA (ld floats apart) get the update gate's gradient
+ * at [H, 2H) and the candidate's at [2H, 3H); dh_out the part of dh that flows through u. */
 HOT static void gru_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *g, const float *ca, const float *hp,
-                             const float *dh_in, const float *dyt, float *dct, float *dg, float *dh_out)
+                             const float *dh_in, const float *dyt, float *dA, int64_t ld, float *dh_out)
 {
-    for (int64_t b = 0; b < n; b++)
+    for (int64_t b = 0; b < n; b++) {
+        float *du = dA + b * ld + H, *dct = dA + b * ld + 2 * H;
         for (int64_t j = 0; j < H; j++) {
             int64_t e = b * H + j;
             float u = g[b * 2 * H + H + j], d = dh_in[e] + dyt[e], cv = ca[e];
             float ad = l->act == RECUR_ACT_TANH ? 1 - cv * cv
                        : l->act == RECUR_ACT_SIGMOID ? cv * (1 - cv)
                        : l->act == RECUR_ACT_RELU ? (cv > 0 ? 1.0f : 0.0f) : 1.0f;
-            dct[e] = d * (1 - u) * ad;
-            dg[b * 2 * H + H + j] = d * (hp[e] - cv) * u * (1 - u);
+            dct[j] = d * (1 - u) * ad;
+            du[j] = d * (hp[e] - cv) * u * (1 - u);
             dh_out[e] = d * u;
+        }
+    }
+}
+
+/* Through the reset gate: from drh = d(r * h), the reset gate's gradient (at [0, H) of each dA
+ * row) and the part of dh that flows through r * h. */
+HOT static void gru_bwd_reset(int64_t n, int64_t H, const float *g, const float *hp, const float *drh, float *dA, int64_t ld,
+                              float *dhn)
+{
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t k = 0; k < H; k++) {
+            float rr = g[b * 2 * H + k];
+            dA[b * ld + k] = drh[b * H + k] * hp[b * H + k] * rr * (1 - rr);
+            dhn[b * H + k] += drh[b * H + k] * rr;
         }
 }
 
@@ -1002,7 +1025,7 @@ typedef struct gru_bwd_job {
     bctx *c;
     const rc_packed_b *wcT, *wgT;
     const float *gates, *cand, *hp;
-    float *dGg, *dC, *rh, *drh, *dhn;
+    float *dA, *rh, *drh, *dhn; /* dA: [rows, 3H], the gates' gradients then the candidate's */
     row_parts parts;
 } gru_bwd_job;
 
@@ -1018,18 +1041,12 @@ static void gru_bwd_part(void *arg, int part)
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *dh = c->dh + r.r0 * H, *drh = j->drh + r.r0 * H, *dhn = j->dhn + r.r0 * H;
         const float *g = j->gates + row * 2 * H, *hpt = j->hp + row * H;
-        float *dct = j->dC + row * H, *dg = j->dGg + row * 2 * H, *rh = j->rh + row * H;
-        for (int64_t b = 0; b < n; b++)
-            for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * 2 * H + k] * hpt[b * H + k];
-        gru_bwd_rows(l, n, H, g, j->cand + row * H, hpt, dh, c->dy + row * H, dct, dg, dhn);
-        rc_gemm_packed(n, dct, H, j->wcT, 0.0f, drh, H);
-        for (int64_t b = 0; b < n; b++)
-            for (int64_t k = 0; k < H; k++) {
-                float rr = g[b * 2 * H + k];
-                dg[b * 2 * H + k] = drh[b * H + k] * hpt[b * H + k] * rr * (1 - rr);
-                dhn[b * H + k] += drh[b * H + k] * rr;
-            }
-        rc_gemm_packed(n, dg, 2 * H, j->wgT, 1.0f, dhn, H);
+        float *dA = j->dA + row * 3 * H;
+        gru_reset_rows(n, H, g, hpt, j->rh + row * H);
+        gru_bwd_rows(l, n, H, g, j->cand + row * H, hpt, dh, c->dy + row * H, dA, 3 * H, dhn);
+        rc_gemm_packed(n, dA + 2 * H, 3 * H, j->wcT, 0.0f, drh, H);
+        gru_bwd_reset(n, H, g, hpt, drh, dA, 3 * H, dhn);
+        rc_gemm_packed(n, dA, 3 * H, j->wgT, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
         step_done(&j->parts, part);
     }
@@ -1042,11 +1059,11 @@ static recur_code gru_bwd(bctx *c)
     const float *gk = WIN(c->in, l, 0), *ck = WIN(c->in, l, 2);
     gru_bwd_job j = {.c = c, .gates = c->hist, .cand = c->hist + T * B * 2 * H};
     const float *hh = j.cand + T * B * H;
-    float *hp = TAKE(c, R * H);
-    j.dGg = TAKE(c, R * 2 * H), j.dC = TAKE(c, R * H), j.rh = TAKE(c, R * H), j.drh = TAKE(c, B * H),
-    j.dhn = TAKE(c, B * H);
+    /* every packed row of these is written (RAW: no memset) */
+    float *hp = TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H), *bsum = TAKE(c, 3 * H);
+    j.dA = TAKE_RAW(c, R * 3 * H), j.rh = TAKE_RAW(c, R * H), j.drh = TAKE(c, B * H), j.dhn = TAKE(c, B * H);
     rc_packed_b wcT, wgT;
-    if (!j.dGg || !j.dC || !hp || !j.rh || !j.drh || !j.dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
+    if (!j.dA || !hp || !wx || !dwx || !bsum || !j.rh || !j.drh || !j.dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
         !rc_pack_b(&wgT, gk + D * 2 * H, 2 * H, true, 2 * H, H, c->ar))
         return RECUR_OUT_OF_MEMORY;
     j.wcT = &wcT;
@@ -1056,14 +1073,25 @@ static recur_code gru_bwd(bctx *c)
     run_row_parts(&j.parts, c->s, gru_bwd_part, &j);
     float *dgk = DW(c->dcap, c->first, l, 0), *dgb = DW(c->dcap, c->first, l, 1), *dck = DW(c->dcap, c->first, l, 2),
           *dcb = DW(c->dcap, c->first, l, 3);
-    gemm_tn_acc(D, 2 * H, R, c->x, D, j.dGg, 2 * H, dgk, 2 * H);
-    gemm_tn_acc(H, 2 * H, R, hp, H, j.dGg, 2 * H, dgk + D * 2 * H, 2 * H);
-    colsum_acc(j.dGg, R, 2 * H, dgb);
-    gemm_tn_acc(D, H, R, c->x, D, j.dC, H, dck, H);
-    gemm_tn_acc(H, H, R, j.rh, H, j.dC, H, dck + D * H, H);
-    colsum_acc(j.dC, R, H, dcb);
-    gemm_nt(R, D, 2 * H, j.dGg, 2 * H, gk, 2 * H, 0.0f, c->dx, D);
-    gemm_nt(R, D, H, j.dC, H, ck, H, 1.0f, c->dx, D);
+    /* The input's rows of both kernels side by side, [D, 3H]: one product each for their
+     * gradient and for dx, where the two kernels apart would take two. */
+    for (int64_t d = 0; d < D; d++) {
+        memcpy(wx + d * 3 * H, gk + d * 2 * H, (size_t)(2 * H) * sizeof *wx);
+        memcpy(wx + d * 3 * H + 2 * H, ck + d * H, (size_t)H * sizeof *wx);
+    }
+    gemm_run(&(gemm_job){.ta = true, .m = D, .n = 3 * H, .k = R, .A = c->x, .lda = D, .B = j.dA, .ldb = 3 * H, .beta = 0.0f,
+                         .C = dwx, .ldc = 3 * H});
+    for (int64_t d = 0; d < D; d++)
+        for (int64_t k = 0; k < 3 * H; k++) {
+            if (k < 2 * H) dgk[d * 2 * H + k] += dwx[d * 3 * H + k];
+            else dck[d * H + k - 2 * H] += dwx[d * 3 * H + k];
+        }
+    gemm_tn_acc(H, 2 * H, R, hp, H, j.dA, 3 * H, dgk + D * 2 * H, 2 * H);
+    gemm_tn_acc(H, H, R, j.rh, H, j.dA + 2 * H, 3 * H, dck + D * H, H);
+    colsum_acc(j.dA, R, 3 * H, bsum);
+    for (int64_t k = 0; k < 2 * H; k++) dgb[k] += bsum[k];
+    for (int64_t k = 0; k < H; k++) dcb[k] += bsum[2 * H + k];
+    gemm_nt(R, D, 3 * H, j.dA, 3 * H, wx, 3 * H, 0.0f, c->dx, D);
     return RECUR_OK;
 }
 
