@@ -21,7 +21,7 @@
  * outputs [T, B, O]; states [B, S]. History per layer, in blocks of T*B packed rows:
  *   RNN     h (after the activation)                               H
  *   LSTM    i, act(j), f, o | c before clipping | y before the projection clip   4H | H | P
- *   GRU     r, u | act(candidate) | h                              2H | H | H
+ *   GRU     r, u, act(candidate) | h                               3H | H
  *   GRU v2  z, r, act(hh) | recurrent hh term | h                  3H | H | H
  */
 #include "rnn/rnn_impl.h"
@@ -561,20 +561,31 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
     return RECUR_OK;
 }
 
-/* rh = r * h for n rows (r: the first H of each gate row, 2H apart) */
+/* GRU gate rows are [r, u, candidate], 3H floats. */
+
+/* rh = r * h for n rows */
 HOT static void gru_reset_rows(int64_t n, int64_t H, const float *g, const float *h, float *rh)
 {
     for (int64_t b = 0; b < n; b++)
-        for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * 2 * H + k] * h[b * H + k];
+        for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * 3 * H + k] * h[b * H + k];
 }
 
-HOT static void gru_update_rows(int64_t n, int64_t H, const float *g, const float *cand, float *h, float *hout)
+HOT static void gru_update_rows(int64_t n, int64_t H, const float *g, float *h, float *hout)
 {
     for (int64_t b = 0; b < n; b++) {
-        const float *u = g + b * 2 * H + H, *ca = cand + b * H;
+        const float *u = g + b * 3 * H + H, *ca = u + H;
         float *hb = h + b * H;
         for (int64_t j = 0; j < H; j++) hb[j] = u[j] * hb[j] + (1 - u[j]) * ca[j];
         memcpy(hout + b * H, hb, (size_t)H * sizeof *hb);
+    }
+}
+
+/* wx [D, 3H] = the input rows of the gate kernel [D+H, 2H] and of the candidate kernel [D+H, H] */
+static void gru_input_kernel(const float *gk, const float *ck, int64_t D, int64_t H, float *wx)
+{
+    for (int64_t d = 0; d < D; d++) {
+        memcpy(wx + d * 3 * H, gk + d * 2 * H, (size_t)(2 * H) * sizeof *wx);
+        memcpy(wx + d * 3 * H + 2 * H, ck + d * H, (size_t)H * sizeof *wx);
     }
 }
 
@@ -582,7 +593,7 @@ typedef struct gru_fwd_job {
     const rc_fused_layer *l;
     const seqinfo *s;
     const rc_packed_b *wg, *wc;
-    float *gates, *cand, *hh, *rh, *h, *y;
+    float *gates, *hh, *rh, *h, *y;
     row_parts parts;
 } gru_fwd_job;
 
@@ -596,13 +607,13 @@ static void gru_fwd_part(void *arg, int part)
         rows_range r = step_rows(s, &j->parts, part, t);
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *h = j->h + r.r0 * H, *rh = j->rh + r.r0 * H;
-        float *g = j->gates + row * 2 * H, *cc = j->cand + row * H;
-        rc_gemm_packed(n, h, H, j->wg, 1.0f, g, 2 * H);
-        rc_vsigmoid(g, g, (size_t)(n * 2 * H));
+        float *g = j->gates + row * 3 * H;
+        rc_gemm_packed(n, h, H, j->wg, 1.0f, g, 3 * H);
+        for (int64_t b = 0; b < n; b++) rc_vsigmoid(g + b * 3 * H, g + b * 3 * H, (size_t)(2 * H));
         gru_reset_rows(n, H, g, h, rh);
-        rc_gemm_packed(n, rh, H, j->wc, 1.0f, cc, H);
-        act_vec(l->act, cc, cc, n * H);
-        gru_update_rows(n, H, g, cc, h, j->hh + row * H);
+        rc_gemm_packed(n, rh, H, j->wc, 1.0f, g + 2 * H, 3 * H);
+        for (int64_t b = 0; b < n; b++) act_vec(l->act, g + b * 3 * H + 2 * H, g + b * 3 * H + 2 * H, H);
+        gru_update_rows(n, H, g, h, j->hh + row * H);
         memcpy(j->y + row * H, h, (size_t)(n * H) * sizeof *h);
         step_done(&j->parts, part);
     }
@@ -613,16 +624,21 @@ static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const
 {
     int64_t B = s->B, D = l->in, H = l->units, T = s->T;
     const float *gk = WIN(in, l, 0), *gb = WIN(in, l, 1), *ck = WIN(in, l, 2), *cb = WIN(in, l, 3);
-    gru_fwd_job j = {.l = l, .s = s, .gates = hist, .cand = hist + T * B * 2 * H, .h = st->s[0], .y = y};
-    j.hh = j.cand + T * B * H;
+    gru_fwd_job j = {.l = l, .s = s, .gates = hist, .hh = hist + T * B * 3 * H, .h = st->s[0], .y = y};
     j.rh = rc_arena_alloc(ar, (size_t)(B * H) * sizeof(float), false);
+    float *wx = rc_arena_alloc(ar, (size_t)(D * 3 * H) * sizeof(float), false);
+    float *bx = rc_arena_alloc(ar, (size_t)(3 * H) * sizeof(float), false);
     rc_packed_b wg, wc;
-    if (!j.rh || !rc_pack_b(&wg, gk + D * 2 * H, 2 * H, false, H, 2 * H, ar) || !rc_pack_b(&wc, ck + D * H, H, false, H, H, ar))
+    if (!j.rh || !wx || !bx || !rc_pack_b(&wg, gk + D * 2 * H, 2 * H, false, H, 2 * H, ar) ||
+        !rc_pack_b(&wc, ck + D * H, H, false, H, H, ar))
         return RECUR_OUT_OF_MEMORY;
     j.wg = &wg;
     j.wc = &wc;
-    project(x, s->rows, D, gk, 2 * H, gb, j.gates);
-    project(x, s->rows, D, ck, H, cb, j.cand);
+    /* the input's rows of both kernels side by side: one product for every step's gate rows */
+    gru_input_kernel(gk, ck, D, H, wx);
+    memcpy(bx, gb, (size_t)(2 * H) * sizeof *bx);
+    memcpy(bx + 2 * H, cb, (size_t)H * sizeof *bx);
+    project(x, s->rows, D, wx, 3 * H, bx, j.gates);
     run_row_parts(&j.parts, s, gru_fwd_part, &j);
     return RECUR_OK;
 }
@@ -990,14 +1006,14 @@ static recur_code lstm_bwd(bctx *c)
 
 /* One step's pointwise backward: rows of dA (ld floats apart) get the update gate's gradient
  * at [H, 2H) and the candidate's at [2H, 3H); dh_out the part of dh that flows through u. */
-HOT static void gru_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *g, const float *ca, const float *hp,
+HOT static void gru_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *g, const float *hp,
                              const float *dh_in, const float *dyt, float *dA, int64_t ld, float *dh_out)
 {
     for (int64_t b = 0; b < n; b++) {
         float *du = dA + b * ld + H, *dct = dA + b * ld + 2 * H;
         for (int64_t j = 0; j < H; j++) {
             int64_t e = b * H + j;
-            float u = g[b * 2 * H + H + j], d = dh_in[e] + dyt[e], cv = ca[e];
+            float u = g[b * 3 * H + H + j], d = dh_in[e] + dyt[e], cv = g[b * 3 * H + 2 * H + j];
             float ad = l->act == RECUR_ACT_TANH ? 1 - cv * cv
                        : l->act == RECUR_ACT_SIGMOID ? cv * (1 - cv)
                        : l->act == RECUR_ACT_RELU ? (cv > 0 ? 1.0f : 0.0f) : 1.0f;
@@ -1015,7 +1031,7 @@ HOT static void gru_bwd_reset(int64_t n, int64_t H, const float *g, const float 
 {
     for (int64_t b = 0; b < n; b++)
         for (int64_t k = 0; k < H; k++) {
-            float rr = g[b * 2 * H + k];
+            float rr = g[b * 3 * H + k];
             dA[b * ld + k] = drh[b * H + k] * hp[b * H + k] * rr * (1 - rr);
             dhn[b * H + k] += drh[b * H + k] * rr;
         }
@@ -1024,7 +1040,7 @@ HOT static void gru_bwd_reset(int64_t n, int64_t H, const float *g, const float 
 typedef struct gru_bwd_job {
     bctx *c;
     const rc_packed_b *wcT, *wgT;
-    const float *gates, *cand, *hp;
+    const float *gates, *hp;
     float *dA, *rh, *drh, *dhn; /* dA: [rows, 3H], the gates' gradients then the candidate's */
     row_parts parts;
 } gru_bwd_job;
@@ -1040,10 +1056,10 @@ static void gru_bwd_part(void *arg, int part)
         rows_range r = step_rows(s, &j->parts, part, t);
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *dh = c->dh + r.r0 * H, *drh = j->drh + r.r0 * H, *dhn = j->dhn + r.r0 * H;
-        const float *g = j->gates + row * 2 * H, *hpt = j->hp + row * H;
+        const float *g = j->gates + row * 3 * H, *hpt = j->hp + row * H;
         float *dA = j->dA + row * 3 * H;
         gru_reset_rows(n, H, g, hpt, j->rh + row * H);
-        gru_bwd_rows(l, n, H, g, j->cand + row * H, hpt, dh, c->dy + row * H, dA, 3 * H, dhn);
+        gru_bwd_rows(l, n, H, g, hpt, dh, c->dy + row * H, dA, 3 * H, dhn);
         rc_gemm_packed(n, dA + 2 * H, 3 * H, j->wcT, 0.0f, drh, H);
         gru_bwd_reset(n, H, g, hpt, drh, dA, 3 * H, dhn);
         rc_gemm_packed(n, dA, 3 * H, j->wgT, 1.0f, dhn, H);
@@ -1057,8 +1073,8 @@ static recur_code gru_bwd(bctx *c)
     const rc_fused_layer *l = c->l;
     int64_t B = c->s->B, D = l->in, H = l->units, R = c->s->rows, T = c->s->T;
     const float *gk = WIN(c->in, l, 0), *ck = WIN(c->in, l, 2);
-    gru_bwd_job j = {.c = c, .gates = c->hist, .cand = c->hist + T * B * 2 * H};
-    const float *hh = j.cand + T * B * H;
+    gru_bwd_job j = {.c = c, .gates = c->hist};
+    const float *hh = j.gates + T * B * 3 * H;
     /* every packed row of these is written (RAW: no memset) */
     float *hp = TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H), *bsum = TAKE(c, 3 * H);
     j.dA = TAKE_RAW(c, R * 3 * H), j.rh = TAKE_RAW(c, R * H), j.drh = TAKE(c, B * H), j.dhn = TAKE(c, B * H);
@@ -1075,10 +1091,7 @@ static recur_code gru_bwd(bctx *c)
           *dcb = DW(c->dcap, c->first, l, 3);
     /* The input's rows of both kernels side by side, [D, 3H]: one product each for their
      * gradient and for dx, where the two kernels apart would take two. */
-    for (int64_t d = 0; d < D; d++) {
-        memcpy(wx + d * 3 * H, gk + d * 2 * H, (size_t)(2 * H) * sizeof *wx);
-        memcpy(wx + d * 3 * H + 2 * H, ck + d * H, (size_t)H * sizeof *wx);
-    }
+    gru_input_kernel(gk, ck, D, H, wx);
     gemm_run(&(gemm_job){.ta = true, .m = D, .n = 3 * H, .k = R, .A = c->x, .lda = D, .B = j.dA, .ldb = 3 * H, .beta = 0.0f,
                          .C = dwx, .ldc = 3 * H});
     for (int64_t d = 0; d < D; d++)
