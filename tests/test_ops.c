@@ -238,6 +238,43 @@ TEST(fast_kernels_match_reference)
     recur_status_free(st);
 }
 
+/* The copying kernels cut large arrays in two halves for two threads: the halves must give
+ * exactly what one thread gives (the one-thread path is the one the small cases above check). */
+TEST(two_thread_copies_match_one_thread)
+{
+    st = recur_status_new();
+    recur_graph *g = recur_graph_new();
+    recur_shape sh = RECUR_SHAPE(37, 64, 100);
+    recur_tensor *a = recur_placeholder(g, RECUR_F32, sh, "a"), *b = recur_placeholder(g, RECUR_F32, sh, "b"), *parts[3];
+    recur_tensor *cat = recur_concat(g, (recur_tensor *[]){a, b}, 2, 2);
+    ASSERT_TRUE(recur_split(g, cat, 2, 1, parts));
+    recur_tensor *ys[] = {cat, parts[0], parts[1], recur_reverse(g, a, 0), recur_reverse(g, b, 1),
+                          recur_transpose(g, a, (int[]){1, 0, 2}), recur_reduce_mean(g, cat, NULL, 0, false)};
+    int ny = (int)(sizeof ys / sizeof ys[0]);
+    ASSERT_TRUE(recur_graph_ok(g));
+    recur_array *va = rnd(RECUR_F32, sh, 11, -1, 1), *vb = rnd(RECUR_F32, sh, 12, -1, 1);
+    recur_feed feeds[] = {{a, va}, {b, vb}};
+    recur_array *out[2][8];
+    for (int threads = 1; threads <= 2; threads++) {
+        recur_session *s = recur_session_new(g, &(recur_session_opts){.num_threads = threads}, st);
+        ASSERT_OK(st);
+        recur_session_run(s, feeds, 2, ys, out[threads - 1], ny, NULL, 0, st);
+        ASSERT_OK(st);
+        recur_session_free(s);
+    }
+    for (int i = 0; i < ny; i++) {
+        ASSERT_TRUE(rc_shape_equal(recur_array_shape(out[0][i]), recur_array_shape(out[1][i])));
+        ASSERT_TRUE(!memcmp(recur_array_data(out[0][i]), recur_array_data(out[1][i]),
+                            (size_t)recur_array_size(out[0][i]) * sizeof(float)));
+        recur_array_free(out[0][i]);
+        recur_array_free(out[1][i]);
+    }
+    recur_array_free(va);
+    recur_array_free(vb);
+    recur_graph_free(g);
+    recur_status_free(st);
+}
+
 /* A few hand-checked values, so the reference kernels are not only self-consistent. */
 static recur_array *eval1(recur_graph *g, recur_tensor *y)
 {
@@ -460,5 +497,5 @@ TEST(op_table_is_complete)
     }
 }
 
-RUN_TESTS(T(fast_kernels_match_reference), T(packed_gemm_matches_a_double_reference), T(hand_checked_values), T(shape_errors_name_op_and_shapes),
+RUN_TESTS(T(fast_kernels_match_reference), T(two_thread_copies_match_one_thread), T(packed_gemm_matches_a_double_reference), T(hand_checked_values), T(shape_errors_name_op_and_shapes),
           T(runtime_shape_errors), T(op_table_is_complete))

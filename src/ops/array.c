@@ -87,6 +87,34 @@ static bool concat_shape(recur_graph *g, recur_op *op)
     return set1(g, op, x0->dtype, out);
 }
 
+/* Rows [lo, hi) of a concat (gather: every part's row into the whole row) or of a split (the
+ * reverse): the parts are the kernel's inputs (concat) or outputs (split, inputs from 1 on
+ * ignored), each part's row its size along the axis times `inner` elements. */
+typedef struct pieces {
+    rc_kctx *k;
+    int n, axis;
+    void *whole;
+    size_t wrow, es;
+    int64_t inner;
+    bool gather;
+} pieces;
+
+static void copy_pieces(void *arg, int64_t lo, int64_t hi)
+{
+    const pieces *p = arg;
+    size_t off = 0;
+    for (int i = 0; i < p->n; i++) {
+        recur_array *a = p->gather ? p->k->in[i] : p->k->out[i];
+        size_t row = (size_t)(a->shape.dims[p->axis] * p->inner) * p->es;
+        for (int64_t r = lo; r < hi; r++) {
+            char *w = (char *)p->whole + (size_t)r * p->wrow + off, *part = (char *)a->data + (size_t)r * row;
+            if (p->gather) memcpy(w, part, row);
+            else memcpy(part, w, row);
+        }
+        off += row;
+    }
+}
+
 static recur_code concat_kernel(rc_kctx *k)
 {
     int n = k->op->ninputs;
@@ -111,14 +139,9 @@ static recur_code concat_kernel(rc_kctx *k)
     int64_t outer, inner;
     split_dims(out, axis, &outer, &inner);
     size_t es = recur_dtype_size(x0->dtype);
-    size_t orow = (size_t)(out.dims[axis] * inner) * es;
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        size_t row = (size_t)(k->in[i]->shape.dims[axis] * inner) * es;
-        for (int64_t r = 0; r < outer; r++)
-            memcpy((char *)o->data + (size_t)r * orow + off, (char *)k->in[i]->data + (size_t)r * row, row);
-        off += row;
-    }
+    pieces p = {.k = k, .n = n, .whole = o->data, .wrow = (size_t)(out.dims[axis] * inner) * es, .es = es, .inner = inner,
+                .axis = axis, .gather = true};
+    rc_kfor2(k, outer, (int64_t)((256u << 10) / RC_MAX(p.wrow, 1)) + 1, copy_pieces, &p);
     return RECUR_OK;
 }
 
@@ -203,20 +226,18 @@ static recur_code split_kernel(rc_kctx *k)
     }
     int64_t outer, inner;
     split_dims(x->shape, axis, &outer, &inner);
-    size_t es = recur_dtype_size(x->dtype), xrow = (size_t)(x->shape.dims[axis] * inner) * es, off = 0;
     for (int i = 0; i < n; i++) {
         recur_shape s = x->shape;
         s.dims[axis] = sz[i];
-        recur_array *o = rc_kout(k, i, x->dtype, s);
-        if (!o) {
+        if (!rc_kout(k, i, x->dtype, s)) {
             c = recur_status_code(k->st);
             goto done;
         }
-        size_t row = (size_t)(sz[i] * inner) * es;
-        for (int64_t r = 0; r < outer; r++)
-            memcpy((char *)o->data + (size_t)r * row, (char *)x->data + (size_t)r * xrow + off, row);
-        off += row;
     }
+    size_t es = recur_dtype_size(x->dtype);
+    pieces p = {.k = k, .n = n, .whole = x->data, .wrow = (size_t)(x->shape.dims[axis] * inner) * es, .es = es, .inner = inner,
+                .axis = axis, .gather = false};
+    rc_kfor2(k, outer, (int64_t)((256u << 10) / RC_MAX(p.wrow, 1)) + 1, copy_pieces, &p);
 done:
     if (sz != sizes) rc_free(sz);
     return c;
@@ -898,18 +919,33 @@ static bool reverse_shape(recur_graph *g, recur_op *op)
     return set1(g, op, x->dtype, x->shape);
 }
 
+/* Rows [lo, hi) of [outer, n] rows of `row` bytes, reversed along n. */
+typedef struct flip {
+    const char *x;
+    char *o;
+    int64_t n;
+    size_t row;
+} flip;
+
+static void flip_rows(void *arg, int64_t lo, int64_t hi)
+{
+    const flip *f = arg;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t r = i / f->n, t = i % f->n;
+        memcpy(f->o + (size_t)i * f->row, f->x + (size_t)(r * f->n + f->n - 1 - t) * f->row, f->row);
+    }
+}
+
 static recur_code reverse_kernel(rc_kctx *k)
 {
     recur_array *x = k->in[0];
     int axis = (int)k->op->attr.i[1];
     recur_array *o = rc_kout(k, 0, x->dtype, x->shape);
     if (!o) return recur_status_code(k->st);
-    int64_t outer, inner, n = x->shape.dims[axis];
+    int64_t outer, inner;
     split_dims(x->shape, axis, &outer, &inner);
-    size_t es = recur_dtype_size(x->dtype), row = (size_t)inner * es;
-    for (int64_t r = 0; r < outer; r++)
-        for (int64_t t = 0; t < n; t++)
-            memcpy((char *)o->data + ((size_t)(r * n + t)) * row, (char *)x->data + ((size_t)(r * n + n - 1 - t)) * row, row);
+    flip f = {.x = x->data, .o = o->data, .n = x->shape.dims[axis], .row = (size_t)inner * recur_dtype_size(x->dtype)};
+    rc_kfor2(k, outer * f.n, (int64_t)((256u << 10) / RC_MAX(f.row, 1)) + 1, flip_rows, &f);
     return RECUR_OK;
 }
 
