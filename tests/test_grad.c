@@ -6,6 +6,7 @@
  */
 #include "runner.h"
 #include "rnn_dsl.h"
+#include "exec/exec.h"
 
 static recur_status *st;
 
@@ -290,8 +291,9 @@ TEST(finite_differences_through_rnns)
 /* Run the graph on the step-loop path (one thread) and the fused path (two threads), fetching
  * `fetch`, and compare: every element within 2e-5 of the loop's, relative to the largest
  * magnitude of its result. Returns the worst relative difference. */
+/* Also reports how many pairs of ops the two-thread session ran side by side. */
 static double loop_vs_two_threads(recur_graph *g, recur_tensor *x, const recur_array *xv, recur_tensor *const *fetch, int n,
-                                  const char *what)
+                                  const char *what, uint64_t *pairs)
 {
     recur_array *res[2][24];
     for (int path = 0; path < 2; path++) {
@@ -299,8 +301,10 @@ static double loop_vs_two_threads(recur_graph *g, recur_tensor *x, const recur_a
             g, &(recur_session_opts){.num_threads = path ? 2 : 1, .rnn_path = path ? RECUR_RNN_FUSED : RECUR_RNN_LOOP}, st);
         recur_session_run_target(s, recur_global_variables_initializer(g), st);
         ASSERT_OK(st);
+        uint64_t before = s->pairs_run;
         recur_session_run(s, (recur_feed[]){{x, xv}}, 1, fetch, res[path], n, NULL, 0, st);
         ASSERT_OK(st);
+        if (path) *pairs = s->pairs_run - before;
         recur_session_free(s);
     }
     double worst = 0;
@@ -367,7 +371,10 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
             for (int i = 0; i <= nv; i++) fetch[np + i] = grads[i];
             char what[96];
             snprintf(what, sizeof what, "%s%s", cell_names[kind], bi ? " bidirectional" : "");
-            worst = fmax(worst, loop_vs_two_threads(g, x, xv, fetch, np + nv + 1, what));
+            uint64_t pairs = 0;
+            worst = fmax(worst, loop_vs_two_threads(g, x, xv, fetch, np + nv + 1, what, &pairs));
+            /* bidirectional: the two forward kernels side by side, then the two gradient ones */
+            ASSERT_EQ_INT((int)pairs, bi ? 2 : 0);
             recur_array_free(xv);
             recur_graph_free(g);
         }
@@ -403,7 +410,8 @@ TEST(two_thread_small_batch_lstm_matches_the_loop_path)
         int nres = 3 + nv + 1;
         recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
         for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)cos(0.61 * (double)i);
-        worst = fmax(worst, loop_vs_two_threads(g, x, xv, fetch, nres, peep ? "LSTMCell" : "BasicLSTMCell"));
+        uint64_t pairs = 0;
+        worst = fmax(worst, loop_vs_two_threads(g, x, xv, fetch, nres, peep ? "LSTMCell" : "BasicLSTMCell", &pairs));
         recur_array_free(xv);
         recur_graph_free(g);
     }

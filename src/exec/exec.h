@@ -64,6 +64,7 @@ struct recur_session {
     int threads;
     struct rc_worker *worker; /* the second thread (started on first use) */
     uint64_t run_count;       /* runs started (step number for messages) */
+    uint64_t pairs_run;       /* pairs of ops run side by side (tests) */
     struct rc_profile *profile; /* per op type kernel time, when RECUR_PROFILE is set */
     recur_array **run_vals;   /* reused run tables */
     int *run_remaining;

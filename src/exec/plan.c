@@ -80,20 +80,55 @@ static recur_code visit(walk *w, recur_op *root)
     return RECUR_OK;
 }
 
-/* Partners for ops that declare they can run concurrently: j > i pairs with i when all of j's
- * inputs and control inputs come from ops placed before i (or from outside the plan). */
+/* Partners for ops that declare they can run concurrently (the two directions of a
+ * bidirectional RNN, say): j > i pairs with i when j does not depend on i. The ops j needs that
+ * sit between the two (the backward direction's input reversal and weight reads, which a
+ * depth-first order places after the forward direction) move to just before i, in their own
+ * order, so that every input of j is ready when i starts. Nothing moves across an op that
+ * writes a variable. */
+static bool op_concurrent(const recur_op *op) { return rc_op_def_of(op->type)->concurrent != NULL; }
+
+static bool writes_state(const recur_op *op) { return rc_op_def_of(op->type)->flags & RC_OPF_REF_INPUT; }
+
+/* Mark in need[] the ops in (i, j] that j needs; false when j needs i, when something in
+ * [i, j] writes a variable, or when an op in between is already another's partner (it must not
+ * move). pos: op id -> position (-1: not in the plan). */
+static bool needs_between(recur_op **order, const int *pos, const int *partner, int i, int j, unsigned char *need)
+{
+    memset(need + i, 0, (size_t)(j - i + 1));
+    need[j] = 1;
+    for (int q = j; q > i; q--) {
+        if (writes_state(order[q]) || (q < j && partner[q] != -1)) return false;
+        if (!need[q]) continue;
+        recur_op *op = order[q];
+        for (int k = 0; k < op->ninputs + op->nctrl; k++) {
+            const recur_op *src = k < op->ninputs ? op->inputs[k]->op : op->ctrl[k - op->ninputs];
+            int r = pos[src->id];
+            if (r == i) return false;
+            if (r > i) need[r] = 1;
+        }
+    }
+    return !writes_state(order[i]);
+}
+
 static bool pair_ops(rc_plan *p, recur_op **order, int n, size_t nops)
 {
     int *pos = NULL;
+    unsigned char *need = NULL;
+    recur_op **tmp = NULL;
     for (int i = 0; i < n; i++)
-        if (rc_op_def_of(order[i]->type)->concurrent) goto build;
+        if (op_concurrent(order[i])) goto build;
     return true;
 build:
     pos = rc_malloc((nops + 1) * sizeof *pos);
+    need = rc_malloc((size_t)n + 1);
+    tmp = rc_malloc(((size_t)n + 1) * sizeof *tmp);
     p->partner = rc_malloc((size_t)(n + 1) * sizeof *p->partner);
     p->done = rc_calloc((size_t)n + 1, 1);
-    if (!pos || !p->partner || !p->done) {
+    if (!pos || !need || !tmp || !p->partner || !p->done) {
         rc_free(pos);
+        rc_free(need);
+        rc_free(tmp);
         return false;
     }
     for (size_t i = 0; i < nops; i++) pos[i] = -1;
@@ -102,26 +137,32 @@ build:
         p->partner[i] = -1;
     }
     for (int i = 0; i < n; i++) {
-        if (!rc_op_def_of(order[i]->type)->concurrent || p->partner[i] >= 0) continue;
+        if (!op_concurrent(order[i]) || p->partner[i] != -1) continue;
         for (int j = i + 1; j < n; j++) {
-            recur_op *b = order[j];
-            if (!rc_op_def_of(b->type)->concurrent || p->partner[j] >= 0) continue;
-            bool ready = true;
-            for (int k = 0; k < b->ninputs && ready; k++) {
-                int q = pos[b->inputs[k]->op->id];
-                ready = q < i;
+            if (!op_concurrent(order[j]) || p->partner[j] != -1 || !needs_between(order, pos, p->partner, i, j, need)) continue;
+            /* order[i..j] becomes: what j needs (but j), order[i], the rest, order[j] */
+            int m = 0, moved = 0;
+            for (int q = i + 1; q < j; q++)
+                if (need[q]) tmp[m++] = order[q];
+            moved = m;
+            tmp[m++] = order[i];
+            for (int q = i + 1; q < j; q++)
+                if (!need[q]) tmp[m++] = order[q];
+            for (int q = 0; q < m; q++) {
+                order[i + q] = tmp[q];
+                pos[tmp[q]->id] = i + q;
             }
-            for (int k = 0; k < b->nctrl && ready; k++) ready = pos[b->ctrl[k]->id] < i;
-            if (ready) {
-                p->partner[i] = j;
-                p->partner[j] = -2; /* taken */
-                break;
-            }
+            i += moved; /* order[i] is the first op again */
+            p->partner[i] = j;
+            p->partner[j] = -2; /* taken */
+            break;
         }
     }
     for (int i = 0; i < n; i++)
         if (p->partner[i] == -2) p->partner[i] = -1;
     rc_free(pos);
+    rc_free(need);
+    rc_free(tmp);
     return true;
 }
 

@@ -410,6 +410,7 @@ static recur_code exec_pair(rc_run *run, recur_op *a, recur_op *b)
     bool ok_b = ok_a && op_prepare(run, b, &pb, &pb.st) == RECUR_OK;
     if (!ok_a) pb = (pending){.op = b, .code = RECUR_ABORTED};
     if (ok_b) {
+        run->s->pairs_run++;
         run->concurrent = true;
         bool async = rc_worker_start(run->s, op_kernel, &pb);
         op_kernel(&pa);
