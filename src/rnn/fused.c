@@ -126,19 +126,34 @@ static void gemm_run(gemm_job *j)
     rc_kparallel2(tl_kernel, gemm_part, j);
 }
 
-/* C[m,n] = beta*C + A[m,k] @ B[k,n] (B with leading dimension ldb, C with ldc) */
-static void gemm_nn(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                    float *C, int64_t ldc)
+/* C[m, n] = beta C + A[m, k] @ op(B), with op(B) packed once (core/gemm_packed: faster than a
+ * BLAS call on these shapes, and C is written without being cleared first), the rows of C
+ * split between the two threads when the product is large. B[k][n] = trans ? b[n ldb + k] :
+ * b[k ldb + n]. False on OOM. */
+typedef struct packed_job {
+    const rc_packed_b *p;
+    const float *A;
+    float *C, beta;
+    int64_t m, lda, ldc;
+} packed_job;
+
+static void packed_part(void *arg, int part)
 {
-    gemm_run(&(gemm_job){.m = m, .n = n, .k = k, .A = A, .lda = lda, .B = B, .ldb = ldb, .beta = beta, .C = C, .ldc = ldc});
+    const packed_job *j = arg;
+    int64_t half = (j->m / 2 + 7) & ~(int64_t)7, r0 = part > 0 ? RC_MIN(half, j->m) : 0, r1 = part == 0 ? RC_MIN(half, j->m) : j->m;
+    if (r1 > r0) rc_gemm_packed(r1 - r0, j->A + r0 * j->lda, j->lda, j->p, j->beta, j->C + r0 * j->ldc, j->ldc);
 }
 
-/* C[m,n] = beta*C + A[m,k] @ B[n,k]^T */
-static void gemm_nt(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                    float *C, int64_t ldc)
+static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *b, int64_t ldb, bool trans,
+                             float beta, float *C, int64_t ldc, rc_arena *ar)
 {
-    gemm_run(&(gemm_job){.tb = true, .m = m, .n = n, .k = k, .A = A, .lda = lda, .B = B, .ldb = ldb, .beta = beta, .C = C,
-                         .ldc = ldc});
+    if (m <= 0 || n <= 0) return true;
+    rc_packed_b p;
+    if (!rc_pack_b(&p, b, ldb, trans, k, n, ar)) return false;
+    packed_job j = {.p = &p, .A = A, .C = C, .beta = beta, .m = m, .lda = lda, .ldc = ldc};
+    if (tl_kernel && (double)m * (double)n * (double)RC_MAX(k, 1) >= 4e6) rc_kparallel2(tl_kernel, packed_part, &j);
+    else packed_part(&j, -1);
+    return true;
 }
 
 /* C[k,n] += A[m,k]^T @ B[m,n] */
@@ -150,12 +165,13 @@ static void gemm_tn_acc(int64_t k, int64_t n, int64_t m, const float *A, int64_t
                          .ldc = ldc});
 }
 
-/* out[rows, n] = x[rows, d] @ w[d, n] + bias (bias NULL: none) */
-static void project(const float *x, int64_t rows, int64_t d, const float *w, int64_t n, const float *bias, float *out)
+/* out[rows, n] = x[rows, d] @ w[d, n] + bias (bias NULL: none). False on OOM. */
+static bool project(const float *x, int64_t rows, int64_t d, const float *w, int64_t n, const float *bias, float *out,
+                    rc_arena *ar)
 {
     if (bias)
         for (int64_t r = 0; r < rows; r++) memcpy(out + r * n, bias, (size_t)n * sizeof *out);
-    gemm_nn(rows, n, d, x, d, w, n, bias ? 1.0f : 0.0f, out, n);
+    return gemm_packed_rows(rows, n, d, x, d, w, n, false, bias ? 1.0f : 0.0f, out, n, ar);
 }
 
 HOT static void colsum_acc(const float *g, int64_t rows, int64_t n, float *b)
@@ -542,7 +558,7 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
         return RECUR_OUT_OF_MEMORY;
     j.wh = &wh;
     j.wp = proj ? &wp : NULL;
-    project(x, s->rows, D, kern, G, NULL, j.gates); /* the cell pass adds the bias */
+    if (!project(x, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* the cell pass adds the bias */
     lstm_units_job u = {.j = &j, .pack = &wh};
     if (split_rows(s)) {
         rc_pack_b_fill(&wh, 0, G);
@@ -638,7 +654,7 @@ static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const
     gru_input_kernel(gk, ck, D, H, wx);
     memcpy(bx, gb, (size_t)(2 * H) * sizeof *bx);
     memcpy(bx + 2 * H, cb, (size_t)H * sizeof *bx);
-    project(x, s->rows, D, wx, 3 * H, bx, j.gates);
+    if (!project(x, s->rows, D, wx, 3 * H, bx, j.gates, ar)) return RECUR_OUT_OF_MEMORY;
     run_row_parts(&j.parts, s, gru_fwd_part, &j);
     return RECUR_OK;
 }
@@ -671,7 +687,7 @@ static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, co
     float *hw = rc_arena_alloc(ar, (size_t)(B * 3 * H) * sizeof(float), false);
     rc_packed_b wr;
     if (!hw || !rc_pack_b(&wr, rk, 3 * H, false, H, 3 * H, ar)) return RECUR_OUT_OF_MEMORY;
-    project(x, s->rows, D, kern, 3 * H, bias, xw);
+    if (!project(x, s->rows, D, kern, 3 * H, bias, xw, ar)) return RECUR_OUT_OF_MEMORY;
     float *h = st->s[0];
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t];
@@ -691,7 +707,7 @@ static recur_code rnn_fwd(const rc_fused_layer *l, recur_array *const *in, const
     const float *kern = WIN(in, l, 0), *bias = WIN(in, l, 1);
     rc_packed_b wh;
     if (!rc_pack_b(&wh, kern + D * H, H, false, H, H, ar)) return RECUR_OUT_OF_MEMORY;
-    project(x, s->rows, D, kern, H, bias, hist);
+    if (!project(x, s->rows, D, kern, H, bias, hist, ar)) return RECUR_OUT_OF_MEMORY;
     float *h = st->s[0];
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t];
@@ -821,7 +837,7 @@ static recur_code rnn_bwd(bctx *c)
     gemm_tn_acc(D, H, R, c->x, D, dG, H, dK, H);
     gemm_tn_acc(H, H, R, hp, H, dG, H, dK + D * H, H);
     colsum_acc(dG, R, H, db);
-    gemm_nt(R, D, H, dG, H, kern, H, 0.0f, c->dx, D);
+    if (!gemm_packed_rows(R, D, H, dG, H, kern, H, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1000,7 +1016,7 @@ static recur_code lstm_bwd(bctx *c)
         }
     }
     if (proj) gemm_tn_acc(H, P, R, j.mpre, H, j.dmr, P, DW(c->dcap, c->first, l, pi), P);
-    gemm_nt(R, D, G, j.dG, G, kern, G, 0.0f, c->dx, D);
+    if (!gemm_packed_rows(R, D, G, j.dG, G, kern, G, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1104,7 +1120,7 @@ static recur_code gru_bwd(bctx *c)
     colsum_acc(j.dA, R, 3 * H, bsum);
     for (int64_t k = 0; k < 2 * H; k++) dgb[k] += bsum[k];
     for (int64_t k = 0; k < H; k++) dcb[k] += bsum[2 * H + k];
-    gemm_nt(R, D, 3 * H, j.dA, 3 * H, wx, 3 * H, 0.0f, c->dx, D);
+    if (!gemm_packed_rows(R, D, 3 * H, j.dA, 3 * H, wx, 3 * H, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1156,7 +1172,7 @@ static recur_code gru_v2_bwd(bctx *c)
     gemm_tn_acc(H, G, R, hp, H, dMh, G, dR, G);
     colsum_acc(dMx, R, G, db);
     colsum_acc(dMh, R, G, db + G);
-    gemm_nt(R, D, G, dMx, G, kern, G, 0.0f, c->dx, D);
+    if (!gemm_packed_rows(R, D, G, dMx, G, kern, G, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
