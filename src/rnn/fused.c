@@ -515,7 +515,8 @@ static void lstm_fwd_part(void *arg, int part)
  * cache) and updates its half of the units, and the two meet after every step. */
 typedef struct lstm_units_job {
     lstm_fwd_job *j;
-    rc_packed_b *pack; /* not yet filled: each thread packs its own columns */
+    rc_packed_b *wx, *wh; /* not yet filled: each thread packs its own columns */
+    const float *x;       /* the layer input [rows, D] */
     step_barrier bar;
 } lstm_units_job;
 
@@ -527,8 +528,14 @@ static void lstm_fwd_units(void *arg, int part)
     const seqinfo *s = j->s;
     int64_t H = l->units, P = H, G = 4 * H, hn = H / 2, u0 = part * hn;
     float *tmp = j->tmp[part];
-    if (u->pack) /* this thread's columns of the weights, packed here: they stay in its cache */
-        for (int q = 0; q < 4; q++) rc_pack_b_fill(u->pack, q * H + u0, q * H + u0 + hn);
+    /* This thread's columns of the weights, packed here (the recurrent ones then stay in its
+     * cache), and its columns of the input projection for every step: nothing to wait for. */
+    for (int q = 0; q < 4; q++) {
+        int64_t c0 = q * H + u0, c1 = c0 + hn;
+        rc_pack_b_fill(u->wx, c0, c1);
+        rc_pack_b_fill(u->wh, c0, c1);
+        rc_gemm_packed_cols(s->rows, u->x, u->wx->K, u->wx, 0.0f, j->gates, G, c0, c1);
+    }
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t], row = s->off[t];
         float *g = j->gates + row * G, *yr = j->yraw + row * P;
@@ -552,20 +559,25 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
     j.tmp[0] = rc_arena_alloc(ar, (size_t)H * sizeof(float), false);
     j.tmp[1] = rc_arena_alloc(ar, (size_t)H * sizeof(float), false);
     j.m = proj ? rc_arena_alloc(ar, (size_t)(B * H) * sizeof(float), false) : NULL;
-    rc_packed_b wh, wp;
+    rc_packed_b wh, wp, wx;
     if (!j.tmp[0] || !j.tmp[1] || (proj && !j.m) || !rc_pack_b_alloc(&wh, kern + D * G, G, false, P, G, ar) ||
         (proj && !rc_pack_b(&wp, proj, P, false, H, P, ar)))
         return RECUR_OUT_OF_MEMORY;
     j.wh = &wh;
     j.wp = proj ? &wp : NULL;
-    if (!project(x, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* the cell pass adds the bias */
-    lstm_units_job u = {.j = &j, .pack = &wh};
-    if (split_rows(s)) {
+    /* A batch too small for a split of its rows splits the units (lstm_fwd_units), when they
+     * halve into whole panels; the gates get the input projection there. */
+    bool units = !split_rows(s) && !proj && H % 64 == 0 && wh.panels && tl_kernel && rc_kthreads(tl_kernel) > 1;
+    if (units) {
+        if (!rc_pack_b_alloc(&wx, kern, G, false, D, G, ar)) return RECUR_OUT_OF_MEMORY;
+        lstm_units_job u = {.j = &j, .wx = &wx, .wh = &wh, .x = x};
+        units = wx.panels && rc_kparallel2_together(tl_kernel, lstm_fwd_units, &u);
+    }
+    if (!units) {
+        if (!project(x, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* the cell pass adds the bias */
         rc_pack_b_fill(&wh, 0, G);
-        run_row_parts(&j.parts, s, lstm_fwd_part, &j);
-    } else if (proj || H % 64 || !wh.panels || !tl_kernel || !rc_kparallel2_together(tl_kernel, lstm_fwd_units, &u)) {
-        rc_pack_b_fill(&wh, 0, G);
-        lstm_fwd_part(&j, -1);
+        if (split_rows(s)) run_row_parts(&j.parts, s, lstm_fwd_part, &j);
+        else lstm_fwd_part(&j, -1);
     }
     if (!proj) {
         /* the final state: each row's output at its last step; the outputs: the history block */
