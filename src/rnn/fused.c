@@ -598,14 +598,27 @@ HOT static void gru_reset_rows(int64_t n, int64_t H, const float *g, const float
         for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * 3 * H + k] * h[b * H + k];
 }
 
-HOT static void gru_update_rows(int64_t n, int64_t H, const float *g, float *h, float *hout)
+/* h = u h + (1 - u) candidate, written to the state, the history and the output */
+HOT static void gru_update_rows(int64_t n, int64_t H, const float *g, float *h, float *hout, float *y)
 {
     for (int64_t b = 0; b < n; b++) {
         const float *u = g + b * 3 * H + H, *ca = u + H;
-        float *hb = h + b * H;
-        for (int64_t j = 0; j < H; j++) hb[j] = u[j] * hb[j] + (1 - u[j]) * ca[j];
-        memcpy(hout + b * H, hb, (size_t)H * sizeof *hb);
+        float *hb = h + b * H, *ho = hout + b * H, *yb = y + b * H;
+        for (int64_t j = 0; j < H; j++) {
+            float v = u[j] * hb[j] + (1 - u[j]) * ca[j];
+            hb[j] = v;
+            ho[j] = v;
+            yb[j] = v;
+        }
     }
+}
+
+/* The bias, after both products (as the cell adds it), then the activation: `len` values at
+ * the start of each of n rows, ld floats apart. */
+HOT static void bias_rows(int64_t n, float *g, int64_t ld, const float *bias, int64_t len)
+{
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t j = 0; j < len; j++) g[b * ld + j] += bias[j];
 }
 
 /* wx [D, 3H] = the input rows of the gate kernel [D+H, 2H] and of the candidate kernel [D+H, H] */
@@ -621,6 +634,7 @@ typedef struct gru_fwd_job {
     const rc_fused_layer *l;
     const seqinfo *s;
     const rc_packed_b *wg, *wc;
+    const float *gb, *cb; /* the gate and candidate biases */
     float *gates, *hh, *rh, *h, *y;
     row_parts parts;
 } gru_fwd_job;
@@ -637,12 +651,13 @@ static void gru_fwd_part(void *arg, int part)
         float *h = j->h + r.r0 * H, *rh = j->rh + r.r0 * H;
         float *g = j->gates + row * 3 * H;
         rc_gemm_packed(n, h, H, j->wg, 1.0f, g, 3 * H);
+        bias_rows(n, g, 3 * H, j->gb, 2 * H);
         for (int64_t b = 0; b < n; b++) rc_vsigmoid(g + b * 3 * H, g + b * 3 * H, (size_t)(2 * H));
         gru_reset_rows(n, H, g, h, rh);
         rc_gemm_packed(n, rh, H, j->wc, 1.0f, g + 2 * H, 3 * H);
+        bias_rows(n, g + 2 * H, 3 * H, j->cb, H);
         for (int64_t b = 0; b < n; b++) act_vec(l->act, g + b * 3 * H + 2 * H, g + b * 3 * H + 2 * H, H);
-        gru_update_rows(n, H, g, h, j->hh + row * H);
-        memcpy(j->y + row * H, h, (size_t)(n * H) * sizeof *h);
+        gru_update_rows(n, H, g, h, j->hh + row * H, j->y + row * H);
         step_done(&j->parts, part);
     }
 }
@@ -652,21 +667,18 @@ static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const
 {
     int64_t B = s->B, D = l->in, H = l->units, T = s->T;
     const float *gk = WIN(in, l, 0), *gb = WIN(in, l, 1), *ck = WIN(in, l, 2), *cb = WIN(in, l, 3);
-    gru_fwd_job j = {.l = l, .s = s, .gates = hist, .hh = hist + T * B * 3 * H, .h = st->s[0], .y = y};
+    gru_fwd_job j = {.l = l, .s = s, .gb = gb, .cb = cb, .gates = hist, .hh = hist + T * B * 3 * H, .h = st->s[0], .y = y};
     j.rh = rc_arena_alloc(ar, (size_t)(B * H) * sizeof(float), false);
     float *wx = rc_arena_alloc(ar, (size_t)(D * 3 * H) * sizeof(float), false);
-    float *bx = rc_arena_alloc(ar, (size_t)(3 * H) * sizeof(float), false);
     rc_packed_b wg, wc;
-    if (!j.rh || !wx || !bx || !rc_pack_b(&wg, gk + D * 2 * H, 2 * H, false, H, 2 * H, ar) ||
+    if (!j.rh || !wx || !rc_pack_b(&wg, gk + D * 2 * H, 2 * H, false, H, 2 * H, ar) ||
         !rc_pack_b(&wc, ck + D * H, H, false, H, H, ar))
         return RECUR_OUT_OF_MEMORY;
     j.wg = &wg;
     j.wc = &wc;
     /* the input's rows of both kernels side by side: one product for every step's gate rows */
     gru_input_kernel(gk, ck, D, H, wx);
-    memcpy(bx, gb, (size_t)(2 * H) * sizeof *bx);
-    memcpy(bx + 2 * H, cb, (size_t)H * sizeof *bx);
-    if (!project(x, s->rows, D, wx, 3 * H, bx, j.gates, ar)) return RECUR_OUT_OF_MEMORY;
+    if (!project(x, s->rows, D, wx, 3 * H, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* biases: in the steps */
     run_row_parts(&j.parts, s, gru_fwd_part, &j);
     return RECUR_OK;
 }
@@ -1068,7 +1080,7 @@ HOT static void gru_bwd_reset(int64_t n, int64_t H, const float *g, const float 
 typedef struct gru_bwd_job {
     bctx *c;
     const rc_packed_b *wcT, *wgT;
-    const float *gates, *hp;
+    const float *gates, *hh; /* hh: the outputs (the history block) */
     float *dA, *rh, *drh, *dhn; /* dA: [rows, 3H], the gates' gradients then the candidate's */
     row_parts parts;
 } gru_bwd_job;
@@ -1084,7 +1096,8 @@ static void gru_bwd_part(void *arg, int part)
         rows_range r = step_rows(s, &j->parts, part, t);
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *dh = c->dh + r.r0 * H, *drh = j->drh + r.r0 * H, *dhn = j->dhn + r.r0 * H;
-        const float *g = j->gates + row * 3 * H, *hpt = j->hp + row * H;
+        /* the previous outputs: the first rows of the step before (rows run longest first) */
+        const float *g = j->gates + row * 3 * H, *hpt = t ? j->hh + (s->off[t - 1] + r.r0) * H : c->h0 + r.r0 * H;
         float *dA = j->dA + row * 3 * H;
         gru_reset_rows(n, H, g, hpt, j->rh + row * H);
         gru_bwd_rows(l, n, H, g, hpt, dh, c->dy + row * H, dA, 3 * H, dhn);
@@ -1102,18 +1115,21 @@ static recur_code gru_bwd(bctx *c)
     int64_t B = c->s->B, D = l->in, H = l->units, R = c->s->rows, T = c->s->T;
     const float *gk = WIN(c->in, l, 0), *ck = WIN(c->in, l, 2);
     gru_bwd_job j = {.c = c, .gates = c->hist};
-    const float *hh = j.gates + T * B * 3 * H;
+    j.hh = j.gates + T * B * 3 * H;
+    /* The weight gradient needs every step's previous outputs in one matrix: with every row
+     * running every step they are h0 and then the outputs' first rows; otherwise a copy. */
+    bool dense = c->s->dense;
     /* every packed row of these is written (RAW: no memset) */
-    float *hp = TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H), *bsum = TAKE(c, 3 * H);
+    float *hp = dense ? NULL : TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H),
+          *bsum = TAKE(c, 3 * H);
     j.dA = TAKE_RAW(c, R * 3 * H), j.rh = TAKE_RAW(c, R * H), j.drh = TAKE(c, B * H), j.dhn = TAKE(c, B * H);
     rc_packed_b wcT, wgT;
-    if (!j.dA || !hp || !wx || !dwx || !bsum || !j.rh || !j.drh || !j.dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
+    if (!j.dA || (!dense && !hp) || !wx || !dwx || !bsum || !j.rh || !j.drh || !j.dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
         !rc_pack_b(&wgT, gk + D * 2 * H, 2 * H, true, 2 * H, H, c->ar))
         return RECUR_OUT_OF_MEMORY;
     j.wcT = &wcT;
     j.wgT = &wgT;
-    prev_outputs(c, hh, H, hp);
-    j.hp = hp;
+    if (!dense) prev_outputs(c, j.hh, H, hp);
     run_row_parts(&j.parts, c->s, gru_bwd_part, &j);
     float *dgk = DW(c->dcap, c->first, l, 0), *dgb = DW(c->dcap, c->first, l, 1), *dck = DW(c->dcap, c->first, l, 2),
           *dcb = DW(c->dcap, c->first, l, 3);
@@ -1127,7 +1143,12 @@ static recur_code gru_bwd(bctx *c)
             if (k < 2 * H) dgk[d * 2 * H + k] += dwx[d * 3 * H + k];
             else dck[d * H + k - 2 * H] += dwx[d * 3 * H + k];
         }
-    gemm_tn_acc(H, 2 * H, R, hp, H, j.dA, 3 * H, dgk + D * 2 * H, 2 * H);
+    if (dense) {
+        gemm_tn_acc(H, 2 * H, B, c->h0, H, j.dA, 3 * H, dgk + D * 2 * H, 2 * H);
+        gemm_tn_acc(H, 2 * H, R - B, j.hh, H, j.dA + B * 3 * H, 3 * H, dgk + D * 2 * H, 2 * H);
+    } else {
+        gemm_tn_acc(H, 2 * H, R, hp, H, j.dA, 3 * H, dgk + D * 2 * H, 2 * H);
+    }
     gemm_tn_acc(H, H, R, j.rh, H, j.dA + 2 * H, 3 * H, dck + D * H, H);
     colsum_acc(j.dA, R, 3 * H, bsum);
     for (int64_t k = 0; k < 2 * H; k++) dgb[k] += bsum[k];
