@@ -140,9 +140,6 @@ __attribute__((target("avx512f"))) static void row_x4(int64_t K, const float *a,
     for (int v = 0; v < 8; v++) _mm512_storeu_ps(C + 16 * v, c[v]);
 }
 
-/* K is taken in blocks of KC so that a panel's block (KC x 32 floats) stays in L1 while every
- * row tile of A passes over it. */
-#define KC 192
 
 /* Rows are taken in blocks of MB so that a block's rows of C (MB x N floats) stay in L2
  * between the K blocks. */
