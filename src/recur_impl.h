@@ -132,6 +132,9 @@ struct recur_array {
     size_t *lens;
 };
 recur_array *rc_array_alloc(recur_dtype dt, recur_shape shape, bool zero, recur_status *st);
+/* An uninitialised array whose buffer holds at least `capacity` bytes (the session pool's size
+ * classes). NULL on OOM or an invalid shape. */
+recur_array *rc_array_alloc_cap(recur_dtype dt, recur_shape shape, size_t capacity);
 /* Convert element i to double / set from double (numeric dtypes). */
 double rc_array_get(const recur_array *a, int64_t i);
 void rc_array_set(recur_array *a, int64_t i, double v);
@@ -148,6 +151,8 @@ void rc_philox_init(rc_philox *p, uint64_t seed, uint64_t seed2);
 uint32_t rc_philox_next(rc_philox *p);
 /* Advance the counter by `blocks` 128-bit blocks (discarding buffered draws). */
 void rc_philox_skip(rc_philox *p, uint64_t blocks);
+/* Advance by `draws` 32-bit draws: the state rc_philox_next would leave after that many calls. */
+void rc_philox_advance(rc_philox *p, uint64_t draws);
 /* TensorFlow's TruncatedNormal op output for seeds (seed, seed2): n standard normal samples
  * within (-2, 2). */
 void rc_philox_truncated_normal(uint64_t seed, uint64_t seed2, float *out, int64_t n);

@@ -47,6 +47,30 @@ recur_array *rc_array_alloc(recur_dtype dt, recur_shape shape, bool zero, recur_
     return a;
 }
 
+recur_array *rc_array_alloc_cap(recur_dtype dt, recur_shape shape, size_t capacity)
+{
+    int64_t count;
+    if (check_shape(dt, shape, &count, NULL) != RECUR_OK) return NULL;
+    size_t nbytes = (size_t)count * recur_dtype_size(dt);
+    recur_array *a = rc_calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->dtype = dt;
+    a->shape = shape;
+    for (int i = shape.rank; i < RECUR_MAX_RANK; i++) a->shape.dims[i] = 0;
+    a->size = count;
+    a->nbytes = nbytes;
+    capacity = RC_MAX(capacity, nbytes);
+    if (capacity) {
+        a->data = rc_aligned_alloc(capacity);
+        if (!a->data) {
+            rc_free(a);
+            return NULL;
+        }
+        a->capacity = capacity;
+    }
+    return a;
+}
+
 recur_array *recur_array_new(recur_dtype dt, recur_shape shape, recur_status *st)
 {
     recur_array *a = rc_array_alloc(dt, shape, true, st);
