@@ -163,6 +163,7 @@ static const gcase cases[] = {
     {"add bcast", g_add, 2, {S(3, 4), S(4)}, -1, 1},
     {"sub bcast", g_sub, 2, {S(3, 1), S(1, 4)}, -1, 1},
     {"mul bcast", g_mul, 2, {S(2, 3, 4), S(3, 1)}, -1, 1},
+    {"add bcast rows", g_add, 2, {S(2, 3, 4), S(2, 3, 1)}, -1, 1},
     {"div", g_div, 2, {S(3, 4), S(4)}, 0.5, 2},
     {"maximum", g_max, 2, {S(3, 4), S(3, 4)}, -1, 1},
     {"minimum", g_min, 2, {S(3, 4), S(4)}, -1, 1},

@@ -201,6 +201,68 @@ static int64_t leading(recur_shape s, recur_shape out)
     return inner;
 }
 
+/* float32 arithmetic on n elements: o[i] = a[i sa] op b[i sb], with strides 0 (a scalar) or 1;
+ * one loop per operation, so that each compiles to plain vector code. */
+#define HOT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define BIN_LOOP(expr)                                                                         \
+    do {                                                                                       \
+        if (sa && sb)                                                                          \
+            for (int64_t i = 0; i < n; i++) {                                                  \
+                float x = a[i], y = b[i];                                                      \
+                o[i] = (expr);                                                                 \
+            }                                                                                  \
+        else if (sa)                                                                           \
+            for (int64_t i = 0; i < n; i++) {                                                  \
+                float x = a[i], y = b[0];                                                      \
+                o[i] = (expr);                                                                 \
+            }                                                                                  \
+        else                                                                                   \
+            for (int64_t i = 0; i < n; i++) {                                                  \
+                float x = a[0], y = b[i];                                                      \
+                o[i] = (expr);                                                                 \
+            }                                                                                  \
+    } while (0)
+
+HOT_CLONES static void bin_f32(bkind kind, const float *a, int sa, const float *b, int sb, float *o, int64_t n)
+{
+    switch (kind) {
+    case B_ADD: BIN_LOOP(x + y); break;
+    case B_SUB: BIN_LOOP(x - y); break;
+    case B_MUL: BIN_LOOP(x * y); break;
+    case B_DIV: BIN_LOOP(x / y); break;
+    case B_MAX: BIN_LOOP(x >= y ? x : y); break;
+    default: BIN_LOOP(x <= y ? x : y); break;
+    }
+}
+
+/* Rows [lo, hi) of a float32 binary op whose b is one of: the same size as the output (rows
+ * of 1), a scalar, a row repeated (the trailing case), or one value per block of `inner`
+ * (the leading case); a is the output's size unless it is a scalar. */
+typedef enum { BS_SAME, BS_SCALAR_B, BS_SCALAR_A, BS_TRAILING, BS_LEADING } bshape;
+typedef struct bin_job {
+    bkind kind;
+    bshape form;
+    const float *a, *b;
+    float *o;
+    int64_t row; /* elements per row of the split */
+} bin_job;
+
+static void bin_rows(void *arg, int64_t lo, int64_t hi)
+{
+    const bin_job *j = arg;
+    int64_t w = j->row, off = lo * w;
+    switch (j->form) {
+    case BS_SAME: bin_f32(j->kind, j->a + off, 1, j->b + off, 1, j->o + off, (hi - lo) * w); break;
+    case BS_SCALAR_B: bin_f32(j->kind, j->a + off, 1, j->b, 0, j->o + off, (hi - lo) * w); break;
+    case BS_SCALAR_A: bin_f32(j->kind, j->a, 0, j->b + off, 1, j->o + off, (hi - lo) * w); break;
+    case BS_TRAILING:
+        for (int64_t r = lo; r < hi; r++) bin_f32(j->kind, j->a + r * w, 1, j->b, 1, j->o + r * w, w);
+        break;
+    default:
+        for (int64_t r = lo; r < hi; r++) bin_f32(j->kind, j->a + r * w, 1, j->b + r, 0, j->o + r * w, w);
+    }
+}
+
 static recur_code binary_fast(rc_kctx *k)
 {
     int64_t inner;
@@ -223,6 +285,30 @@ static recur_code binary_fast(rc_kctx *k)
     recur_code c = binary_alloc(k, &o);
     if (c) return c;
     bkind kind = bkind_of(k->op->type);
+    if (a->dtype == RECUR_F32 && o->size) {
+        int64_t n = o->size, rows = 0;
+        bin_job j = {.kind = kind, .a = a->data, .b = b->data, .o = o->data, .row = 1};
+        if (a->size == n && b->size == n) j.form = BS_SAME, rows = n;
+        else if (a->size == n && b->size == 1) j.form = BS_SCALAR_B, rows = n;
+        else if (a->size == 1 && b->size == n) j.form = BS_SCALAR_A, rows = n;
+        else if (a->size == n && b->size && trailing(b->shape, o->shape)) j.form = BS_TRAILING, j.row = b->size, rows = n / b->size;
+        else if (a->size == n && (inner = leading(b->shape, o->shape)) > 0) j.form = BS_LEADING, j.row = inner, rows = b->size;
+        if (rows) {
+            if (j.form <= BS_SCALAR_A) { /* split into blocks of 1024 elements */
+                j.row = 1024;
+                int64_t full = n / 1024;
+                if (full) rc_kfor2(k, full, 64, bin_rows, &j);
+                if (n % 1024) {
+                    int64_t off = full * 1024;
+                    bin_f32(kind, j.form == BS_SCALAR_A ? j.a : j.a + off, j.form != BS_SCALAR_A,
+                            j.form == BS_SCALAR_B ? j.b : j.b + off, j.form != BS_SCALAR_B, j.o + off, n - off);
+                }
+            } else {
+                rc_kfor2(k, rows, (1 << 16) / RC_MAX(j.row, 1) + 1, bin_rows, &j);
+            }
+            return RECUR_OK;
+        }
+    }
     switch (a->dtype) {
     case RECUR_F32: BIN_FAST(float); break;
     case RECUR_F64: BIN_FAST(double); break;
@@ -890,9 +976,34 @@ static recur_code sum_to_shape_kernel(rc_kctx *k)
     recur_shape bs;
     if (!rc_broadcast_runtime(gr->shape, like->shape, &bs) || !rc_shape_equal(bs, gr->shape))
         return rc_kerr(k, RECUR_INVALID_ARGUMENT, "SumToShape: shapes do not broadcast");
+    /* nothing to sum (the shapes were only unknown when the graph was built): the input itself */
+    if (rc_shape_equal(gr->shape, like->shape)) {
+        rc_kforward(k, 0, 0);
+        return RECUR_OK;
+    }
     recur_array *o = rc_kout(k, 0, gr->dtype, like->shape);
     if (!o) return recur_status_code(k->st);
     if (o->nbytes) memset(o->data, 0, o->nbytes);
+    int64_t inner;
+    if (gr->dtype == RECUR_F32 && like->size && (inner = leading(like->shape, gr->shape)) > 0) {
+        /* like [i, 1, 1] against [i, j, k]: a sum over each block of j k values */
+        const float *pg = gr->data;
+        float *po = o->data;
+        for (int64_t r = 0; r < like->size; r++) {
+            float acc = 0;
+            for (int64_t j = 0; j < inner; j++) acc += pg[r * inner + j];
+            po[r] = acc;
+        }
+        return RECUR_OK;
+    }
+    if (gr->dtype == RECUR_F32 && like->size && trailing(like->shape, gr->shape)) {
+        /* like [k] against [i, j, k]: column sums */
+        const float *pg = gr->data;
+        float *po = o->data;
+        for (int64_t r = 0, m = like->size; r < gr->size; r += m)
+            for (int64_t j = 0; j < m; j++) po[j] += pg[r + j];
+        return RECUR_OK;
+    }
     int64_t st[RECUR_MAX_RANK], idx[RECUR_MAX_RANK] = {0};
     bcast_strides(like->shape, gr->shape, st);
     int r = gr->shape.rank;
