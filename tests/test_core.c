@@ -174,6 +174,22 @@ TEST(philox_matches_reference_vectors)
     ASSERT_EQ_INT(rc_philox_next(&p), 0x6d5451fdu);
 }
 
+/* Advancing by n draws leaves the generator where n calls of rc_philox_next leave it, from
+ * any point inside a block (what the two halves of a dropout mask start from). */
+TEST(philox_advance_matches_draws)
+{
+    for (int pre = 0; pre < 6; pre++)
+        for (uint64_t n = 0; n < 23; n++) {
+            rc_philox a, b;
+            rc_philox_init(&a, 1234, 99);
+            for (int i = 0; i < pre; i++) (void)rc_philox_next(&a);
+            b = a;
+            for (uint64_t i = 0; i < n; i++) (void)rc_philox_next(&a);
+            rc_philox_advance(&b, n);
+            for (int i = 0; i < 9; i++) ASSERT_EQ_INT(rc_philox_next(&a), rc_philox_next(&b));
+        }
+}
+
 TEST(uniform_and_normal_statistics)
 {
     rc_philox p;
@@ -250,5 +266,5 @@ TEST(hash_map_set_get_copy)
 RUN_TESTS(T(code_names_come_from_one_list), T(status_set_clear_and_null), T(shape_printing_matches_tensorflow),
           T(dtype_names_and_sizes), T(array_create_copy_access), T(array_rejects_bad_shapes_and_dtypes),
           T(allocator_hook_sees_every_allocation), T(fail_nth_allocation_gives_out_of_memory),
-          T(philox_matches_reference_vectors), T(uniform_and_normal_statistics), T(seed_rule_is_tensorflows),
+          T(philox_matches_reference_vectors), T(philox_advance_matches_draws), T(uniform_and_normal_statistics), T(seed_rule_is_tensorflows),
           T(edit_distance), T(hash_map_set_get_copy))

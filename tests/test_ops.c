@@ -99,6 +99,12 @@ B(b_reshape, recur_reshape(g, in[0], RECUR_SHAPE(-1, 4)))
 B(b_expand, recur_expand_dims(g, in[0], 1))
 B(b_sum_all, recur_reduce_sum(g, in[0], NULL, 0, false))
 B(b_mean_all, recur_reduce_mean(g, in[0], NULL, 0, false))
+/* the gradient of a max over the middle axis: MaxGrad */
+static recur_tensor *b_max_grad(recur_graph *g, recur_tensor **in)
+{
+    recur_tensor *y = recur_reduce_max(g, in[0], (int[]){1}, 1, false), *dx = NULL;
+    return recur_gradients(g, &y, 1, in, 1, NULL, &dx) ? dx : NULL;
+}
 /* the gradient of a mean: ReduceGrad spreading dy / count over the input's shape */
 static recur_tensor *b_mean_grad(recur_graph *g, recur_tensor **in)
 {
@@ -152,6 +158,12 @@ static const opcase cases[] = {
     {"div", b_div, 2, {F, F}, {S(3, 4), S(4)}, 0.5, 2},
     {"maximum", b_max, 2, {F, F}, {S(3, 4), S(3, 4)}, -2, 2},
     {"minimum", b_min, 2, {F, F}, {S(3, 4), S(1)}, -2, 2},
+    {"sub scalar first", b_sub, 2, {F, F}, {RECUR_SCALAR, S(3, 4)}, -2, 2},
+    /* large enough for two threads */
+    {"mul same, large", b_mul, 2, {F, F}, {S(300, 1001), S(300, 1001)}, -2, 2},
+    {"div scalar, large", b_div, 2, {F, F}, {S(300, 1001), RECUR_SCALAR}, 0.5, 2},
+    {"add leading, large", b_add, 2, {F, F}, {S(64, 40, 256), S(64, 40, 1)}, -2, 2},
+    {"maximum trailing, large", b_max, 2, {F, F}, {S(1000, 300), S(300)}, -2, 2},
     {"less", b_less, 2, {F, F}, {S(3, 4), S(4)}, -2, 2},
     {"greater_equal", b_ge, 2, {F, F}, {S(3, 4), S(3, 4)}, -2, 2},
     {"equal int", b_eq, 2, {RECUR_I32, RECUR_I32}, {S(8), S(8)}, 0, 3},
@@ -185,6 +197,8 @@ static const opcase cases[] = {
     {"transpose keeping rows, large", b_transpose_rows, 1, {F}, {S(40, 70, 128)}, -1, 1},
     {"mean gradient, large", b_mean_grad, 1, {F}, {S(1, 300000, 2)}, -1, 1},
     {"mean gradient, large rows", b_mean_grad, 1, {F}, {S(1, 3000, 100)}, -1, 1},
+    {"max middle, large", b_max_mid, 1, {F}, {S(64, 40, 256)}, -1, 1},
+    {"max gradient, large", b_max_grad, 1, {F}, {S(64, 40, 256)}, -1, 1},
     {"sum leading", b_sum_lead, 1, {F}, {S(2, 3, 4)}, -1, 1},
     {"sum trailing keep", b_sum_trail, 1, {F}, {S(2, 3, 4)}, -1, 1},
     {"sum middle", b_sum_mid, 1, {F}, {S(2, 3, 4)}, -1, 1},
@@ -238,8 +252,9 @@ TEST(fast_kernels_match_reference)
     recur_status_free(st);
 }
 
-/* The copying kernels cut large arrays in two halves for two threads: the halves must give
- * exactly what one thread gives (the one-thread path is the one the small cases above check). */
+/* The copying kernels (and dropout's mask) cut large arrays in two halves for two threads: the
+ * halves must give exactly what one thread gives (the one-thread path is the one the small
+ * cases above check). */
 TEST(two_thread_copies_match_one_thread)
 {
     st = recur_status_new();
@@ -249,12 +264,14 @@ TEST(two_thread_copies_match_one_thread)
     recur_tensor *cat = recur_concat(g, (recur_tensor *[]){a, b}, 2, 2);
     ASSERT_TRUE(recur_split(g, cat, 2, 1, parts));
     recur_tensor *ys[] = {cat, parts[0], parts[1], recur_reverse(g, a, 0), recur_reverse(g, b, 1),
-                          recur_transpose(g, a, (int[]){1, 0, 2}), recur_reduce_mean(g, cat, NULL, 0, false)};
+                          recur_transpose(g, a, (int[]){1, 0, 2}), recur_reduce_mean(g, cat, NULL, 0, false),
+                          recur_dropout(g, a, recur_scalar_f32(g, 0.6f), 5), b_max_grad(g, &a),
+                          recur_reduce_max(g, b, (int[]){1}, 1, false)};
     int ny = (int)(sizeof ys / sizeof ys[0]);
     ASSERT_TRUE(recur_graph_ok(g));
     recur_array *va = rnd(RECUR_F32, sh, 11, -1, 1), *vb = rnd(RECUR_F32, sh, 12, -1, 1);
     recur_feed feeds[] = {{a, va}, {b, vb}};
-    recur_array *out[2][8];
+    recur_array *out[2][12];
     for (int threads = 1; threads <= 2; threads++) {
         recur_session *s = recur_session_new(g, &(recur_session_opts){.num_threads = threads}, st);
         ASSERT_OK(st);

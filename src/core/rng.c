@@ -54,6 +54,17 @@ void rc_philox_skip(rc_philox *p, uint64_t blocks)
     p->avail = 0;
 }
 
+void rc_philox_advance(rc_philox *p, uint64_t draws)
+{
+    while (draws && p->avail) {
+        p->avail--;
+        draws--;
+    }
+    if (!draws) return;
+    rc_philox_skip(p, draws / 4);
+    for (uint64_t i = 0; i < draws % 4; i++) (void)rc_philox_next(p);
+}
+
 /* Box-Muller on two raw draws (TensorFlow's BoxMullerFloat). */
 static void box_muller(uint32_t x0, uint32_t x1, float *f0, float *f1)
 {

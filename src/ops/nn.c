@@ -66,6 +66,23 @@ static bool dropout_shape(recur_graph *g, recur_op *op)
     return true;
 }
 
+typedef struct drop_job {
+    rc_philox start; /* the generator before the first element */
+    const float *x;
+    float *y, *m, inv, fk;
+} drop_job;
+
+static void drop_range(void *arg, int64_t lo, int64_t hi)
+{
+    const drop_job *j = arg;
+    rc_philox q = j->start;
+    rc_philox_advance(&q, (uint64_t)lo);
+    for (int64_t i = lo; i < hi; i++) {
+        j->m[i] = floorf(j->fk + rc_philox_uniform(&q)) * j->inv;
+        j->y[i] = j->x[i] * j->m[i];
+    }
+}
+
 static recur_code dropout_kernel(rc_kctx *k)
 {
     recur_array *x = k->in[0];
@@ -76,12 +93,14 @@ static recur_code dropout_kernel(rc_kctx *k)
     if (!p) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
     recur_array *y = rc_kout(k, 0, x->dtype, x->shape), *m = y ? rc_kout(k, 1, x->dtype, x->shape) : NULL;
     if (!m) return recur_status_code(k->st);
-    fill_mask(m, p, kp);
     if (x->dtype == RECUR_F32) {
-        const float *px = x->data, *pm = m->data;
-        float *py = y->data;
-        for (int64_t i = 0; i < x->size; i++) py[i] = px[i] * pm[i];
+        /* the two halves on two threads, each from its own copy of the generator set to its
+         * first draw: the same draws, in the same places, as one pass */
+        drop_job j = {.start = *p, .x = x->data, .y = y->data, .m = m->data, .inv = (float)(1.0 / kp), .fk = (float)kp};
+        rc_kfor2(k, x->size, 1 << 15, drop_range, &j);
+        rc_philox_advance(p, (uint64_t)x->size);
     } else {
+        fill_mask(m, p, kp);
         for (int64_t i = 0; i < x->size; i++) rc_array_set(y, i, rc_array_get(x, i) * rc_array_get(m, i));
     }
     return RECUR_OK;

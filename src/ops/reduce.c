@@ -7,6 +7,8 @@
 #include <float.h>
 #include <math.h>
 
+#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+
 recur_tensor *rc_reshape_like(recur_graph *g, recur_tensor *x, recur_tensor *like);
 
 /* ================================================================== reductions */
@@ -141,7 +143,7 @@ static bool reduced_block(recur_shape x, int64_t mask, int64_t *outer, int64_t *
 
 /* Fast float32 path over the [outer, mid, inner] form. */
 /* sum of x[0, n) in double: sixteen partial sums, so the adds run as wide vectors */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static double sum_f64(const float *x, int64_t n)
+HOT static double sum_f64(const float *x, int64_t n)
 {
     double p[16] = {0};
     int64_t m = 0;
@@ -166,6 +168,39 @@ static void sum_half(void *arg, int part)
     h->s[part] = part ? sum_f64(h->x + cut, h->n - cut) : sum_f64(h->x, cut);
 }
 
+/* Blocks [lo, hi) of a reduction over the middle axis of [outer, mid, inner] (inner > 1). */
+typedef struct block_job {
+    const float *x;
+    float *o;
+    int64_t mid, inner;
+    bool is_max, mean;
+} block_job;
+
+HOT static void reduce_block(const float *src, float *dst, int64_t mid, int64_t inner, bool is_max, bool mean)
+{
+    for (int64_t j = 0; j < inner; j++) dst[j] = is_max ? -INFINITY : 0;
+    for (int64_t m = 0; m < mid; m++) {
+        const float *row = src + m * inner;
+        if (is_max) {
+            for (int64_t j = 0; j < inner; j++) {
+                float v = row[j], d = dst[j];
+                dst[j] = (v > d || v != v) ? v : d; /* NaN wins, as TensorFlow's */
+            }
+        } else {
+            for (int64_t j = 0; j < inner; j++) dst[j] += row[j];
+        }
+    }
+    if (mean)
+        for (int64_t j = 0; j < inner; j++) dst[j] = mid ? dst[j] / (float)mid : NAN;
+}
+
+static void reduce_blocks(void *arg, int64_t lo, int64_t hi)
+{
+    const block_job *j = arg;
+    for (int64_t a = lo; a < hi; a++)
+        reduce_block(j->x + a * j->mid * j->inner, j->o + a * j->inner, j->mid, j->inner, j->is_max, j->mean);
+}
+
 static recur_code reduce_fast(rc_kctx *k)
 {
     recur_array *x = k->in[0];
@@ -176,45 +211,31 @@ static recur_code reduce_fast(rc_kctx *k)
     const float *px = x->data;
     float *po = o->data;
     bool is_max = k->op->type == RC_OP_MAX, mean = k->op->type == RC_OP_MEAN;
+    if (inner > 1) {
+        /* blocks of [mid, inner], independent: on two threads when large */
+        block_job j = {.x = px, .o = po, .mid = mid, .inner = inner, .is_max = is_max, .mean = mean};
+        rc_kfor2(k, outer, (1 << 16) / RC_MAX(mid * inner, 1) + 1, reduce_blocks, &j);
+        return RECUR_OK;
+    }
     for (int64_t a = 0; a < outer; a++) {
-        float *dst = po + a * inner;
-        const float *src = px + a * mid * inner;
-        if (inner == 1) {
-            double s = is_max ? -INFINITY : 0;
-            int64_t m = 0;
-            if (!is_max) { /* double partial sums: vectorised, and no float rounding */
-                if (mid >= (1 << 18)) { /* two halves, on two threads when free (the same sum either way) */
-                    half_sums h = {.x = src, .n = mid};
-                    rc_kparallel2(k, sum_half, &h);
-                    s = h.s[0] + h.s[1];
-                } else {
-                    s = sum_f64(src, mid);
-                }
-                m = mid;
-            }
-            for (; m < mid; m++) {
-                float v = src[m];
-                if (is_max) {
-                    if (v > s || isnan(v)) s = v;
-                } else {
-                    s += v;
-                }
-            }
-            dst[0] = (float)(mean ? (mid ? s / (double)mid : NAN) : s);
-            continue;
-        }
-        for (int64_t j = 0; j < inner; j++) dst[j] = is_max ? -INFINITY : 0;
-        for (int64_t m = 0; m < mid; m++) {
-            const float *row = src + m * inner;
-            if (is_max) {
-                for (int64_t j = 0; j < inner; j++)
-                    if (row[j] > dst[j] || isnan(row[j])) dst[j] = row[j];
+        const float *src = px + a * mid;
+        double s = is_max ? -INFINITY : 0;
+        int64_t m = 0;
+        if (!is_max) { /* double partial sums: vectorised, and no float rounding */
+            if (mid >= (1 << 18)) { /* two halves, on two threads when free (the same sum either way) */
+                half_sums h = {.x = src, .n = mid};
+                rc_kparallel2(k, sum_half, &h);
+                s = h.s[0] + h.s[1];
             } else {
-                for (int64_t j = 0; j < inner; j++) dst[j] += row[j];
+                s = sum_f64(src, mid);
             }
+            m = mid;
         }
-        if (mean)
-            for (int64_t j = 0; j < inner; j++) dst[j] = mid ? dst[j] / (float)mid : NAN;
+        for (; m < mid; m++) {
+            float v = src[m];
+            if (v > s || isnan(v)) s = v;
+        }
+        po[a] = (float)(mean ? (mid ? s / (double)mid : NAN) : s);
     }
     return RECUR_OK;
 }
@@ -374,25 +395,43 @@ static bool max_grad_shape(recur_graph *g, recur_op *op)
 
 /* float32 MaxGrad when the reduced axes are one contiguous block [outer, mid, inner]: the
  * gradient goes to every maximal element, shared equally among ties. */
+typedef struct max_grad_job {
+    const float *x, *y, *dy;
+    float *o, *cnt[2]; /* per-part scratch of `inner` counts */
+    int64_t mid, inner, half;
+} max_grad_job;
+
+HOT static void max_grad_block(const float *src, const float *ym, const float *dm, float *dst, float *cnt, int64_t mid,
+                               int64_t inner)
+{
+    for (int64_t j = 0; j < inner; j++) cnt[j] = 0;
+    for (int64_t m = 0; m < mid; m++)
+        for (int64_t j = 0; j < inner; j++) cnt[j] += src[m * inner + j] == ym[j] ? 1.0f : 0.0f;
+    for (int64_t j = 0; j < inner; j++) cnt[j] = cnt[j] > 0 ? dm[j] / cnt[j] : 0;
+    for (int64_t m = 0; m < mid; m++)
+        for (int64_t j = 0; j < inner; j++) dst[m * inner + j] = src[m * inner + j] == ym[j] ? cnt[j] : 0.0f;
+}
+
+static void max_grad_range(void *arg, int64_t lo, int64_t hi)
+{
+    const max_grad_job *j = arg;
+    float *cnt = j->cnt[lo >= j->half && lo > 0];
+    for (int64_t a = lo; a < hi; a++)
+        max_grad_block(j->x + a * j->mid * j->inner, j->y + a * j->inner, j->dy + a * j->inner, j->o + a * j->mid * j->inner, cnt,
+                       j->mid, j->inner);
+}
+
 static recur_code max_grad_f32(rc_kctx *k, int64_t outer, int64_t mid, int64_t inner)
 {
     recur_array *x = k->in[0], *y = k->in[1], *dy = k->in[2];
     recur_array *o = rc_kout(k, 0, x->dtype, x->shape);
     if (!o) return recur_status_code(k->st);
-    float *cnt = rc_kscratch(k, (size_t)(inner ? inner : 1) * sizeof *cnt);
+    int64_t w = inner ? inner : 1;
+    float *cnt = rc_kscratch(k, (size_t)(2 * w) * sizeof *cnt);
     if (!cnt) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
-    const float *px = x->data, *py = y->data, *pd = dy->data;
-    float *po = o->data;
-    for (int64_t a = 0; a < outer; a++) {
-        const float *src = px + a * mid * inner, *ym = py + a * inner, *dm = pd + a * inner;
-        float *dst = po + a * mid * inner;
-        for (int64_t j = 0; j < inner; j++) cnt[j] = 0;
-        for (int64_t m = 0; m < mid; m++)
-            for (int64_t j = 0; j < inner; j++) cnt[j] += src[m * inner + j] == ym[j];
-        for (int64_t j = 0; j < inner; j++) cnt[j] = cnt[j] > 0 ? dm[j] / cnt[j] : 0;
-        for (int64_t m = 0; m < mid; m++)
-            for (int64_t j = 0; j < inner; j++) dst[m * inner + j] = src[m * inner + j] == ym[j] ? cnt[j] : 0.0f;
-    }
+    max_grad_job j = {.x = x->data, .y = y->data, .dy = dy->data, .o = o->data, .cnt = {cnt, cnt + w}, .mid = mid,
+                      .inner = inner, .half = outer / 2};
+    rc_kfor2(k, outer, (1 << 16) / RC_MAX(mid * inner, 1) + 1, max_grad_range, &j);
     return RECUR_OK;
 }
 

@@ -196,13 +196,19 @@ HOT static void update_f32(const upd *u, float *v, float *s0, float *s1, const f
         }                                                                                      \
     } while (0)
 
-/* Adam._apply_sparse in one pass over the table (float32): every row's moments decay, the rows
- * present (sorted unique idx) add their gradient, and every element is updated. */
-HOT static void adam_sparse_f32(float *var, float *m, float *v, int64_t nrows, int64_t width, const dedup *d, float b1,
-                                float b2, float eps, float alpha)
+/* Adam._apply_sparse in one pass over rows [row0, row1) of the table (float32): every row's
+ * moments decay, the rows present (sorted unique idx) add their gradient, and every element is
+ * updated. */
+HOT static void adam_sparse_f32(float *var, float *m, float *v, int64_t row0, int64_t row1, int64_t width, const dedup *d,
+                                float b1, float b2, float eps, float alpha)
 {
-    int64_t r = 0;
-    for (int64_t row = 0; row < nrows; row++) {
+    int64_t r = 0, hi = d->n; /* r: the first present row >= row0 */
+    while (r < hi) {
+        int64_t mid = r + (hi - r) / 2;
+        if (d->idx[mid] < row0) r = mid + 1;
+        else hi = mid;
+    }
+    for (int64_t row = row0; row < row1; row++) {
         float *pv = var + row * width, *pm = m + row * width, *ps = v + row * width;
         if (r < d->n && d->idx[r] == row) {
             const double *g = d->rows + r * width;
@@ -220,6 +226,27 @@ HOT static void adam_sparse_f32(float *var, float *m, float *v, int64_t nrows, i
         }
         for (int64_t j = 0; j < width; j++) pv[j] -= alpha * pm[j] / (sqrtf(ps[j]) + eps);
     }
+}
+
+/* The float32 updates, split between two threads on large variables (the elements are
+ * independent, so the result does not depend on the split). */
+typedef struct upd_job {
+    const upd *u;
+    float *v, *s0, *s1;
+    const float *g;
+    const dedup *d; /* sparse Adam: the rows present */
+    int64_t width;
+} upd_job;
+
+static void update_range(void *arg, int64_t lo, int64_t hi)
+{
+    const upd_job *j = arg;
+    if (j->d) {
+        const upd *u = j->u;
+        adam_sparse_f32(j->v, j->s0, j->s1, lo, hi, j->width, j->d, (float)u->a0, (float)u->a1, (float)u->a2, (float)u->alpha);
+        return;
+    }
+    update_f32(j->u, j->v + lo, j->s0 ? j->s0 + lo : NULL, j->s1 ? j->s1 + lo : NULL, j->g + lo, hi - lo);
 }
 
 static recur_code apply_kernel(rc_kctx *k)
@@ -247,7 +274,8 @@ static recur_code apply_kernel(rc_kctx *k)
                            rc_shape_debug(var->shape, a, sizeof a), rc_shape_debug(grad->shape, b, sizeof b));
         }
         if (var->dtype == RECUR_F32) {
-            update_f32(&u, var->data, s0 ? s0->data : NULL, s1 ? s1->data : NULL, grad->data, var->size);
+            upd_job j = {.u = &u, .v = var->data, .s0 = s0 ? s0->data : NULL, .s1 = s1 ? s1->data : NULL, .g = grad->data};
+            rc_kfor2(k, var->size, 1 << 16, update_range, &j);
         } else {
             for (int64_t i = 0; i < var->size; i++) {
                 double *v = (double *)var->data + i, *x0 = s0 ? (double *)s0->data + i : NULL, *x1 = s1 ? (double *)s1->data + i : NULL;
@@ -264,9 +292,10 @@ static recur_code apply_kernel(rc_kctx *k)
     dedup d = {0};
     recur_code c = deduplicate(k, grad, indices, nrows, width, &d);
     if (c == RECUR_OK) {
-        if (var->dtype == RECUR_F32 && type == RC_OP_APPLY_ADAM)
-            adam_sparse_f32(var->data, s0->data, s1->data, nrows, width, &d, (float)u.a0, (float)u.a1, (float)u.a2,
-                            (float)u.alpha);
+        if (var->dtype == RECUR_F32 && type == RC_OP_APPLY_ADAM) {
+            upd_job j = {.u = &u, .v = var->data, .s0 = s0->data, .s1 = s1->data, .d = &d, .width = width};
+            rc_kfor2(k, nrows, (1 << 16) / RC_MAX(width, 1) + 1, update_range, &j);
+        }
         else if (var->dtype == RECUR_F32)
             SPARSE_UPDATE(float);
         else
