@@ -162,6 +162,33 @@ TEST(steady_state_runs_do_not_allocate)
     recur_graph_free(g);
 }
 
+/* Batches whose sizes differ a little (sequences of other lengths, a short last batch) reuse
+ * the pooled buffers: the pool hands out buffers in size classes, not exact sizes. */
+TEST(runs_with_varying_shapes_reuse_the_pool)
+{
+    setup();
+    recur_graph *g = recur_graph_new();
+    recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(-1, 8), "x");
+    recur_tensor *w = recur_get_variable(g, "w", RECUR_SHAPE(8, 8), NULL);
+    recur_tensor *h = recur_tanh(g, recur_matmul(g, x, w, false, false));
+    recur_tensor *upd = recur_assign_sub(g, w, recur_matmul(g, x, h, true, false));
+    recur_session *s = recur_session_new(g, NULL, st);
+    recur_session_run_target(s, recur_global_variables_initializer(g), st);
+    recur_op *t = recur_tensor_op(upd);
+    recur_array *xs[4];
+    int64_t rows[4] = {1000, 993, 1017, 961}; /* 30.0 to 31.8 KiB: one size class */
+    for (int i = 0; i < 4; i++) xs[i] = recur_array_new(RECUR_F32, RECUR_SHAPE(rows[i], 8), NULL);
+    for (int i = 0; i < 2; i++) recur_session_run(s, &(recur_feed){x, xs[0]}, 1, NULL, NULL, 0, &t, 1, st); /* warm-up */
+    ASSERT_OK(st);
+    long before = recur_alloc_count();
+    for (int i = 0; i < 8; i++) recur_session_run(s, &(recur_feed){x, xs[i % 4]}, 1, NULL, NULL, 0, &t, 1, st);
+    ASSERT_OK(st);
+    ASSERT_EQ_INT(recur_alloc_count() - before, 0);
+    for (int i = 0; i < 4; i++) recur_array_free(xs[i]);
+    recur_session_free(s);
+    recur_graph_free(g);
+}
+
 TEST(bilstm_adam_training_steps_do_not_allocate)
 {
     /* The classifier's step: dropout, BiLSTM with lengths, max-pool, Adam with clipping. */
@@ -532,7 +559,7 @@ TEST(seeded_initializers_are_deterministic)
 }
 
 RUN_TESTS(T(missing_feed_message), T(feed_shape_and_dtype_checks), T(uninitialized_variable_then_initializer),
-          T(variables_initializer_list_and_independent_sessions), T(steady_state_runs_do_not_allocate),
+          T(variables_initializer_list_and_independent_sessions), T(steady_state_runs_do_not_allocate), T(runs_with_varying_shapes_reuse_the_pool),
           T(bilstm_adam_training_steps_do_not_allocate), T(only_needed_ops_run), T(check_numerics_names_the_op), T(check_numerics_op_in_tensorflows_words), T(already_exists_names_creation_site),
           T(does_not_exist_lists_nearest_names), T(bad_names_and_shapes_rejected),
           T(value_initializer_and_collections), T(initializer_values_match_tensorflow),
