@@ -311,6 +311,45 @@ static recur_tensor *cst(recur_graph *g, recur_shape s, const float *v)
     return t;
 }
 
+/* One row against a column block (the one-sequence recurrent product): column blocks of every
+ * width the kernel splits (whole and partial 128-column groups), beta 0 and 1, both paths. */
+TEST(gemv_block_matches_a_double_reference)
+{
+    const int64_t Ks[] = {1, 7, 256}, Ws[] = {16, 112, 128, 144, 256, 320};
+    srand(11);
+    for (int fb = 0; fb < 2; fb++) {
+        rc_gemm_packed_use_cblas(fb);
+        for (size_t ki = 0; ki < RC_ARRAY_LEN(Ks); ki++)
+            for (size_t wi = 0; wi < RC_ARRAY_LEN(Ws); wi++) {
+                int64_t K = Ks[ki], w = Ws[wi], N = w + 40, n0 = 16, ldb = N + 3;
+                float *Bm = malloc(sizeof(float) * (size_t)(K * ldb)), *blk = malloc(sizeof(float) * (size_t)(K * w));
+                float *a = malloc(sizeof(float) * (size_t)K), *c = malloc(sizeof(float) * (size_t)(w + 1)), *c0 = malloc(sizeof(float) * (size_t)w);
+                for (int64_t i = 0; i < K * ldb; i++) Bm[i] = (float)rand() / RAND_MAX - 0.5f;
+                for (int64_t i = 0; i < K; i++) a[i] = (float)rand() / RAND_MAX - 0.5f;
+                for (int64_t i = 0; i < w; i++) c0[i] = (float)rand() / RAND_MAX - 0.5f;
+                rc_pack_block(Bm, ldb, K, n0, w, blk);
+                for (int beta = 0; beta < 2; beta++) {
+                    memcpy(c, c0, sizeof(float) * (size_t)w);
+                    c[w] = 42.0f;
+                    rc_gemv_block(K, a, blk, w, (float)beta, c);
+                    ASSERT_TRUE(c[w] == 42.0f); /* nothing past w */
+                    for (int64_t j = 0; j < w; j++) {
+                        double ref = beta ? c0[j] : 0, mag = fabs(ref);
+                        for (int64_t k = 0; k < K; k++) {
+                            ref += (double)a[k] * Bm[k * ldb + n0 + j];
+                            mag += fabs((double)a[k] * Bm[k * ldb + n0 + j]);
+                        }
+                        if (fabs(c[j] - ref) > 1e-6 * (mag + 1))
+                            rt_fail(__FILE__, __LINE__, "K %lld w %lld beta %d fallback %d: c[%lld] = %g, want %g", (long long)K,
+                                    (long long)w, beta, fb, (long long)j, c[j], ref);
+                    }
+                }
+                free(Bm), free(blk), free(a), free(c), free(c0);
+            }
+    }
+    rc_gemm_packed_use_cblas(false);
+}
+
 TEST(packed_gemm_matches_a_double_reference)
 {
     /* The recurrent-step product: every edge of the 8-row tiles, 32-column panels and K blocks,
@@ -514,5 +553,5 @@ TEST(op_table_is_complete)
     }
 }
 
-RUN_TESTS(T(fast_kernels_match_reference), T(two_thread_copies_match_one_thread), T(packed_gemm_matches_a_double_reference), T(hand_checked_values), T(shape_errors_name_op_and_shapes),
+RUN_TESTS(T(fast_kernels_match_reference), T(two_thread_copies_match_one_thread), T(packed_gemm_matches_a_double_reference), T(gemv_block_matches_a_double_reference), T(hand_checked_values), T(shape_errors_name_op_and_shapes),
           T(runtime_shape_errors), T(op_table_is_complete))

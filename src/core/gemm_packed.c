@@ -190,6 +190,52 @@ static void gemm_avx512(int64_t M, const float *A, int64_t lda, const rc_packed_
 }
 #endif
 
+void rc_pack_block(const float *b, int64_t ldb, int64_t K, int64_t n0, int64_t w, float *dst)
+{
+    for (int64_t k = 0; k < K; k++) memcpy(dst + k * w, b + k * ldb + n0, (size_t)w * sizeof *dst);
+}
+
+#ifdef HAVE_AVX512_PATH
+/* 128 columns (eight accumulators, enough to hide the FMA latency) at a time, each a row of
+ * the block read in one stream. */
+__attribute__((target("avx512f"))) static void gemv_block_avx512(int64_t K, const float *a, const float *blk, int64_t w,
+                                                                 float beta, float *c)
+{
+    for (int64_t j0 = 0; j0 < w; j0 += 128) {
+        int nv = (int)(RC_MIN(128, w - j0) / 16);
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) acc[v] = v < nv && beta != 0 ? _mm512_loadu_ps(c + j0 + 16 * v) : _mm512_setzero_ps();
+        if (nv == 8) {
+            for (int64_t k = 0; k < K; k++) {
+                __m512 x = _mm512_set1_ps(a[k]);
+                const float *row = blk + k * w + j0;
+#pragma GCC unroll 8
+                for (int v = 0; v < 8; v++) acc[v] = _mm512_fmadd_ps(x, _mm512_loadu_ps(row + 16 * v), acc[v]);
+            }
+        } else {
+            for (int64_t k = 0; k < K; k++) {
+                __m512 x = _mm512_set1_ps(a[k]);
+                const float *row = blk + k * w + j0;
+                for (int v = 0; v < nv; v++) acc[v] = _mm512_fmadd_ps(x, _mm512_loadu_ps(row + 16 * v), acc[v]);
+            }
+        }
+        for (int v = 0; v < nv; v++) _mm512_storeu_ps(c + j0 + 16 * v, acc[v]);
+    }
+}
+#endif
+
+void rc_gemv_block(int64_t K, const float *a, const float *blk, int64_t w, float beta, float *c)
+{
+#ifdef HAVE_AVX512_PATH
+    if (!g_fallback && cpu_has_avx512() && w % 16 == 0) {
+        gemv_block_avx512(K, a, blk, w, beta, c);
+        return;
+    }
+#endif
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)w, 1.0f, blk, (int)w, a, 1, beta, c, 1);
+}
+
 void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc)
 {
     int64_t K = p->K, N = p->N;

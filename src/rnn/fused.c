@@ -516,6 +516,8 @@ static void lstm_fwd_part(void *arg, int part)
 typedef struct lstm_units_job {
     lstm_fwd_job *j;
     rc_packed_b *wx, *wh; /* not yet filled: each thread packs its own columns */
+    float *blocks;        /* one sequence: per thread, its four column blocks of the recurrent
+                           * weights [P][H/2] (rc_pack_block), instead of wh's panels */
     const float *x;       /* the layer input [rows, D] */
     step_barrier bar;
 } lstm_units_job;
@@ -530,17 +532,22 @@ static void lstm_fwd_units(void *arg, int part)
     float *tmp = j->tmp[part];
     /* This thread's columns of the weights, packed here (the recurrent ones then stay in its
      * cache), and its columns of the input projection for every step: nothing to wait for. */
+    float *blk = u->blocks ? u->blocks + part * 4 * P * hn : NULL;
     for (int q = 0; q < 4; q++) {
         int64_t c0 = q * H + u0, c1 = c0 + hn;
         rc_pack_b_fill(u->wx, c0, c1);
-        rc_pack_b_fill(u->wh, c0, c1);
+        if (blk) rc_pack_block(u->wh->b, u->wh->ldb, P, c0, hn, blk + q * P * hn);
+        else rc_pack_b_fill(u->wh, c0, c1);
         rc_gemm_packed_cols(s->rows, u->x, u->wx->K, u->wx, 0.0f, j->gates, G, c0, c1);
     }
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t], row = s->off[t];
         float *g = j->gates + row * G, *yr = j->yraw + row * P;
         const float *hprev = t ? j->yraw + s->off[t - 1] * P : j->h;
-        for (int q = 0; q < 4; q++) rc_gemm_packed_cols(n, hprev, P, j->wh, 1.0f, g, G, q * H + u0, q * H + u0 + hn);
+        for (int q = 0; q < 4; q++) {
+            if (blk) rc_gemv_block(P, hprev, blk + q * P * hn, hn, 1.0f, g + q * H + u0);
+            else rc_gemm_packed_cols(n, hprev, P, j->wh, 1.0f, g, G, q * H + u0, q * H + u0 + hn);
+        }
         lstm_cell_units(l, n, H, u0, hn, g, j->c, j->craw + row * H, yr, tmp, j->bias, j->wf, j->wi, j->wo);
         barrier_wait(&u->bar);
     }
@@ -571,6 +578,8 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
     if (units) {
         if (!rc_pack_b_alloc(&wx, kern, G, false, D, G, ar)) return RECUR_OUT_OF_MEMORY;
         lstm_units_job u = {.j = &j, .wx = &wx, .wh = &wh, .x = x};
+        if (B == 1 && !(u.blocks = rc_arena_alloc(ar, (size_t)(2 * 4 * P * (H / 2)) * sizeof(float), false)))
+            return RECUR_OUT_OF_MEMORY;
         units = wx.panels && rc_kparallel2_together(tl_kernel, lstm_fwd_units, &u);
     }
     if (!units) {
