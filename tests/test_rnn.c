@@ -360,6 +360,84 @@ TEST(float64_rnn_runs_on_the_loop_path)
     recur_status_free(st);
 }
 
+/* Small-batch inference keeps its packed weights between runs while no variable is written:
+ * after every way of writing one (set_variable, an Assign op, an optimizer step) the next run
+ * must use the new values, i.e. agree exactly with a fresh session holding them. */
+static recur_array *run_once(recur_graph *g, recur_session *s, recur_tensor *x, recur_array *xv, recur_tensor *y)
+{
+    recur_array *out = NULL;
+    recur_session_run(s, (recur_feed[]){{x, xv}}, 1, &y, &out, 1, NULL, 0, st);
+    ASSERT_OK(st);
+    return out;
+}
+
+static bool same(const recur_array *a, const recur_array *b)
+{
+    return recur_array_size(a) == recur_array_size(b) &&
+           !memcmp(recur_array_cdata(a), recur_array_cdata(b), (size_t)recur_array_size(a) * sizeof(float));
+}
+
+TEST(kept_packed_weights_follow_variable_writes)
+{
+    st = recur_status_new();
+    for (int64_t B = 1; B <= 3; B += 2) {
+        recur_graph *g = recur_graph_new();
+        recur_graph_set_seed(g, 3);
+        recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, 6, 4), "x");
+        recur_tensor *y = recur_dynamic_rnn(g, recur_basic_lstm_cell(g, 64, NULL), x, &(recur_rnn_opts){.dtype = RECUR_F32}).outputs;
+        recur_tensor *vars[4];
+        ASSERT_EQ_INT((int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 4), 2);
+        recur_tensor *kern = vars[0];
+        recur_op *scale = recur_tensor_op(recur_assign(g, kern, recur_mul(g, kern, recur_scalar_f32(g, 0.5f))));
+        recur_tensor *loss = recur_reduce_sum(g, recur_square(g, y), NULL, 0, false);
+        recur_optimizer *opt = recur_optimizer_new(g, &(recur_optimizer_opts){.kind = RECUR_OPT_GRADIENT_DESCENT, .learning_rate = 0.1});
+        recur_op *train = recur_optimizer_minimize(opt, loss, NULL, NULL, 0);
+        ASSERT_GRAPH_OK(g);
+        recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, 6, 4), NULL);
+        for (int64_t i = 0; i < recur_array_size(xv); i++) ((float *)recur_array_data(xv))[i] = (float)sin(0.3 * (double)i);
+        recur_session *s = recur_session_new(g, &(recur_session_opts){.num_threads = 2}, st);
+        recur_session_run_target(s, recur_global_variables_initializer(g), st);
+        recur_array *y0 = run_once(g, s, x, xv, y), *y1 = run_once(g, s, x, xv, y);
+        ASSERT_TRUE(same(y0, y1));
+        for (int way = 0; way < 3; way++) {
+            if (way == 0) {
+                recur_array *k = recur_session_get_variable(s, kern, st);
+                ASSERT_OK(st);
+                for (int64_t i = 0; i < recur_array_size(k); i++) ((float *)recur_array_data(k))[i] *= -1.0f;
+                recur_session_set_variable(s, kern, k, st);
+                ASSERT_OK(st);
+                recur_array_free(k);
+            } else {
+                recur_op *t = way == 1 ? scale : train;
+                recur_session_run(s, (recur_feed[]){{x, xv}}, 1, NULL, NULL, 0, &t, 1, st);
+                ASSERT_OK(st);
+            }
+            recur_array *yn = run_once(g, s, x, xv, y);
+            ASSERT_TRUE(!same(yn, y0));
+            /* a fresh session with the same values */
+            recur_session *f = recur_session_new(g, &(recur_session_opts){.num_threads = 2}, st);
+            for (int v = 0; v < 2; v++) {
+                recur_array *val = recur_session_get_variable(s, vars[v], st);
+                recur_session_set_variable(f, vars[v], val, st);
+                recur_array_free(val);
+            }
+            ASSERT_OK(st);
+            recur_array *yf = run_once(g, f, x, xv, y);
+            ASSERT_TRUE(same(yn, yf));
+            recur_array_free(yf);
+            recur_session_free(f);
+            recur_array_free(y0);
+            y0 = yn;
+        }
+        recur_array_free(y0);
+        recur_array_free(y1);
+        recur_array_free(xv);
+        recur_session_free(s);
+        recur_graph_free(g);
+    }
+    recur_status_free(st);
+}
+
 RUN_TESTS(T(rnn_programs_match_tensorflow), T(build_time_errors), T(run_time_errors),
           T(custom_cell_runs_in_every_rnn_function), T(custom_cell_errors), T(dropout_wrapper_statistics),
-          T(float64_rnn_runs_on_the_loop_path))
+          T(float64_rnn_runs_on_the_loop_path), T(kept_packed_weights_follow_variable_writes))

@@ -41,6 +41,14 @@ static bool g_fallback; /* tests: take the CBLAS path */
 
 void rc_gemm_packed_use_cblas(bool on) { g_fallback = on; }
 
+size_t rc_pack_b_floats(int64_t K, int64_t N) { return K > 0 && N > 0 ? (size_t)((N + NR - 1) / NR * K * NR) : 0; }
+
+void rc_pack_b_init(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, float *mem)
+{
+    *p = (rc_packed_b){.K = K, .N = N, .b = b, .ldb = ldb, .trans = trans};
+    if (!g_fallback && cpu_has_avx512() && K > 0 && N > 0) p->panels = mem;
+}
+
 bool rc_pack_b_alloc(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar)
 {
     *p = (rc_packed_b){.K = K, .N = N, .b = b, .ldb = ldb, .trans = trans};

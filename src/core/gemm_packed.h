@@ -26,6 +26,12 @@ bool rc_pack_b(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t 
 bool rc_pack_b_alloc(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar);
 void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1);
 
+/* The same over caller memory of rc_pack_b_floats(K, N) floats (kept across runs, say):
+ * panels point into `mem` when the packed path is in use, NULL otherwise; fill with
+ * rc_pack_b_fill. */
+size_t rc_pack_b_floats(int64_t K, int64_t N);
+void rc_pack_b_init(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, float *mem);
+
 /* C[M x N] = beta * C + A[M x K] @ B, with beta 0 or 1 (C is not read when beta is 0). */
 void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc);
 

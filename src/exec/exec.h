@@ -5,6 +5,7 @@
 #define RECUR_EXEC_H
 
 #include "ops/ops.h"
+#include <stdatomic.h>
 
 /* A list of ops to run in order plus, per tensor they produce or read, how many times the list
  * reads it (so each buffer is released after its last reader). */
@@ -65,6 +66,7 @@ struct recur_session {
     struct rc_worker *worker; /* the second thread (started on first use) */
     uint64_t run_count;       /* runs started (step number for messages) */
     uint64_t pairs_run;       /* pairs of ops run side by side (tests) */
+    _Atomic uint64_t var_epoch; /* bumped whenever a variable may have been written */
     struct rc_profile *profile; /* per op type kernel time, when RECUR_PROFILE is set */
     recur_array **run_vals;   /* reused run tables */
     int *run_remaining;

@@ -223,6 +223,8 @@ void rc_kfor2(rc_kctx *k, int64_t n, int64_t min_n, void (*fn)(void *arg, int64_
 }
 bool rc_kreference(rc_kctx *k) { return k->run->s->reference; }
 
+uint64_t rc_kvar_epoch(rc_kctx *k) { return atomic_load_explicit(&k->run->s->var_epoch, memory_order_relaxed); }
+
 static bool grow_op_state(recur_session *s, size_t need)
 {
     if (need > s->capop_state) {
@@ -362,6 +364,9 @@ static void op_kernel(void *arg)
     rc_profile *prof = p->k.run->s->profile;
     int64_t t0 = prof ? now_ns() : 0;
     p->code = fn(&p->k);
+    /* anything that writes session state may have written a variable */
+    if ((def->flags & (RC_OPF_STATEFUL | RC_OPF_REF_INPUT)) && p->op->type != RC_OP_VARIABLE)
+        atomic_fetch_add_explicit(&p->k.run->s->var_epoch, 1, memory_order_relaxed);
     if (prof) {
         prof->ns[p->op->type] += now_ns() - t0;
         prof->calls[p->op->type]++;
@@ -664,6 +669,7 @@ recur_code recur_session_set_variable(recur_session *s, recur_tensor *var, const
     }
     recur_array **slot = rc_session_var_slot(s, v);
     if (!slot) return rc_oom(st);
+    atomic_fetch_add_explicit(&s->var_epoch, 1, memory_order_relaxed);
     if (*slot) {
         if ((*slot)->nbytes) memcpy((*slot)->data, value->data, value->nbytes);
         return RECUR_OK;

@@ -163,6 +163,9 @@ bool rc_kparallel2_together(rc_kctx *k, void (*fn)(void *arg, int part), void *a
  * use two, otherwise as one call fn(arg, 0, n). The halves must touch disjoint memory; a result
  * that must not depend on the thread count must not depend on where [0, n) is cut. */
 void rc_kfor2(rc_kctx *k, int64_t n, int64_t min_n, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg);
+/* The session's variable-write count: unchanged between two calls means no variable of the
+ * session was written in between (for kernels that keep data derived from weights). */
+uint64_t rc_kvar_epoch(rc_kctx *k);
 /* Whether the session asked for reference kernels. */
 bool rc_kreference(rc_kctx *k);
 /* Per-op persistent state in the session (random generators, loop plans), freed with the

@@ -518,6 +518,7 @@ typedef struct lstm_units_job {
     rc_packed_b *wx, *wh; /* not yet filled: each thread packs its own columns */
     float *blocks;        /* one sequence: per thread, its four column blocks of the recurrent
                            * weights [P][H/2] (rc_pack_block), instead of wh's panels */
+    bool fill;            /* pack them (false: they are kept from an earlier run) */
     const float *x;       /* the layer input [rows, D] */
     step_barrier bar;
 } lstm_units_job;
@@ -535,9 +536,11 @@ static void lstm_fwd_units(void *arg, int part)
     float *blk = u->blocks ? u->blocks + part * 4 * P * hn : NULL;
     for (int q = 0; q < 4; q++) {
         int64_t c0 = q * H + u0, c1 = c0 + hn;
-        rc_pack_b_fill(u->wx, c0, c1);
-        if (blk) rc_pack_block(u->wh->b, u->wh->ldb, P, c0, hn, blk + q * P * hn);
-        else rc_pack_b_fill(u->wh, c0, c1);
+        if (u->fill) {
+            rc_pack_b_fill(u->wx, c0, c1);
+            if (blk) rc_pack_block(u->wh->b, u->wh->ldb, P, c0, hn, blk + q * P * hn);
+            else rc_pack_b_fill(u->wh, c0, c1);
+        }
         rc_gemm_packed_cols(s->rows, u->x, u->wx->K, u->wx, 0.0f, j->gates, G, c0, c1);
     }
     for (int64_t t = 0; t < s->steps; t++) {
@@ -554,7 +557,7 @@ static void lstm_fwd_units(void *arg, int part)
 }
 
 static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, const seqinfo *s, const float *x, float *y,
-                           lstate *st, float *hist, rc_arena *ar)
+                           lstate *st, float *hist, rc_arena *ar, rc_fused_cache *cache)
 {
     int64_t B = s->B, D = l->in, H = l->units, P = layer_out(l), G = 4 * H, T = s->T;
     const float *kern = WIN(in, l, 0), *bias = WIN(in, l, 1);
@@ -576,11 +579,27 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
      * halve into whole panels; the gates get the input projection there. */
     bool units = !split_rows(s) && !proj && H % 64 == 0 && wh.panels && tl_kernel && rc_kthreads(tl_kernel) > 1;
     if (units) {
-        if (!rc_pack_b_alloc(&wx, kern, G, false, D, G, ar)) return RECUR_OUT_OF_MEMORY;
-        lstm_units_job u = {.j = &j, .wx = &wx, .wh = &wh, .x = x};
-        if (B == 1 && !(u.blocks = rc_arena_alloc(ar, (size_t)(2 * 4 * P * (H / 2)) * sizeof(float), false)))
-            return RECUR_OUT_OF_MEMORY;
+        /* the packed forms: kept in the cache while the session's variables stay unwritten */
+        size_t nx = rc_pack_b_floats(D, G), nh = B == 1 ? (size_t)(2 * 4 * P * (H / 2)) : rc_pack_b_floats(P, G);
+        uint64_t epoch = rc_kvar_epoch(tl_kernel);
+        bool kept = cache && cache->valid && cache->kern == kern && cache->epoch == epoch && cache->B == B;
+        if (cache && !kept) {
+            cache->valid = false;
+            if (cache->cap < nx + nh) {
+                rc_aligned_free(cache->mem);
+                cache->mem = rc_aligned_alloc((nx + nh) * sizeof(float));
+                cache->cap = cache->mem ? nx + nh : 0;
+            }
+        }
+        float *mem = cache ? cache->mem : NULL;
+        if (!mem && !(mem = rc_arena_alloc(ar, (nx + nh) * sizeof(float), false))) return RECUR_OUT_OF_MEMORY;
+        rc_pack_b_init(&wx, kern, G, false, D, G, mem);
+        lstm_units_job u = {.j = &j, .wx = &wx, .wh = &wh, .x = x, .fill = !kept};
+        if (B == 1) u.blocks = mem + nx;
+        else rc_pack_b_init(&wh, kern + D * G, G, false, P, G, mem + nx);
         units = wx.panels && rc_kparallel2_together(tl_kernel, lstm_fwd_units, &u);
+        if (units && cache && cache->mem == mem)
+            *cache = (rc_fused_cache){.kern = kern, .epoch = epoch, .B = B, .valid = true, .mem = mem, .cap = cache->cap};
     }
     if (!units) {
         if (!project(x, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* the cell pass adds the bias */
@@ -672,7 +691,7 @@ static void gru_fwd_part(void *arg, int part)
 }
 
 static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const seqinfo *s, const float *x, float *y,
-                          lstate *st, float *hist, rc_arena *ar)
+                          lstate *st, float *hist, rc_arena *ar, rc_fused_cache *cache)
 {
     int64_t B = s->B, D = l->in, H = l->units, T = s->T;
     const float *gk = WIN(in, l, 0), *gb = WIN(in, l, 1), *ck = WIN(in, l, 2), *cb = WIN(in, l, 3);
@@ -712,7 +731,7 @@ HOT static void gru_v2_rows(const rc_fused_layer *l, int64_t n, int64_t H, float
 }
 
 static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, const seqinfo *s, const float *x, float *y,
-                             lstate *st, float *hist, rc_arena *ar)
+                             lstate *st, float *hist, rc_arena *ar, rc_fused_cache *cache)
 {
     int64_t B = s->B, D = l->in, H = l->units, T = s->T;
     const float *kern = WIN(in, l, 0), *rk = WIN(in, l, 1), *bias = WIN(in, l, 2);
@@ -734,7 +753,7 @@ static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, co
 }
 
 static recur_code rnn_fwd(const rc_fused_layer *l, recur_array *const *in, const seqinfo *s, const float *x, float *y,
-                          lstate *st, float *hist, rc_arena *ar)
+                          lstate *st, float *hist, rc_arena *ar, rc_fused_cache *cache)
 {
     int64_t D = l->in, H = l->units;
     const float *kern = WIN(in, l, 0), *bias = WIN(in, l, 1);
@@ -754,7 +773,7 @@ static recur_code rnn_fwd(const rc_fused_layer *l, recur_array *const *in, const
 }
 
 typedef recur_code (*fwd_fn)(const rc_fused_layer *, recur_array *const *, const seqinfo *, const float *, float *, lstate *,
-                             float *, rc_arena *);
+                             float *, rc_arena *, rc_fused_cache *);
 
 static fwd_fn forward_of(const rc_fused_layer *l)
 {
@@ -767,19 +786,19 @@ static fwd_fn forward_of(const rc_fused_layer *l)
 }
 
 static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array *x, const recur_array *len,
-                                recur_array **final, recur_array *out, float *hist, rc_arena *ar);
+                                recur_array **final, recur_array *out, float *hist, rc_arena *ar, rc_fused_cache *cache);
 
 recur_code rc_fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array *x, const recur_array *len,
-                            recur_array **final, recur_array *out, float *hist, rc_arena *ar)
+                            recur_array **final, recur_array *out, float *hist, rc_arena *ar, rc_fused_cache *cache)
 {
     tl_kernel = k;
-    recur_code code = fused_forward(k, spec, x, len, final, out, hist, ar);
+    recur_code code = fused_forward(k, spec, x, len, final, out, hist, ar, cache);
     tl_kernel = NULL;
     return code;
 }
 
 static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array *x, const recur_array *len,
-                                recur_array **final, recur_array *out, float *hist, rc_arena *ar)
+                                recur_array **final, recur_array *out, float *hist, rc_arena *ar, rc_fused_cache *cache)
 {
     rc_arena_reset(ar);
     /* No steps or no rows: nothing to compute. The caller zeroed `out` and copied the initial
@@ -807,7 +826,7 @@ static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_ar
         float *h = hist ? hist : rc_arena_alloc(ar, (size_t)(T * B * row_floats(l)) * sizeof(float), false);
         lstate st;
         if (!y || !h || !state_in(l, final, &s, &st, ar)) goto oom;
-        code = forward_of(l)(l, k->in, &s, cur, y, &st, h, ar);
+        code = forward_of(l)(l, k->in, &s, cur, y, &st, h, ar, cache ? &cache[i] : NULL);
         if (code || !state_out(l, final, &s, &st, ar)) goto fail;
         if (last && !direct) permute_rows(&s, out->data, y, O, false, s.steps, false); /* out: zeroed */
         if (hist) hist += T * B * row_floats(l);

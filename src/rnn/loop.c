@@ -67,6 +67,7 @@ static void free_loop_state(void *p)
     rc_free(s->hist);
     rc_free(s->fused_hist);
     rc_arena_free(&s->scratch);
+    for (size_t i = 0; i < RC_ARRAY_LEN(s->cache); i++) rc_aligned_free(s->cache[i].mem);
     rc_free(s);
 }
 
@@ -297,7 +298,7 @@ static recur_code rnn_kernel(rc_kctx *k)
             }
             hist = ls->fused_hist;
         }
-        return rc_fused_forward(k, &L->fused, x, L->has_len ? k->in[1] : NULL, fin, out, hist, &ls->scratch);
+        return rc_fused_forward(k, &L->fused, x, L->has_len ? k->in[1] : NULL, fin, out, hist, &ls->scratch, ls->cache);
     }
     return loop_path(k, L, ls, train, T, B, steps, out, fin);
 }

@@ -127,6 +127,17 @@ typedef struct rc_loop_grad {
 
 /* Per-session state of a forward loop op: the cached body plans and the per-step history a
  * gradient needs. */
+/* Packed weights kept by a fused layer across runs (small-batch inference repacks nothing
+ * while the session's variables stay unwritten). */
+typedef struct rc_fused_cache {
+    const float *kern; /* the kernel they were packed from */
+    uint64_t epoch;    /* the session's variable epoch then */
+    int64_t B;         /* the batch they were packed for (one sequence packs differently) */
+    bool valid;
+    float *mem;        /* the packed forms */
+    size_t cap;        /* floats at mem */
+} rc_fused_cache;
+
 typedef struct rc_loop_state {
     struct rc_plan *plan, *train_plan;
     recur_array **hist;          /* steps x nsaved saved values (generic path) */
@@ -137,6 +148,7 @@ typedef struct rc_loop_state {
     bool fused_ran;              /* the last forward run used the fused kernels */
     int64_t steps;               /* steps run by the last forward */
     rc_arena scratch;            /* fused-kernel scratch */
+    rc_fused_cache cache[8];     /* per fused layer */
 } rc_loop_state;
 
 /* Loop-op input layout: [x_tm, (seq_len), init_state..., captures...]
@@ -161,7 +173,7 @@ recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recu
  * follows) receives what the backward needs; scratch comes from the arena. */
 size_t rc_fused_hist_floats(const rc_fused *spec, int64_t T, int64_t B);
 recur_code rc_fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array *x, const recur_array *len,
-                            recur_array **final, recur_array *out, float *hist, rc_arena *scratch);
+                            recur_array **final, recur_array *out, float *hist, rc_arena *scratch, rc_fused_cache *cache);
 /* Backward. fwd_in: the forward loop op's input values (x_tm, len, init..., captures...); dcap[j]
  * is the gradient of capture j = fwd input first_capture + j (accumulated). dinit arrives
  * holding d_final_state and leaves holding the gradient of the initial state; dx [T, B, D] is
