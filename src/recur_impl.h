@@ -158,6 +158,8 @@ void rc_philox_advance(rc_philox *p, uint64_t draws);
 void rc_philox_truncated_normal(uint64_t seed, uint64_t seed2, float *out, int64_t n);
 /* Uniform in [0,1) with 23 random mantissa bits, as TensorFlow's Uint32ToFloat. */
 float rc_philox_uniform(rc_philox *p);
+/* out[i] = the i-th of n rc_philox_uniform calls (sixteen blocks at a time with AVX-512). */
+void rc_philox_fill_uniform(rc_philox *p, float *out, int64_t n);
 double rc_philox_uniform_double(rc_philox *p);
 /* Standard normal (Box-Muller, pairs). */
 typedef struct rc_normal_gen {

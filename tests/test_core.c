@@ -190,6 +190,26 @@ TEST(philox_advance_matches_draws)
         }
 }
 
+/* The bulk fill gives what one call at a time gives: from inside a block, across many blocks,
+ * and across a carry out of the counter's low word. */
+TEST(philox_fill_matches_single_draws)
+{
+    const uint32_t starts[] = {0, 0xffffffe0u, 0xfffffff5u};
+    for (size_t c = 0; c < sizeof starts / sizeof starts[0]; c++)
+        for (int pre = 0; pre < 3; pre++)
+            for (int64_t n = 0; n < 300; n += 37) {
+                rc_philox a, b;
+                rc_philox_init(&a, 77, 5);
+                a.counter[0] = starts[c];
+                for (int i = 0; i < pre; i++) (void)rc_philox_next(&a);
+                b = a;
+                float f[300];
+                rc_philox_fill_uniform(&b, f, n);
+                for (int64_t i = 0; i < n; i++) ASSERT_TRUE(f[i] == rc_philox_uniform(&a));
+                for (int i = 0; i < 5; i++) ASSERT_EQ_INT(rc_philox_next(&a), rc_philox_next(&b));
+            }
+}
+
 TEST(uniform_and_normal_statistics)
 {
     rc_philox p;
@@ -266,5 +286,5 @@ TEST(hash_map_set_get_copy)
 RUN_TESTS(T(code_names_come_from_one_list), T(status_set_clear_and_null), T(shape_printing_matches_tensorflow),
           T(dtype_names_and_sizes), T(array_create_copy_access), T(array_rejects_bad_shapes_and_dtypes),
           T(allocator_hook_sees_every_allocation), T(fail_nth_allocation_gives_out_of_memory),
-          T(philox_matches_reference_vectors), T(philox_advance_matches_draws), T(uniform_and_normal_statistics), T(seed_rule_is_tensorflows),
+          T(philox_matches_reference_vectors), T(philox_advance_matches_draws), T(philox_fill_matches_single_draws), T(uniform_and_normal_statistics), T(seed_rule_is_tensorflows),
           T(edit_distance), T(hash_map_set_get_copy))

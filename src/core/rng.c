@@ -114,6 +114,83 @@ float rc_philox_uniform(rc_philox *p)
     return f - 1.0f;
 }
 
+static inline float bits_to_uniform(uint32_t x)
+{
+    uint32_t bits = (x & 0x7fffffu) | 0x3f800000u;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f - 1.0f;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define RNG_AVX512 __attribute__((target("avx512f")))
+
+/* Sixteen 32 x 32 -> 64-bit products: the low and high halves. */
+static inline RNG_AVX512 void mul_wide(__m512i a, __m512i m, __m512i *lo, __m512i *hi)
+{
+    __m512i even = _mm512_mul_epu32(a, m), odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+    *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+}
+
+/* Sixteen consecutive blocks from counter (c0 + lane, c1, c2, c3), no carry out of c0 within
+ * them: 64 uniforms in the order one block after another. */
+static RNG_AVX512 void blocks16_uniform(const rc_philox *p, float *out)
+{
+    __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32((int)p->counter[0]),
+                                  _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m512i c1 = _mm512_set1_epi32((int)p->counter[1]), c2 = _mm512_set1_epi32((int)p->counter[2]),
+            c3 = _mm512_set1_epi32((int)p->counter[3]);
+    __m512i ma = _mm512_set1_epi32((int)PHILOX_M4A), mb = _mm512_set1_epi32((int)PHILOX_M4B);
+    uint32_t k0 = p->key[0], k1 = p->key[1];
+    for (int r = 0; r < 10; r++) {
+        __m512i lo0, hi0, lo1, hi1;
+        mul_wide(c0, ma, &lo0, &hi0);
+        mul_wide(c2, mb, &lo1, &hi1);
+        __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32((int)k0));
+        __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32((int)k1));
+        c0 = n0, c1 = lo1, c2 = n2, c3 = lo0;
+        k0 += PHILOX_W32A;
+        k1 += PHILOX_W32B;
+    }
+    const __m512i mant = _mm512_set1_epi32(0x7fffff), one = _mm512_set1_epi32(0x3f800000);
+    __m512 f[4];
+    __m512i w[4] = {c0, c1, c2, c3};
+    for (int i = 0; i < 4; i++)
+        f[i] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(w[i], mant), one)), _mm512_set1_ps(1.0f));
+    float t[4][16];
+    for (int i = 0; i < 4; i++) _mm512_storeu_ps(t[i], f[i]);
+    for (int b = 0; b < 16; b++)
+        for (int i = 0; i < 4; i++) out[4 * b + i] = t[i][b];
+}
+
+static bool rng_avx512(void)
+{
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return has;
+}
+#endif
+
+void rc_philox_fill_uniform(rc_philox *p, float *out, int64_t n)
+{
+    int64_t i = 0;
+    while (i < n && p->avail) out[i++] = bits_to_uniform(rc_philox_next(p));
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (rng_avx512())
+        while (n - i >= 64 && p->counter[0] <= 0xffffffffu - 16) {
+            blocks16_uniform(p, out + i);
+            rc_philox_skip(p, 16);
+            i += 64;
+        }
+#endif
+    while (i < n) out[i++] = bits_to_uniform(rc_philox_next(p));
+}
+
 double rc_philox_uniform_double(rc_philox *p)
 {
     uint64_t hi = rc_philox_next(p), lo = rc_philox_next(p);

@@ -77,8 +77,9 @@ static void drop_range(void *arg, int64_t lo, int64_t hi)
     const drop_job *j = arg;
     rc_philox q = j->start;
     rc_philox_advance(&q, (uint64_t)lo);
+    rc_philox_fill_uniform(&q, j->m + lo, hi - lo); /* the draws, then the mask over them */
     for (int64_t i = lo; i < hi; i++) {
-        j->m[i] = floorf(j->fk + rc_philox_uniform(&q)) * j->inv;
+        j->m[i] = floorf(j->fk + j->m[i]) * j->inv;
         j->y[i] = j->x[i] * j->m[i];
     }
 }
