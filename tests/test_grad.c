@@ -326,10 +326,10 @@ static double loop_vs_two_threads(recur_graph *g, recur_tensor *x, const recur_a
     return worst;
 }
 
-/* A batch large enough for the fused kernels to split the recurrence between two threads
- * (rows sorted by length, the split balancing the steps): outputs, final states and every
- * gradient must agree with the step-loop path, for each cell the split covers and for one it
- * does not, uni- and bidirectional (the two directions then run side by side, unsplit). */
+/* A batch large enough for the fused kernels to split the recurrence between two threads: with
+ * lengths (rows sorted by length, the running rows halved at every step) and without (a fixed
+ * half each), outputs, final states and every gradient must agree with the step-loop path for
+ * every cell type, uni- and bidirectional (the two directions then run side by side, unsplit). */
 TEST(two_thread_fused_kernels_match_the_loop_path)
 {
     st = recur_status_new();
@@ -338,7 +338,7 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
     for (int i = 0; i < B; i++) lens[i] = (int32_t)((i * 7 + 3) % (T + 1)); /* 0..9, unsorted */
     double worst = 0;
     for (int kind = 0; kind < 5; kind++)
-        for (int bi = 0; bi < 2; bi++) {
+        for (int bi = 0; bi < 3; bi++) { /* 0: lengths, 1: bidirectional with lengths, 2: no lengths */
             recur_graph *g = recur_graph_new();
             recur_graph_set_seed(g, 9);
             recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
@@ -347,8 +347,8 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
             recur_array_free(lv);
             recur_tensor *parts[8], *y;
             int np = 0;
-            if (!bi) {
-                recur_rnn_out r = recur_dynamic_rnn(g, make_cell(g, kind), x, &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = len});
+            if (bi != 1) {
+                recur_rnn_out r = recur_dynamic_rnn(g, make_cell(g, kind), x, &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = bi ? NULL : len});
                 parts[np++] = r.outputs;
                 for (int i = 0; i < r.num_state; i++) parts[np++] = r.state[i];
             } else {
@@ -371,15 +371,15 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
             for (int i = 0; i < np; i++) fetch[i] = parts[i];
             for (int i = 0; i <= nv; i++) fetch[np + i] = grads[i];
             char what[96];
-            snprintf(what, sizeof what, "%s%s", cell_names[kind], bi ? " bidirectional" : "");
+            snprintf(what, sizeof what, "%s%s", cell_names[kind], bi == 1 ? " bidirectional" : bi ? " without lengths" : "");
             uint64_t pairs = 0;
             worst = fmax(worst, loop_vs_two_threads(g, x, xv, fetch, np + nv + 1, what, &pairs));
             /* bidirectional: the two forward kernels side by side, then the two gradient ones */
-            ASSERT_EQ_INT((int)pairs, bi ? 2 : 0);
+            ASSERT_EQ_INT((int)pairs, bi == 1 ? 2 : 0);
             recur_array_free(xv);
             recur_graph_free(g);
         }
-    printf("  5 cell types x uni/bidirectional, batch 37: worst relative difference %.2g\n", worst);
+    printf("  5 cell types x (lengths, bidirectional, no lengths), batch 37: worst relative difference %.2g\n", worst);
     recur_status_free(st);
 }
 

@@ -14,8 +14,9 @@
  * input gradients are a few large GEMMs over all packed rows at the end.
  *
  * Two threads (when the session's second thread is free): the large GEMMs split C between
- * them; the LSTM and GRU recurrences split the batch's rows (independent through time), or for
- * a small LSTM batch its units, meeting after every step.
+ * them; the recurrences split the batch's rows (independent through time; with lengths, the
+ * rows still running are halved at every step), or for a small LSTM batch its units, meeting
+ * after every step.
  *
  * Shapes: x [T, B, D]; kernels as the cells store them ([D+H, nG*H], input rows first);
  * outputs [T, B, O]; states [B, S]. History per layer, in blocks of T*B packed rows:
@@ -730,6 +731,52 @@ HOT static void gru_v2_rows(const rc_fused_layer *l, int64_t n, int64_t H, float
     }
 }
 
+/* The recurrences of the basic RNN and the GRU v2 over one part's rows (run_row_parts). */
+typedef struct simple_job {
+    const rc_fused_layer *l;
+    const seqinfo *s;
+    const rc_packed_b *w;
+    const float *bias;    /* GRU v2: the recurrent bias */
+    float *a, *b, *c;     /* per-step buffers (history, gradients) */
+    float *h, *y, *tmp;   /* per-row state, output, per-row scratch */
+    struct bctx *bc;      /* backward */
+    row_parts parts;
+} simple_job;
+
+static void gru_v2_fwd_part(void *arg, int part)
+{
+    const simple_job *j = arg;
+    const seqinfo *s = j->s;
+    int64_t H = j->l->units;
+    for (int64_t t = 0; t < s->steps; t++) {
+        rows_range r = step_rows(s, &j->parts, part, t);
+        int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
+        float *hw = j->tmp + r.r0 * 3 * H, *h = j->h + r.r0 * H;
+        for (int64_t b = 0; b < n; b++) memcpy(hw + b * 3 * H, j->bias, (size_t)(3 * H) * sizeof *hw);
+        rc_gemm_packed(n, h, H, j->w, 1.0f, hw, 3 * H);
+        gru_v2_rows(j->l, n, H, j->a + row * 3 * H, hw, j->b + row * H, h, j->c + row * H);
+        memcpy(j->y + row * H, h, (size_t)(n * H) * sizeof *h);
+        step_done(&j->parts, part);
+    }
+}
+
+static void rnn_fwd_part(void *arg, int part)
+{
+    const simple_job *j = arg;
+    const seqinfo *s = j->s;
+    int64_t H = j->l->units;
+    for (int64_t t = 0; t < s->steps; t++) {
+        rows_range r = step_rows(s, &j->parts, part, t);
+        int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
+        float *g = j->a + row * H, *h = j->h + r.r0 * H;
+        rc_gemm_packed(n, h, H, j->w, 1.0f, g, H);
+        act_vec(j->l->act, g, g, n * H);
+        memcpy(h, g, (size_t)(n * H) * sizeof *h);
+        memcpy(j->y + row * H, g, (size_t)(n * H) * sizeof *g);
+        step_done(&j->parts, part);
+    }
+}
+
 static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, const seqinfo *s, const float *x, float *y,
                              lstate *st, float *hist, rc_arena *ar, rc_fused_cache *cache)
 {
@@ -740,15 +787,8 @@ static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, co
     rc_packed_b wr;
     if (!hw || !rc_pack_b(&wr, rk, 3 * H, false, H, 3 * H, ar)) return RECUR_OUT_OF_MEMORY;
     if (!project(x, s->rows, D, kern, 3 * H, bias, xw, ar)) return RECUR_OUT_OF_MEMORY;
-    float *h = st->s[0];
-    for (int64_t t = 0; t < s->steps; t++) {
-        int64_t n = s->nact[t];
-        for (int64_t b = 0; b < n; b++) memcpy(hw + b * 3 * H, bias + 3 * H, (size_t)(3 * H) * sizeof *hw);
-        rc_gemm_packed(n, h, H, &wr, 1.0f, hw, 3 * H);
-        int64_t row = s->off[t];
-        gru_v2_rows(l, n, H, xw + row * 3 * H, hw, hrec + row * H, h, hh + row * H);
-        memcpy(y + row * H, h, (size_t)(n * H) * sizeof *y);
-    }
+    simple_job j = {.l = l, .s = s, .w = &wr, .bias = bias + 3 * H, .a = xw, .b = hrec, .c = hh, .h = st->s[0], .y = y, .tmp = hw};
+    run_row_parts(&j.parts, s, gru_v2_fwd_part, &j);
     return RECUR_OK;
 }
 
@@ -760,15 +800,8 @@ static recur_code rnn_fwd(const rc_fused_layer *l, recur_array *const *in, const
     rc_packed_b wh;
     if (!rc_pack_b(&wh, kern + D * H, H, false, H, H, ar)) return RECUR_OUT_OF_MEMORY;
     if (!project(x, s->rows, D, kern, H, bias, hist, ar)) return RECUR_OUT_OF_MEMORY;
-    float *h = st->s[0];
-    for (int64_t t = 0; t < s->steps; t++) {
-        int64_t n = s->nact[t];
-        float *g = hist + s->off[t] * H;
-        rc_gemm_packed(n, h, H, &wh, 1.0f, g, H);
-        act_vec(l->act, g, g, n * H);
-        memcpy(h, g, (size_t)(n * H) * sizeof *h);
-        memcpy(y + s->off[t] * H, g, (size_t)(n * H) * sizeof *y);
-    }
+    simple_job j = {.l = l, .s = s, .w = &wh, .a = hist, .h = st->s[0], .y = y};
+    run_row_parts(&j.parts, s, rnn_fwd_part, &j);
     return RECUR_OK;
 }
 
@@ -867,24 +900,35 @@ static void prev_outputs(const bctx *c, const float *ys, int64_t w, float *hp)
         memcpy(hp + s->off[t] * w, t ? ys + s->off[t - 1] * w : c->h0, (size_t)(s->nact[t] * w) * sizeof(float));
 }
 
+static void rnn_bwd_part(void *arg, int part)
+{
+    const simple_job *j = arg;
+    const bctx *c = j->bc;
+    const seqinfo *s = c->s;
+    int64_t H = j->l->units;
+    for (int64_t t = s->steps - 1; t >= 0; t--) {
+        rows_range r = step_rows(s, &j->parts, part, t);
+        int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
+        const float *dyt = c->dy + row * H;
+        float *d = j->tmp + r.r0 * H, *dh = c->dh + r.r0 * H;
+        for (int64_t i = 0; i < n * H; i++) d[i] = dh[i] + dyt[i];
+        act_grad(j->l->act, j->a + row * H, d, c->hist + row * H, n * H);
+        rc_gemm_packed(n, j->a + row * H, H, j->w, 0.0f, dh, H);
+        step_done(&j->parts, part);
+    }
+}
+
 static recur_code rnn_bwd(bctx *c)
 {
     const rc_fused_layer *l = c->l;
-    int64_t B = c->s->B, D = l->in, H = l->units, S = c->s->steps, R = c->s->rows;
+    int64_t B = c->s->B, D = l->in, H = l->units, R = c->s->rows;
     const float *kern = WIN(c->in, l, 0);
     float *dG = TAKE(c, R * H), *hp = TAKE(c, R * H), *d = TAKE(c, B * H);
     rc_packed_b whT;
     if (!dG || !hp || !d || !rc_pack_b(&whT, kern + D * H, H, true, H, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, c->hist, H, hp);
-    float *dh = c->dh;
-    for (int64_t t = S - 1; t >= 0; t--) {
-        int64_t n = c->s->nact[t];
-        int64_t row = c->s->off[t];
-        const float *dyt = c->dy + row * H;
-        for (int64_t i = 0; i < n * H; i++) d[i] = dh[i] + dyt[i];
-        act_grad(l->act, dG + row * H, d, c->hist + row * H, n * H);
-        rc_gemm_packed(n, dG + row * H, H, &whT, 0.0f, dh, H);
-    }
+    simple_job j = {.l = l, .s = c->s, .w = &whT, .a = dG, .tmp = d, .bc = c};
+    run_row_parts(&j.parts, c->s, rnn_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
     gemm_tn_acc(D, H, R, c->x, D, dG, H, dK, H);
     gemm_tn_acc(H, H, R, hp, H, dG, H, dK + D * H, H);
@@ -1209,25 +1253,36 @@ HOT static void gru_v2_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, c
     }
 }
 
+static void gru_v2_bwd_part(void *arg, int part)
+{
+    const simple_job *j = arg;
+    const bctx *c = j->bc;
+    const seqinfo *s = c->s;
+    int64_t H = j->l->units, G = 3 * H, TB = s->T * s->B;
+    const float *zrh = c->hist, *hrec = zrh + TB * G;
+    for (int64_t t = s->steps - 1; t >= 0; t--) {
+        rows_range r = step_rows(s, &j->parts, part, t);
+        int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
+        float *dh = c->dh + r.r0 * H, *dhn = j->tmp + r.r0 * H, *mh = j->b + row * G;
+        gru_v2_bwd_rows(j->l, n, H, zrh + row * G, hrec + row * H, j->c + row * H, dh, c->dy + row * H, j->a + row * G, mh, dhn);
+        rc_gemm_packed(n, mh, G, j->w, 1.0f, dhn, H);
+        memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
+        step_done(&j->parts, part);
+    }
+}
+
 static recur_code gru_v2_bwd(bctx *c)
 {
     const rc_fused_layer *l = c->l;
-    int64_t B = c->s->B, D = l->in, H = l->units, S = c->s->steps, G = 3 * H, T = c->s->T, R = c->s->rows;
+    int64_t B = c->s->B, D = l->in, H = l->units, G = 3 * H, T = c->s->T, R = c->s->rows;
     const float *kern = WIN(c->in, l, 0), *rk = WIN(c->in, l, 1);
-    const float *zrh = c->hist, *hrec = zrh + T * B * G, *hh = hrec + T * B * H;
+    const float *hh = c->hist + T * B * (G + H); /* after z, r, act(hh) and the recurrent hh term */
     float *dMx = TAKE(c, R * G), *dMh = TAKE(c, R * G), *hp = TAKE(c, R * H), *dhn = TAKE(c, B * H);
     rc_packed_b wrT;
     if (!dMx || !dMh || !hp || !dhn || !rc_pack_b(&wrT, rk, G, true, G, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, hh, H, hp);
-    float *dh = c->dh;
-    for (int64_t t = S - 1; t >= 0; t--) {
-        int64_t n = c->s->nact[t];
-        int64_t row = c->s->off[t];
-        float *mx = dMx + row * G, *mh = dMh + row * G;
-        gru_v2_bwd_rows(l, n, H, zrh + row * G, hrec + row * H, hp + row * H, dh, c->dy + row * H, mx, mh, dhn);
-        rc_gemm_packed(n, mh, G, &wrT, 1.0f, dhn, H);
-        memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
-    }
+    simple_job j = {.l = l, .s = c->s, .w = &wrT, .a = dMx, .b = dMh, .c = hp, .tmp = dhn, .bc = c};
+    run_row_parts(&j.parts, c->s, gru_v2_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *dR = DW(c->dcap, c->first, l, 1), *db = DW(c->dcap, c->first, l, 2);
     gemm_tn_acc(D, G, R, c->x, D, dMx, G, dK, G);
     gemm_tn_acc(H, G, R, hp, H, dMh, G, dR, G);
