@@ -2,7 +2,12 @@
  * bench_recur.c - recur's side of `make bench`: one benchmark case per process, printed as one
  * JSON line {"case", "framework", "ms": [per-iteration times], "rss_mb", "flops"}.
  *
- *   bench_recur CASE [--iters N] [--threads N]
+ *   bench_recur CASE [--iters N] [--threads N] [--sgemm-every K]
+ *
+ * --sgemm-every K: after every K timed iterations, time one reference SGEMM (2048^3 on two
+ * threads) in this process, printed as "sgemm_ms": the rate the "% SGEMM" column divides by,
+ * measured in the same seconds as the case (the machine's speed drifts). Its 48 MB of
+ * operands count in this process's RSS, so run.py takes the RSS from a run without it.
  *
  * Cases (train = forward + backward + SGD update of every weight; loss = mean of the outputs):
  *   seed       LSTM, batch 32, T 20, input 10, hidden 50, train
@@ -18,7 +23,10 @@
 
 #include "../tools/blas_env.h"
 
+#include <cblas.h>
+#undef I /* OpenBLAS's cblas.h brings in <complex.h> */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +53,38 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+/* The reference SGEMM: C = A B, 2048^3, as two single-threaded cblas_sgemm calls on the two
+ * halves of C's columns, one per thread (no BLAS thread pool left spinning next to recur's). */
+#define REF_N 2048
+void openblas_set_num_threads(int) __attribute__((weak));
+
+typedef struct ref_half {
+    const float *a, *b;
+    float *c;
+    int col0;
+} ref_half;
+
+static void *ref_half_run(void *p)
+{
+    ref_half *h = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, REF_N, REF_N / 2, REF_N, 1.0f, h->a, REF_N, h->b + h->col0, REF_N,
+                0.0f, h->c + h->col0, REF_N);
+    return NULL;
+}
+
+static double ref_sgemm(float *a, float *b, float *c)
+{
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
+    ref_half h[2] = {{a, b, c, 0}, {a, b, c, REF_N / 2}};
+    double t0 = now_ms();
+    pthread_t t;
+    bool two = pthread_create(&t, NULL, ref_half_run, &h[1]) == 0;
+    ref_half_run(&h[0]);
+    if (two) pthread_join(t, NULL);
+    else ref_half_run(&h[1]);
+    return now_ms() - t0;
+}
+
 static void die(const char *what, const char *msg)
 {
     fprintf(stderr, "bench_recur: %s: %s\n", what, msg);
@@ -69,11 +109,13 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (!strcmp(cases[i].name, argv[1])) c = &cases[i];
     if (!c) die("unknown case", argv[1]);
-    int iters = c->train ? 20 : 100, threads = 2;
+    int iters = c->train ? 20 : 100, threads = 2, every = 0;
     for (int i = 2; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--iters")) iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--sgemm-every")) every = atoi(argv[++i]);
     }
+    if (iters < 1) die("usage", "--iters must be positive");
     recur_graph *g = recur_graph_new();
     recur_graph_set_seed(g, 1);
     recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(c->B, c->T, c->I), "x");
@@ -104,7 +146,17 @@ int main(int argc, char **argv)
     bench_lengths(c->B, recur_array_i32(lv));
     recur_feed f[2] = {{x, xv}, {len, lv}};
     int nf = len ? 2 : 1;
-    double *ms = malloc(sizeof(double) * (size_t)iters);
+    double *ms = malloc(sizeof(double) * (size_t)iters), *sg = NULL;
+    float *ra = NULL, *rb = NULL, *rc = NULL;
+    int nsg = 0;
+    if (every > 0) {
+        size_t bytes = (size_t)REF_N * REF_N * sizeof(float);
+        ra = malloc(bytes), rb = malloc(bytes), rc = malloc(bytes);
+        sg = malloc(sizeof(double) * (size_t)(iters / every + 1));
+        if (!ra || !rb || !rc || !sg) die("sgemm", "out of memory");
+        for (size_t i = 0; i < (size_t)REF_N * REF_N; i++) ra[i] = (float)(i % 7) * 0.1f, rb[i] = (float)(i % 5) * 0.1f;
+        ref_sgemm(ra, rb, rc); /* warm-up */
+    }
     for (int it = -3; it < iters; it++) { /* 3 warm-up iterations */
         double t0 = now_ms();
         recur_array *lvv = NULL;
@@ -115,6 +167,7 @@ int main(int argc, char **argv)
         if (!recur_status_ok(st)) die("run", recur_status_message(st));
         recur_array_free(lvv);
         if (it >= 0) ms[it] = now_ms() - t0;
+        if (every > 0 && it >= 0 && (it + 1) % every == 0) sg[nsg++] = ref_sgemm(ra, rb, rc);
     }
     /* matrix-product FLOPs per iteration (the spec's count): a step of one LSTM direction is
      * 8*B*H*(I+H) forward and twice that backward; GRU 6*. Varlen counts the steps really run. */
@@ -131,8 +184,18 @@ int main(int argc, char **argv)
     printf("{\"case\": \"%s\", \"framework\": \"recur\", \"threads\": %d, \"flops\": %.0f, \"rss_mb\": %.1f, \"ms\": [", c->name,
            threads, flops, ru.ru_maxrss / 1024.0);
     for (int i = 0; i < iters; i++) printf("%s%.4f", i ? ", " : "", ms[i]);
-    printf("]}\n");
+    printf("]");
+    if (every > 0) {
+        printf(", \"sgemm_n\": %d, \"sgemm_ms\": [", REF_N);
+        for (int i = 0; i < nsg; i++) printf("%s%.3f", i ? ", " : "", sg[i]);
+        printf("]");
+    }
+    printf("}\n");
     free(ms);
+    free(sg);
+    free(ra);
+    free(rb);
+    free(rc);
     recur_array_free(xv);
     recur_array_free(lv);
     recur_session_free(s);

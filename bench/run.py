@@ -76,9 +76,10 @@ def run_json(cmd, framework, timeout=CASE_TIMEOUT):
     return None, "exit %d: %s" % (p.returncode, (errs or lines or ["no output"])[-1][:300])
 
 
-def case_cmd(framework, case, iters, build):
+def case_cmd(framework, case, iters, build, sgemm=False):
     if framework == "recur":
-        return [os.path.join(build, "bench_recur"), case, "--iters", str(iters), "--threads", str(THREADS)]
+        return [os.path.join(build, "bench_recur"), case, "--iters", str(iters), "--threads", str(THREADS)] + \
+            (["--sgemm-every", str(SGEMM_EVERY.get(case, 1))] if sgemm else [])
     py = [sys.executable]
     if framework == "pytorch":
         return py + [os.path.join(HERE, "peers_torch.py"), case, "--iters", str(iters), "--threads", str(THREADS)]
@@ -126,14 +127,8 @@ def sgemm_peak(build, reps):
     return rec
 
 
-def same_time_sgemm(build, reps=3):
-    """SGEMM 2048^3 at THREADS threads, run right before one of recur's runs of a case: the
-    milliseconds of each product (empty on failure)."""
-    rec, err = run_json([os.path.join(build, "sgemm_peak"), "--n", "2048", "--reps", str(reps), "--threads", str(THREADS)], "recur")
-    return [] if err else [ms for r in rec["runs"] for ms in r["ms"]]
-
-
 SGEMM_FLOPS = 2.0 * 2048 ** 3
+SGEMM_EVERY = {"seed": 50, "infer1": 50}  # recur iterations between reference SGEMMs (default 1)
 
 
 # ------------------------------------------------------------------ the classifier case
@@ -371,18 +366,19 @@ def main():
         per_round = max(1, -(-iters // rounds))
         fws = [fw for fw in frameworks if fw == "recur" or case not in cases.RECUR_ONLY]
         runs = {fw: [] for fw in fws}  # the records of each round
-        errors, sgemm_ms = {}, []
+        errors, sgemm_ms, recur_rss = {}, [], []
         # Rounds: every framework runs the case once per round, in an order that turns round by
         # round, so that all of them sample the same stretch of time on a machine whose speed
-        # drifts; recur's runs follow an SGEMM whose rate is the reference for its "% SGEMM".
+        # drifts. recur's runs after the first interleave reference SGEMMs with its iterations
+        # (bench_recur --sgemm-every): their rate is what its "% SGEMM" divides by; its RSS
+        # comes from the first run, which holds no SGEMM operands.
         for rnd in range(rounds):
             for fw in fws[rnd % len(fws):] + fws[:rnd % len(fws)]:
                 if fw in missing or fw in errors:
                     continue
                 print("  running %-10s %-13s round %d/%d ..." % (case, fw, rnd + 1, rounds), end="", file=sys.stderr, flush=True)
-                if fw == "recur":
-                    sgemm_ms += same_time_sgemm(build)
-                rec, err = run_json(case_cmd(fw, case, per_round, build), fw)
+                with_sgemm = fw == "recur" and (rnd > 0 or rounds == 1)
+                rec, err = run_json(case_cmd(fw, case, per_round, build, with_sgemm), fw)
                 if err:
                     if err == "not installed":
                         missing.add(fw)
@@ -391,6 +387,10 @@ def main():
                     print(" " + err, file=sys.stderr, flush=True)
                     continue
                 runs[fw].append(rec)
+                if fw == "recur":
+                    sgemm_ms += rec.get("sgemm_ms", [])
+                    if not with_sgemm or rounds == 1:
+                        recur_rss.append(rec["rss_mb"])
                 print(" %s ms" % fmt_ms(statistics.median(rec["ms"])), file=sys.stderr, flush=True)
         for fw in fws:
             row = {"case": case, "framework": fw}
@@ -402,8 +402,9 @@ def main():
                 ms = [t for rec in runs[fw] for t in rec["ms"]]
                 med, rec = statistics.median(ms), runs[fw][-1]
                 gf = cases.flops(case) / med * 1e-6
+                rss = recur_rss if fw == "recur" and recur_rss else [r["rss_mb"] for r in runs[fw]]
                 row.update(status="ok", median_ms=round(med, 4), min_ms=min(ms), iters=len(ms), rounds=len(runs[fw]),
-                           flops=cases.flops(case), gflops=round(gf, 2), rss_mb=max(r["rss_mb"] for r in runs[fw]), ms=ms,
+                           flops=cases.flops(case), gflops=round(gf, 2), rss_mb=max(rss), ms=ms,
                            frac_peak=round(gf / peak, 4) if peak else None)
                 if fw == "recur" and sgemm_ms:
                     ref = SGEMM_FLOPS / statistics.median(sgemm_ms) * 1e-6
@@ -430,7 +431,7 @@ def main():
     if results:
         print()
         print("ms/iter: median of every timed iteration of %d interleaved rounds. %% SGEMM: recur's GFLOP/s at that median over\n"
-              "the median rate of the SGEMMs (2048^3, %d threads) run just before each of its rounds. %% best: recur's fastest\n"
+              "the median rate of the SGEMMs (2048^3, %d threads) interleaved with its iterations. %% best: recur's fastest\n"
               "iteration over the best SGEMM rate above.\n" % (rounds, THREADS))
         print_table(results, peak, [c for c in case_list if c in cases.CASES])
     if "classifier" in case_list:
