@@ -1154,6 +1154,7 @@ typedef struct gru_bwd_job {
     const rc_packed_b *wcT, *wgT;
     const float *gates, *hh; /* hh: the outputs (the history block) */
     float *dA, *rh, *drh, *dhn; /* dA: [rows, 3H], the gates' gradients then the candidate's */
+    float *db[2];               /* per part: the column sums of its dA rows (the bias gradients) */
     row_parts parts;
 } gru_bwd_job;
 
@@ -1176,6 +1177,7 @@ static void gru_bwd_part(void *arg, int part)
         rc_gemm_packed(n, dA + 2 * H, 3 * H, j->wcT, 0.0f, drh, H);
         gru_bwd_reset(n, H, g, hpt, drh, dA, 3 * H, dhn);
         rc_gemm_packed(n, dA, 3 * H, j->wgT, 1.0f, dhn, H);
+        colsum_acc(dA, n, 3 * H, j->db[part > 0]); /* while the rows are in cache */
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
         step_done(&j->parts, part);
     }
@@ -1193,7 +1195,7 @@ static recur_code gru_bwd(bctx *c)
     bool dense = c->s->dense;
     /* every packed row of these is written (RAW: no memset) */
     float *hp = dense ? NULL : TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H),
-          *bsum = TAKE(c, 3 * H);
+          *bsum = TAKE(c, 6 * H);
     j.dA = TAKE_RAW(c, R * 3 * H), j.rh = TAKE_RAW(c, R * H), j.drh = TAKE(c, B * H), j.dhn = TAKE(c, B * H);
     rc_packed_b wcT, wgT;
     if (!j.dA || (!dense && !hp) || !wx || !dwx || !bsum || !j.rh || !j.drh || !j.dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
@@ -1202,6 +1204,7 @@ static recur_code gru_bwd(bctx *c)
     j.wcT = &wcT;
     j.wgT = &wgT;
     if (!dense) prev_outputs(c, j.hh, H, hp);
+    j.db[0] = bsum, j.db[1] = bsum + 3 * H;
     run_row_parts(&j.parts, c->s, gru_bwd_part, &j);
     float *dgk = DW(c->dcap, c->first, l, 0), *dgb = DW(c->dcap, c->first, l, 1), *dck = DW(c->dcap, c->first, l, 2),
           *dcb = DW(c->dcap, c->first, l, 3);
@@ -1222,9 +1225,8 @@ static recur_code gru_bwd(bctx *c)
         gemm_tn_acc(H, 2 * H, R, hp, H, j.dA, 3 * H, dgk + D * 2 * H, 2 * H);
     }
     gemm_tn_acc(H, H, R, j.rh, H, j.dA + 2 * H, 3 * H, dck + D * H, H);
-    colsum_acc(j.dA, R, 3 * H, bsum);
-    for (int64_t k = 0; k < 2 * H; k++) dgb[k] += bsum[k];
-    for (int64_t k = 0; k < H; k++) dcb[k] += bsum[2 * H + k];
+    for (int64_t k = 0; k < 2 * H; k++) dgb[k] += bsum[k] + bsum[3 * H + k];
+    for (int64_t k = 0; k < H; k++) dcb[k] += bsum[2 * H + k] + bsum[5 * H + k];
     if (!gemm_packed_rows(R, D, 3 * H, j.dA, 3 * H, wx, 3 * H, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
