@@ -171,4 +171,45 @@ TEST(losses_follow_their_formulas)
     recur_status_free(st);
 }
 
-RUN_TESTS(T(optimizers_match_tensorflow), T(losses_follow_their_formulas))
+/* Large variables update on two threads (dense Adam by elements, sparse Adam on an embedding
+ * by rows): exactly what one thread gives. */
+TEST(two_thread_updates_match_one_thread)
+{
+    st = recur_status_new();
+    recur_graph *g = recur_graph_new();
+    recur_graph_set_seed(g, 2);
+    recur_tensor *w = recur_get_variable(g, "w", RECUR_SHAPE(300, 300), NULL);
+    recur_tensor *emb = recur_get_variable(g, "emb", RECUR_SHAPE(2000, 64), NULL);
+    recur_tensor *ids = recur_placeholder(g, RECUR_I32, RECUR_SHAPE(7), "ids");
+    recur_tensor *e = recur_gather(g, emb, ids);
+    recur_tensor *loss = recur_add(g, recur_reduce_sum(g, recur_square(g, w), NULL, 0, false),
+                                   recur_reduce_sum(g, recur_square(g, e), NULL, 0, false));
+    recur_optimizer *opt = recur_optimizer_new(g, &(recur_optimizer_opts){.kind = RECUR_OPT_ADAM, .learning_rate = 0.01});
+    recur_op *train = recur_optimizer_minimize(opt, loss, NULL, NULL, 0);
+    ASSERT_TRUE(recur_graph_ok(g));
+    int32_t idv[7] = {3, 1999, 17, 3, 1000, 1024, 5};
+    recur_array *ia = recur_array_from(RECUR_I32, RECUR_SHAPE(7), idv, NULL);
+    recur_array *vals[2][2];
+    for (int threads = 1; threads <= 2; threads++) {
+        recur_session *s = recur_session_new(g, &(recur_session_opts){.num_threads = threads}, st);
+        recur_session_run_target(s, recur_global_variables_initializer(g), st);
+        for (int step = 0; step < 3; step++) recur_session_run(s, (recur_feed[]){{ids, ia}}, 1, NULL, NULL, 0, &train, 1, st);
+        ASSERT_OK(st);
+        vals[threads - 1][0] = recur_session_get_variable(s, w, st);
+        vals[threads - 1][1] = recur_session_get_variable(s, emb, st);
+        ASSERT_OK(st);
+        recur_session_free(s);
+    }
+    for (int v = 0; v < 2; v++) {
+        ASSERT_EQ_INT((int)recur_array_size(vals[0][v]), (int)recur_array_size(vals[1][v]));
+        ASSERT_TRUE(!memcmp(recur_array_cdata(vals[0][v]), recur_array_cdata(vals[1][v]),
+                            (size_t)recur_array_size(vals[0][v]) * sizeof(float)));
+        recur_array_free(vals[0][v]);
+        recur_array_free(vals[1][v]);
+    }
+    recur_array_free(ia);
+    recur_graph_free(g);
+    recur_status_free(st);
+}
+
+RUN_TESTS(T(optimizers_match_tensorflow), T(losses_follow_their_formulas), T(two_thread_updates_match_one_thread))
