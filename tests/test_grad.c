@@ -383,6 +383,39 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
     recur_status_free(st);
 }
 
+/* Inputs wide enough that the copies into and out of the sorted layout split between the two
+ * threads as well: the same agreement. */
+TEST(two_thread_sorted_copies_match_the_loop_path)
+{
+    st = recur_status_new();
+    const int64_t B = 40, T = 30, D = 128;
+    int32_t lens[40];
+    for (int i = 0; i < B; i++) lens[i] = (int32_t)((i * 11 + 5) % (T + 1));
+    recur_graph *g = recur_graph_new();
+    recur_graph_set_seed(g, 5);
+    recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
+    recur_array *lv = recur_array_from(RECUR_I32, RECUR_SHAPE(B), lens, NULL);
+    recur_tensor *len = recur_constant(g, lv, "len");
+    recur_array_free(lv);
+    recur_rnn_out r = recur_dynamic_rnn(g, recur_basic_lstm_cell(g, 8, NULL), x,
+                                        &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = len});
+    recur_tensor *y = recur_reduce_sum(g, recur_square(g, r.outputs), NULL, 0, false);
+    recur_tensor *vars[4], *fetch[8];
+    int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 4);
+    vars[nv] = x;
+    fetch[0] = r.outputs, fetch[1] = r.state[0], fetch[2] = r.state[1];
+    ASSERT_TRUE(recur_gradients(g, &y, 1, vars, nv + 1, NULL, fetch + 3));
+    ASSERT_GRAPH_OK(g);
+    recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
+    for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)sin(0.013 * (double)i);
+    uint64_t pairs = 0;
+    double worst = loop_vs_two_threads(g, x, xv, fetch, 3 + nv + 1, "BasicLSTMCell, 128 inputs", &pairs);
+    printf("  batch 40, 128 inputs: worst relative difference %.2g\n", worst);
+    recur_array_free(xv);
+    recur_graph_free(g);
+    recur_status_free(st);
+}
+
 /* A batch too small to split by rows splits the LSTM's units between the threads instead (when
  * the units divide into halves of whole 32-column panels): the same agreement with the loop. */
 TEST(two_thread_small_batch_lstm_matches_the_loop_path)
@@ -591,5 +624,5 @@ TEST(embedding_gradient_stays_sparse)
     recur_status_free(st);
 }
 
-RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
+RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
           T(unconnected_stop_gradient_and_sums), T(embedding_gradient_stays_sparse))

@@ -328,22 +328,46 @@ static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int
 /* Between the caller's layout [T][B] and the packed sorted one: dst[off[t] + i] = src[t][perm[i]]
  * (to_sorted) or the reverse, for the rows running at t; from sorted order with zero_rest, the
  * caller's rows that do not run are zeroed. */
-static void permute_rows(const seqinfo *s, float *dst, const float *src, int64_t w, bool to_sorted, int64_t steps,
-                         bool zero_rest)
+typedef struct permute_job {
+    const seqinfo *s;
+    float *dst;
+    const float *src;
+    int64_t w, steps, cut; /* part 0: steps [0, cut), part 1: [cut, steps) */
+    bool to_sorted, zero_rest;
+} permute_job;
+
+static void permute_part(void *arg, int part)
 {
+    const permute_job *j = arg;
+    const seqinfo *s = j->s;
+    int64_t w = j->w, t0 = part > 0 ? j->cut : 0, t1 = part == 0 ? j->cut : j->steps;
     size_t rb = (size_t)w * sizeof(float);
-    for (int64_t t = 0; t < steps; t++) {
+    for (int64_t t = t0; t < t1; t++) {
         int64_t n = s->nact[t];
         for (int64_t i = 0; i < n; i++) {
             int64_t o = s->perm ? s->perm[i] : i;
-            if (to_sorted)
-                memcpy(dst + (s->off[t] + i) * w, src + (t * s->B + o) * w, rb);
+            if (j->to_sorted)
+                memcpy(j->dst + (s->off[t] + i) * w, j->src + (t * s->B + o) * w, rb);
             else
-                memcpy(dst + (t * s->B + o) * w, src + (s->off[t] + i) * w, rb);
+                memcpy(j->dst + (t * s->B + o) * w, j->src + (s->off[t] + i) * w, rb);
         }
-        if (zero_rest && !to_sorted)
-            for (int64_t i = n; i < s->B; i++) memset(dst + (t * s->B + (s->perm ? s->perm[i] : i)) * w, 0, rb);
+        if (j->zero_rest && !j->to_sorted)
+            for (int64_t i = n; i < s->B; i++) memset(j->dst + (t * s->B + (s->perm ? s->perm[i] : i)) * w, 0, rb);
     }
+}
+
+static void permute_rows(const seqinfo *s, float *dst, const float *src, int64_t w, bool to_sorted, int64_t steps,
+                         bool zero_rest)
+{
+    permute_job j = {.s = s, .dst = dst, .src = src, .w = w, .steps = steps, .cut = steps, .to_sorted = to_sorted,
+                     .zero_rest = zero_rest};
+    if (!tl_kernel || rc_kthreads(tl_kernel) < 2 || s->off[steps] * w < (1 << 16)) {
+        permute_part(&j, -1);
+        return;
+    }
+    /* two parts of about the same number of rows (steps are sorted by rows running) */
+    while (j.cut > 0 && 2 * s->off[j.cut - 1] >= s->off[steps]) j.cut--;
+    rc_kparallel2(tl_kernel, permute_part, &j);
 }
 
 /* Permute a [B, w] state in place (to or from sorted order) through scratch. */
