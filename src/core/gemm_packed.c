@@ -43,19 +43,21 @@ void rc_gemm_packed_use_cblas(bool on) { g_fallback = on; }
 
 size_t rc_pack_b_floats(int64_t K, int64_t N) { return K > 0 && N > 0 ? (size_t)((N + NR - 1) / NR * K * NR) : 0; }
 
+/* Whether a K x N matrix gets panels (otherwise products go to CBLAS with the original). */
+static bool packs(int64_t K, int64_t N) { return !g_fallback && cpu_has_avx512() && K > 0 && N > 0; }
+
 void rc_pack_b_init(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, float *mem)
 {
     *p = (rc_packed_b){.K = K, .N = N, .b = b, .ldb = ldb, .trans = trans};
-    if (!g_fallback && cpu_has_avx512() && K > 0 && N > 0) p->panels = mem;
+    if (packs(K, N)) p->panels = mem;
 }
 
 bool rc_pack_b_alloc(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar)
 {
-    *p = (rc_packed_b){.K = K, .N = N, .b = b, .ldb = ldb, .trans = trans};
-    if (g_fallback || !cpu_has_avx512() || K <= 0 || N <= 0) return true;
-    int64_t np = (N + NR - 1) / NR;
-    p->panels = rc_arena_alloc(ar, (size_t)(np * K * NR) * sizeof *p->panels, false);
-    return p->panels != NULL;
+    float *mem = NULL;
+    if (packs(K, N) && !(mem = rc_arena_alloc(ar, rc_pack_b_floats(K, N) * sizeof *mem, false))) return false;
+    rc_pack_b_init(p, b, ldb, trans, K, N, mem);
+    return true;
 }
 
 void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1)

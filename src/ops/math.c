@@ -294,18 +294,7 @@ static recur_code binary_fast(rc_kctx *k)
         else if (a->size == n && b->size && trailing(b->shape, o->shape)) j.form = BS_TRAILING, j.row = b->size, rows = n / b->size;
         else if (a->size == n && (inner = leading(b->shape, o->shape)) > 0) j.form = BS_LEADING, j.row = inner, rows = b->size;
         if (rows) {
-            if (j.form <= BS_SCALAR_A) { /* split into blocks of 1024 elements */
-                j.row = 1024;
-                int64_t full = n / 1024;
-                if (full) rc_kfor2(k, full, 64, bin_rows, &j);
-                if (n % 1024) {
-                    int64_t off = full * 1024;
-                    bin_f32(kind, j.form == BS_SCALAR_A ? j.a : j.a + off, j.form != BS_SCALAR_A,
-                            j.form == BS_SCALAR_B ? j.b : j.b + off, j.form != BS_SCALAR_B, j.o + off, n - off);
-                }
-            } else {
-                rc_kfor2(k, rows, (1 << 16) / RC_MAX(j.row, 1) + 1, bin_rows, &j);
-            }
+            rc_kfor2(k, rows, (1 << 16) / j.row + 1, bin_rows, &j);
             return RECUR_OK;
         }
     }
