@@ -292,6 +292,15 @@ TEST(finite_differences_through_rnns)
 /* Run the graph on the step-loop path (one thread) and the fused path (two threads), fetching
  * `fetch`, and compare: every element within 2e-5 of the loop's, relative to the largest
  * magnitude of its result. Returns the worst relative difference. */
+/* The sequence lengths as a constant "len" [B]. */
+static recur_tensor *lengths(recur_graph *g, const int32_t *lens, int64_t B)
+{
+    recur_array *lv = recur_array_from(RECUR_I32, RECUR_SHAPE(B), lens, NULL);
+    recur_tensor *len = recur_constant(g, lv, "len");
+    recur_array_free(lv);
+    return len;
+}
+
 /* Also reports how many pairs of ops the two-thread session ran side by side. */
 static double loop_vs_two_threads(recur_graph *g, recur_tensor *x, const recur_array *xv, recur_tensor *const *fetch, int n,
                                   const char *what, uint64_t *pairs)
@@ -342,9 +351,7 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
             recur_graph *g = recur_graph_new();
             recur_graph_set_seed(g, 9);
             recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
-            recur_array *lv = recur_array_from(RECUR_I32, RECUR_SHAPE(B), lens, NULL);
-            recur_tensor *len = recur_constant(g, lv, "len");
-            recur_array_free(lv);
+            recur_tensor *len = lengths(g, lens, B);
             recur_tensor *parts[8], *y;
             int np = 0;
             if (bi != 1) {
@@ -394,9 +401,7 @@ TEST(two_thread_sorted_copies_match_the_loop_path)
     recur_graph *g = recur_graph_new();
     recur_graph_set_seed(g, 5);
     recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
-    recur_array *lv = recur_array_from(RECUR_I32, RECUR_SHAPE(B), lens, NULL);
-    recur_tensor *len = recur_constant(g, lv, "len");
-    recur_array_free(lv);
+    recur_tensor *len = lengths(g, lens, B);
     recur_rnn_out r = recur_dynamic_rnn(g, recur_basic_lstm_cell(g, 8, NULL), x,
                                         &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = len});
     recur_tensor *y = recur_reduce_sum(g, recur_square(g, r.outputs), NULL, 0, false);
@@ -429,9 +434,7 @@ TEST(two_thread_small_batch_lstm_matches_the_loop_path)
         recur_graph *g = recur_graph_new();
         recur_graph_set_seed(g, 4);
         recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
-        recur_array *lv = recur_array_from(RECUR_I32, RECUR_SHAPE(B), B == 1 ? (int32_t[]){5} : (int32_t[]){7, 2, 5}, NULL);
-        recur_tensor *len = recur_constant(g, lv, "len");
-        recur_array_free(lv);
+        recur_tensor *len = lengths(g, B == 1 ? (int32_t[]){5} : (int32_t[]){7, 2, 5}, B);
         recur_cell *cell = peep % 2 ? recur_lstm_cell(g, H, &(recur_lstm_opts){.use_peepholes = true, .cell_clip = 0.9})
                                 : recur_basic_lstm_cell(g, H, NULL);
         recur_rnn_out r = recur_dynamic_rnn(g, cell, x, &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = len});
