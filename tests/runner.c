@@ -38,6 +38,21 @@ const char *rt_path(const char *rel)
     return b;
 }
 
+void *rt_read_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) rt_fail(__FILE__, __LINE__, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (!b || fread(b, 1, (size_t)len, f) != (size_t)len) rt_fail(__FILE__, __LINE__, "cannot read %s", path);
+    fclose(f);
+    b[len] = 0;
+    if (n) *n = (size_t)len;
+    return b;
+}
+
 static bool selected(int argc, char **argv, const char *name)
 {
     /* RECUR_TEST_SKIP: comma-separated parts of names to leave out (e.g. timing-bound tests

@@ -29,6 +29,9 @@ _Noreturn void rt_fail(const char *file, int line, const char *fmt, ...) __attri
 const char *rt_src_dir(void);
 /* Path under the source tree: rt_path("tests/golden/x") (static buffer, rotating 8 slots). */
 const char *rt_path(const char *rel);
+/* The whole file, NUL-terminated (malloc'd; *n = its size when n is not NULL); fails the test
+ * when it cannot be read. */
+void *rt_read_file(const char *path, size_t *n);
 
 #define TEST(name) static void name(void)
 #define T(fn) {#fn, fn}

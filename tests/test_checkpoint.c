@@ -56,19 +56,6 @@ static const char *pathf(const char *fmt, ...)
     return b;
 }
 
-static uint8_t *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) rt_fail(__FILE__, __LINE__, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(*n + 1);
-    if (fread(b, 1, *n, f) != *n) rt_fail(__FILE__, __LINE__, "short read %s", path);
-    fclose(f);
-    return b;
-}
-
 static void spit(const char *path, const void *data, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -172,8 +159,8 @@ TEST(spec_worked_example_byte_for_byte)
     recur_array *w = f32s(RECUR_SHAPE(2), (float[]){1.0f, 2.0f});
     write_ckpt(pathf("%s/model.ckpt", dir), (const char *[]){"w"}, &w, 1);
     size_t n, nd;
-    uint8_t *index = slurp(pathf("%s/model.ckpt.index", dir), &n);
-    uint8_t *data = slurp(pathf("%s/model.ckpt.data-00000-of-00001", dir), &nd);
+    uint8_t *index = rt_read_file(pathf("%s/model.ckpt.index", dir), &n);
+    uint8_t *data = rt_read_file(pathf("%s/model.ckpt.data-00000-of-00001", dir), &nd);
     ASSERT_EQ_INT(n, 121);
     for (size_t i = 0; i < n; i++)
         if (index[i] != want[i]) rt_fail(__FILE__, __LINE__, "index byte 0x%02zx: %02x, want %02x", i, index[i], want[i]);
@@ -185,11 +172,11 @@ TEST(spec_worked_example_byte_for_byte)
     recur_array *ab = strings(RECUR_SCALAR, (const char *[]){"ab"}, NULL);
     write_ckpt(pathf("%s/s", dir), (const char *[]){"s"}, &ab, 1);
     free(data);
-    data = slurp(pathf("%s/s.data-00000-of-00001", dir), &nd);
+    data = rt_read_file(pathf("%s/s.data-00000-of-00001", dir), &nd);
     ASSERT_EQ_INT(nd, 7);
     ASSERT_TRUE(!memcmp(data, "\x02\xd8\xd8\x10\x73\x61\x62", 7));
     free(index);
-    index = slurp(pathf("%s/s.index", dir), &n);
+    index = rt_read_file(pathf("%s/s.index", dir), &n);
     ASSERT_TRUE(memmem(index, n, "\x35\x26\x19\xa6\x35", 5) != NULL);
     free(index);
     free(data);
@@ -256,7 +243,7 @@ TEST(round_trip_every_dtype_shape_and_name)
     ASSERT_EQ_STR(recur_status_message(st), "Key nope not found in checkpoint");
     /* The data file is the tensors in add order, densely packed. */
     size_t nd;
-    free(slurp(pathf("%s.data-00000-of-00001", prefix), &nd));
+    free(rt_read_file(pathf("%s.data-00000-of-00001", prefix), &nd));
     ASSERT_EQ_INT(nd, 4 + 24 + 16 + 16 + 3 + 400000 + 16 + 4 + 3 * 4 + (4 + 4 + 15) + 4 + (1 + 4 + 5));
     recur_checkpoint_close(c);
     for (size_t i = 0; i < n; i++) recur_array_free(vals[i]);
@@ -292,7 +279,7 @@ TEST(multi_block_index_equals_tensorflows)
     ASSERT_OK(st);
     recur_checkpoint_writer_free(w);
     size_t n;
-    uint8_t *index = slurp(pathf("%s.index", prefix), &n);
+    uint8_t *index = rt_read_file(pathf("%s.index", prefix), &n);
     ASSERT_TRUE(n > 2 * 256 * 1024); /* three data blocks */
     ASSERT_EQ_INT(n, want_size);
     ASSERT_EQ_INT(rc_crc32c_mask(rc_crc32c_extend(0, index, n)), want_crc);
@@ -405,7 +392,7 @@ TEST(rewriting_tensorflow_checkpoints_gives_identical_bytes)
         gt_file *g = gt_load(rt_path(pathf("tests/golden/ckpt/%s.golden", golden_sets[s])));
         const char *tf = rt_path(pathf("tests/golden/ckpt/%s", gt_meta(g, "prefix")));
         size_t n, nd;
-        uint8_t *index = slurp(pathf("%s.index", tf), &n), *data = slurp(pathf("%s.data-00000-of-00001", tf), &nd);
+        uint8_t *index = rt_read_file(pathf("%s.index", tf), &n), *data = rt_read_file(pathf("%s.data-00000-of-00001", tf), &nd);
         offsets o = {.n = 0};
         ASSERT_EQ_INT(rc_table_scan(index, n, "golden", collect_offsets, &o, st), RECUR_OK);
         for (int i = 1; i < o.n; i++) /* insertion sort by offset: TensorFlow's add order */
@@ -421,7 +408,7 @@ TEST(rewriting_tensorflow_checkpoints_gives_identical_bytes)
         const char *mine = pathf("%s/%s", dir, golden_sets[s]);
         write_ckpt(mine, (const char *const *)o.key, vals, (size_t)o.n);
         size_t m, md;
-        uint8_t *mindex = slurp(pathf("%s.index", mine), &m), *mdata = slurp(pathf("%s.data-00000-of-00001", mine), &md);
+        uint8_t *mindex = rt_read_file(pathf("%s.index", mine), &m), *mdata = rt_read_file(pathf("%s.data-00000-of-00001", mine), &md);
         if (m != n || memcmp(index, mindex, n)) rt_fail(__FILE__, __LINE__, "%s: .index differs from TensorFlow's", golden_sets[s]);
         if (md != nd || memcmp(data, mdata, nd)) rt_fail(__FILE__, __LINE__, "%s: .data differs from TensorFlow's", golden_sets[s]);
         for (int i = 0; i < o.n; i++) {
@@ -497,7 +484,7 @@ TEST(saver_save_and_restore_through_sessions)
     char latest[512];
     ASSERT_EQ_STR(recur_latest_checkpoint(dir, latest, sizeof latest, st), path);
     size_t n;
-    char *state = (char *)slurp(pathf("%s/checkpoint", dir), &n);
+    char *state = (char *)rt_read_file(pathf("%s/checkpoint", dir), &n);
     state[n] = 0;
     ASSERT_EQ_STR(state, "model_checkpoint_path: \"model.ckpt-1000\"\nall_model_checkpoint_paths: \"model.ckpt-1000\"\n");
     free(state);
@@ -862,7 +849,7 @@ TEST(truncated_and_bit_flipped_files_fail_cleanly)
     snprintf(bad, sizeof bad, "%s/bad", dir);
     write_small(good);
     size_t n, nd;
-    uint8_t *index = slurp(pathf("%s.index", good), &n), *data = slurp(pathf("%s.data-00000-of-00001", good), &nd);
+    uint8_t *index = rt_read_file(pathf("%s.index", good), &n), *data = rt_read_file(pathf("%s.data-00000-of-00001", good), &nd);
     spit(pathf("%s.data-00000-of-00001", bad), data, nd);
     for (size_t len = 0; len < n; len++) {
         spit(pathf("%s.index", bad), index, len);
@@ -903,10 +890,10 @@ TEST(truncated_and_bit_flipped_files_fail_cleanly)
     ASSERT_STR_CONTAINS(recur_status_message(st), "lie outside data file shard 0");
     /* The checkpoint being read is never modified. */
     size_t n2;
-    uint8_t *again = slurp(pathf("%s.index", good), &n2);
+    uint8_t *again = rt_read_file(pathf("%s.index", good), &n2);
     ASSERT_TRUE(open_and_read_all(good));
     free(again);
-    again = slurp(pathf("%s.index", good), &n2);
+    again = rt_read_file(pathf("%s.index", good), &n2);
     ASSERT_TRUE(n2 == n && !memcmp(again, index, n));
     unlink(pathf("%s.data-00000-of-00001", good));
     ASSERT_TRUE(recur_checkpoint_open(good, st) == NULL);
@@ -1086,7 +1073,7 @@ TEST(snappy_compressed_blocks_are_read)
     recur_array *w = f32s(RECUR_SHAPE(2), (float[]){1.0f, 2.0f});
     write_ckpt(p, (const char *[]){"w"}, &w, 1);
     size_t n;
-    uint8_t *orig = slurp(pathf("%s.index", p), &n);
+    uint8_t *orig = rt_read_file(pathf("%s.index", p), &n);
     char comp[128];
     size_t clen = sizeof comp;
     ASSERT_EQ_INT(snappy_compress((const char *)orig, 36, comp, &clen), SNAPPY_OK);
@@ -1237,7 +1224,7 @@ TEST(state_file_syntax_and_latest_checkpoint)
     rc_ckpt_state s = {paths[2], paths, 3}, r;
     ASSERT_EQ_INT(rc_state_write(dir, &s, st), RECUR_OK);
     size_t n;
-    char *text = (char *)slurp(pathf("%s/checkpoint", dir), &n);
+    char *text = (char *)rt_read_file(pathf("%s/checkpoint", dir), &n);
     text[n] = 0;
     ASSERT_EQ_STR(text, "model_checkpoint_path: \"m-2\"\nall_model_checkpoint_paths: \"q\\\"u\\\\o\\'te \\303\\274\"\n"
                         "all_model_checkpoint_paths: \"/elsewhere/m-9\"\nall_model_checkpoint_paths: \"m-2\"\n");

@@ -16,19 +16,6 @@
 
 static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static uint8_t *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) rt_fail(__FILE__, __LINE__, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(*n + 1);
-    if (!b || fread(b, 1, *n, f) != *n) rt_fail(__FILE__, __LINE__, "cannot read %s", path);
-    fclose(f);
-    return b;
-}
-
 /* Run fn on every file of DIR (a path under the source tree); the number of files. */
 static int run_dir(int (*fn)(const uint8_t *, size_t), const char *dir, bool must_exist)
 {
@@ -51,7 +38,7 @@ static int run_dir(int (*fn)(const uint8_t *, size_t), const char *dir, bool mus
         snprintf(path, sizeof path, "%s/%s", root, names[i]);
         struct stat sb;
         if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
-            uint8_t *b = slurp(path, &len);
+            uint8_t *b = rt_read_file(path, &len);
             ASSERT_EQ_INT(fn(b, len), 0);
             free(b);
         }

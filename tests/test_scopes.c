@@ -40,20 +40,6 @@ static void lines_free(lines *l)
     memset(l, 0, sizeof *l);
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) rt_fail(__FILE__, __LINE__, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) rt_fail(__FILE__, __LINE__, "short read %s", path);
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 /* Tokenise: blanks separate, "..." quotes, # comments. Returns count; opts are key=value. */
 static int tokenize(char *line, char **tok, bool *quoted)
 {
@@ -335,7 +321,7 @@ static bool line_matches(const char *tf, const char *rc)
 
 static int load_programs(prog **out)
 {
-    char *text = read_file(rt_path("tests/tf/scope_programs.txt"));
+    char *text = rt_read_file(rt_path("tests/tf/scope_programs.txt"), NULL);
     prog *ps = NULL;
     int np = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -363,7 +349,7 @@ TEST(scope_catalogue_matches_tensorflow)
     prog *ps;
     int np = load_programs(&ps);
     ASSERT_TRUE(np >= 40);
-    char *gold = read_file(rt_path("tests/golden/scopes.golden"));
+    char *gold = rt_read_file(rt_path("tests/golden/scopes.golden"), NULL);
     lines g = {0};
     for (char *line = strtok(gold, "\n"); line; line = strtok(NULL, "\n")) lines_add(&g, line);
     lines r = {0};
