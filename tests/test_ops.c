@@ -401,6 +401,70 @@ TEST(packed_gemm_matches_a_double_reference)
     rc_gemm_packed_use_cblas(false);
 }
 
+TEST(weight_grad_product_matches_a_double_reference)
+{
+    /* C += A^T B over all steps: groups of A's columns stacked as C's rows, a group's rows in
+     * two places (h0, then the outputs), every edge of the 8-row tiles, 32-column panels and
+     * 192-row blocks, and C's columns computed in two calls as the two threads do, on the
+     * packed path and the CBLAS fallback. */
+    const int64_t Ms[] = {1, 5, 191, 192, 193, 450}, Ns[] = {1, 31, 32, 33, 100}, Ks[][3] = {{1, 0, 0}, {8, 0, 0}, {13, 4, 0}, {7, 9, 17}};
+    const int ngs[] = {1, 1, 2, 3};
+    srand(11);
+    for (int fb = 0; fb < 2; fb++) {
+        rc_gemm_packed_use_cblas(fb);
+        for (size_t mi = 0; mi < RC_ARRAY_LEN(Ms); mi++)
+            for (size_t ni = 0; ni < RC_ARRAY_LEN(Ns); ni++)
+                for (size_t ki = 0; ki < RC_ARRAY_LEN(Ks); ki++)
+                    for (int halves = 0; halves < 2; halves++) {
+                        int64_t M = Ms[mi], N = Ns[ni], ldb = N + 3, ldc = N + 2, ktot = 0;
+                        int ng = ngs[ki];
+                        rc_tall g[3];
+                        float *mem[3], *Bm = malloc(sizeof(float) * (size_t)(M * ldb));
+                        for (int64_t i = 0; i < M * ldb; i++) Bm[i] = (float)rand() / RAND_MAX - 0.5f;
+                        for (int gi = 0; gi < ng; gi++) {
+                            int64_t k = Ks[ki][gi], lda = k + gi, split = gi == 1 ? RC_MIN(M, 3 + 190 * (int64_t)(M > 200)) : 0;
+                            mem[gi] = malloc(sizeof(float) * (size_t)(M * lda + 64));
+                            for (int64_t i = 0; i < M * lda + 64; i++) mem[gi][i] = (float)rand() / RAND_MAX - 0.5f;
+                            /* group 1: the first `split` rows after the rest in memory */
+                            g[gi] = split ? (rc_tall){.a0 = mem[gi] + (M - split) * lda, .a1 = mem[gi], .split = split, .lda = lda, .k = k}
+                                          : (rc_tall){.a0 = mem[gi], .lda = lda, .k = k};
+                            ktot += k;
+                        }
+                        float *C = malloc(sizeof(float) * (size_t)(ktot * ldc)), *C0 = malloc(sizeof(float) * (size_t)(ktot * ldc));
+                        float *work = rc_aligned_alloc(sizeof(float) * rc_gemm_tn_floats(ktot, ng));
+                        for (int64_t i = 0; i < ktot * ldc; i++) C0[i] = (float)rand() / RAND_MAX - 0.5f;
+                        memcpy(C, C0, sizeof(float) * (size_t)(ktot * ldc));
+                        int64_t cut = halves && N > 32 ? 32 : N;
+                        rc_gemm_tn_acc(M, ng, g, Bm, ldb, C, ldc, N, 0, cut, work);
+                        if (cut < N) rc_gemm_tn_acc(M, ng, g, Bm, ldb, C, ldc, N, cut, N, work);
+                        int64_t row = 0;
+                        for (int gi = 0; gi < ng; gi++)
+                            for (int64_t i = 0; i < g[gi].k; i++, row++)
+                                for (int64_t j = 0; j < ldc; j++) {
+                                    if (j >= N) { /* the columns past N are never touched */
+                                        ASSERT_TRUE(C[row * ldc + j] == C0[row * ldc + j]);
+                                        continue;
+                                    }
+                                    double ref = C0[row * ldc + j], mag = fabs(ref);
+                                    for (int64_t r = 0; r < M; r++) {
+                                        const float *a = r < g[gi].split ? g[gi].a0 + r * g[gi].lda
+                                                         : g[gi].a1              ? g[gi].a1 + (r - g[gi].split) * g[gi].lda
+                                                                                 : g[gi].a0 + r * g[gi].lda;
+                                        ref += (double)a[i] * Bm[r * ldb + j];
+                                        mag += fabs((double)a[i] * Bm[r * ldb + j]);
+                                    }
+                                    if (fabs(C[row * ldc + j] - ref) > 1e-6 * (mag + 1))
+                                        rt_fail(__FILE__, __LINE__, "M %lld N %lld groups %d fallback %d: C[%lld][%lld] = %g, want %g", (long long)M,
+                                                (long long)N, ng, fb, (long long)row, (long long)j, C[row * ldc + j], ref);
+                                }
+                        for (int gi = 0; gi < ng; gi++) free(mem[gi]);
+                        rc_aligned_free(work);
+                        free(Bm), free(C), free(C0);
+                    }
+    }
+    rc_gemm_packed_use_cblas(false);
+}
+
 TEST(hand_checked_values)
 {
     st = recur_status_new();
@@ -553,5 +617,5 @@ TEST(op_table_is_complete)
     }
 }
 
-RUN_TESTS(T(fast_kernels_match_reference), T(two_thread_copies_match_one_thread), T(packed_gemm_matches_a_double_reference), T(gemv_block_matches_a_double_reference), T(hand_checked_values), T(shape_errors_name_op_and_shapes),
+RUN_TESTS(T(fast_kernels_match_reference), T(two_thread_copies_match_one_thread), T(packed_gemm_matches_a_double_reference), T(gemv_block_matches_a_double_reference), T(weight_grad_product_matches_a_double_reference), T(hand_checked_values), T(shape_errors_name_op_and_shapes),
           T(runtime_shape_errors), T(op_table_is_complete))

@@ -46,6 +46,23 @@ void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed
 void rc_pack_block(const float *b, int64_t ldb, int64_t K, int64_t n0, int64_t w, float *dst);
 void rc_gemv_block(int64_t K, const float *a, const float *blk, int64_t w, float beta, float *c);
 
+/* Weight gradients over all steps: C[k x N] += A^T @ B, B m x N row-major (ldb), where A's k
+ * columns come in groups stacked as C's rows (the inputs, then the previous outputs). Each
+ * group is a tall matrix of m rows, the first `split` at a0 and the rest at a1 (h0, then the
+ * outputs of the steps before), or all at a0 when a1 is NULL. */
+typedef struct rc_tall {
+    const float *a0, *a1;
+    int64_t split, lda, k;
+} rc_tall;
+
+/* Columns [n0, n1) of C (n0 a multiple of 32, n1 too or N), so that threads can share one
+ * product. work: rc_gemm_tn_floats(k, ng) floats (k: all groups' columns), 64-byte aligned, one per thread. The panels of B
+ * are packed on the way, a block of rows at a time, and read once for every group; A is read
+ * where it lies. Without AVX-512: CBLAS. */
+size_t rc_gemm_tn_floats(int64_t k, int ng);
+void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t N,
+                    int64_t n0, int64_t n1, float *work);
+
 /* Tests: make later rc_pack_b calls leave B unpacked (the CBLAS path) when on. */
 void rc_gemm_packed_use_cblas(bool on);
 

@@ -29,7 +29,6 @@
 #include "core/gemm_packed.h"
 #include "core/vmath.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
 
@@ -84,49 +83,6 @@ HOT static void clamp_vec(float *y, const float *x, int64_t n, float c)
  * thread when it is free (set by rc_fused_forward / rc_fused_backward). */
 static _Thread_local rc_kctx *tl_kernel;
 
-/* A row-major C = beta C + op(A) op(B), split in two halves (of C's rows, or of its columns)
- * that the two threads compute at once; small products run whole on this thread. */
-typedef struct gemm_job {
-    bool ta, tb, split_cols;
-    int64_t m, n, k, lda, ldb, ldc;
-    const float *A, *B;
-    float beta, *C;
-} gemm_job;
-
-static void gemm_part(void *arg, int part)
-{
-    const gemm_job *j = arg;
-    int64_t m0 = 0, m = j->m, n0 = 0, n = j->n;
-    if (part >= 0) {
-        int64_t total = j->split_cols ? j->n : j->m, half = (total / 2 + 15) & ~(int64_t)15; /* whole vectors */
-        int64_t lo = part ? RC_MIN(half, total) : 0, hi = part ? total : RC_MIN(half, total);
-        if (j->split_cols) n0 = lo, n = hi - lo;
-        else m0 = lo, m = hi - lo;
-    }
-    if (m <= 0 || n <= 0) return;
-    float *C = j->C + m0 * j->ldc + n0;
-    if (!j->k) {
-        if (j->beta == 0)
-            for (int64_t i = 0; i < m; i++) memset(C + i * j->ldc, 0, (size_t)n * sizeof *C);
-        return;
-    }
-    const float *A = j->A + (j->ta ? m0 : m0 * j->lda), *B = j->B + (j->tb ? n0 * j->ldb : n0);
-    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
-                (int)j->k, 1.0f, A, (int)j->lda, B, (int)j->ldb, j->beta, C, (int)j->ldc);
-}
-
-static void gemm_run(gemm_job *j)
-{
-    if (j->m <= 0 || j->n <= 0) return;
-    /* two threads pay once ~4M multiply-adds; split the larger side of C */
-    if (!tl_kernel || (double)j->m * (double)j->n * (double)RC_MAX(j->k, 1) < 4e6) {
-        gemm_part(j, -1);
-        return;
-    }
-    j->split_cols = j->n > j->m;
-    rc_kparallel2(tl_kernel, gemm_part, j);
-}
-
 /* C[m, n] = beta C + A[m, k] @ op(B), with op(B) packed once (core/gemm_packed: faster than a
  * BLAS call on these shapes, and C is written without being cleared first), the rows of C
  * split between the two threads when the product is large. B[k][n] = trans ? b[n ldb + k] :
@@ -157,14 +113,42 @@ static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, in
     return true;
 }
 
-/* C[k,n] += A[m,k]^T @ B[m,n] */
-static void gemm_tn_acc(int64_t k, int64_t n, int64_t m, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
-                        int64_t ldc)
+/* Weight gradients: C[k, n] += A^T @ B[m, n] over all m packed rows, A's k columns in groups
+ * (core/gemm_packed: B's panels are packed once for every group), the columns of C split
+ * between the two threads when the product is large. False on OOM. */
+typedef struct tn_job {
+    int64_t m, n, ldb, ldc;
+    int ng;
+    const rc_tall *g;
+    const float *B;
+    float *C, *work[2];
+} tn_job;
+
+static void tn_part(void *arg, int part)
 {
-    if (m <= 0) return;
-    gemm_run(&(gemm_job){.ta = true, .m = k, .n = n, .k = m, .A = A, .lda = lda, .B = B, .ldb = ldb, .beta = 1.0f, .C = C,
-                         .ldc = ldc});
+    const tn_job *j = arg;
+    int64_t half = (j->n / 2 + 31) & ~(int64_t)31, n0 = part > 0 ? RC_MIN(half, j->n) : 0,
+            n1 = part == 0 ? RC_MIN(half, j->n) : j->n;
+    rc_gemm_tn_acc(j->m, j->ng, j->g, j->B, j->ldb, j->C, j->ldc, j->n, n0, n1, j->work[part > 0]);
 }
+
+static bool weight_grad(int64_t m, int64_t n, int ng, const rc_tall *g, const float *B, int64_t ldb, float *C, int64_t ldc,
+                        rc_arena *ar)
+{
+    if (m <= 0 || n <= 0) return true;
+    int64_t k = 0;
+    for (int i = 0; i < ng; i++) k += g[i].k;
+    bool two = tl_kernel && (double)m * (double)n * (double)k >= 4e6 && n > 32;
+    size_t w = rc_gemm_tn_floats(k, ng) * sizeof(float);
+    tn_job j = {.m = m, .n = n, .ldb = ldb, .ldc = ldc, .ng = ng, .g = g, .B = B, .C = C};
+    if (!(j.work[0] = rc_arena_alloc(ar, w, false)) || (two && !(j.work[1] = rc_arena_alloc(ar, w, false)))) return false;
+    if (two) rc_kparallel2(tl_kernel, tn_part, &j);
+    else tn_part(&j, -1);
+    return true;
+}
+
+/* One group of weight_grad: rows of a [m, k] (lda floats apart). */
+static inline rc_tall tall(const float *a, int64_t lda, int64_t k) { return (rc_tall){.a0 = a, .lda = lda, .k = k}; }
 
 /* out[rows, n] = x[rows, d] @ w[d, n] + bias (bias NULL: none). False on OOM. */
 static bool project(const float *x, int64_t rows, int64_t d, const float *w, int64_t n, const float *bias, float *out,
@@ -954,8 +938,8 @@ static recur_code rnn_bwd(bctx *c)
     simple_job j = {.l = l, .s = c->s, .w = &whT, .a = dG, .tmp = d, .bc = c};
     run_row_parts(&j.parts, c->s, rnn_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
-    gemm_tn_acc(D, H, R, c->x, D, dG, H, dK, H);
-    gemm_tn_acc(H, H, R, hp, H, dG, H, dK + D * H, H);
+    rc_tall g[2] = {tall(c->x, D, D), tall(hp, H, H)};
+    if (!weight_grad(R, H, 2, g, dG, H, dK, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     colsum_acc(dG, R, H, db);
     if (!gemm_packed_rows(R, D, H, dG, H, kern, H, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
@@ -1120,13 +1104,9 @@ static recur_code lstm_bwd(bctx *c)
         for (int64_t k = 0; k < G; k++) db[k] += j.db[1][k];
         for (int64_t k = 0; l->peepholes && k < 3 * H; k++) j.dpe[0][k] += j.dpe[1][k];
     }
-    gemm_tn_acc(D, G, R, c->x, D, j.dG, G, dK, G);
-    if (hp_view) {
-        gemm_tn_acc(P, G, B, c->h0, P, j.dG, G, dK + D * G, G);
-        gemm_tn_acc(P, G, R - B, j.yraw, P, j.dG + B * G, G, dK + D * G, G);
-    } else {
-        gemm_tn_acc(P, G, R, j.hp, P, j.dG, G, dK + D * G, G);
-    }
+    rc_tall g[2] = {tall(c->x, D, D), tall(j.hp, P, P)};
+    if (hp_view) g[1] = (rc_tall){.a0 = c->h0, .a1 = j.yraw, .split = B, .lda = P, .k = P};
+    if (!weight_grad(R, G, 2, g, j.dG, G, dK, G, c->ar)) return RECUR_OUT_OF_MEMORY;
     if (l->peepholes) {
         float *dwf = DW(c->dcap, c->first, l, 2), *dwi = DW(c->dcap, c->first, l, 3), *dwo = DW(c->dcap, c->first, l, 4);
         for (int64_t k = 0; k < H; k++) {
@@ -1135,7 +1115,8 @@ static recur_code lstm_bwd(bctx *c)
             dwo[k] += j.dpe[0][2 * H + k];
         }
     }
-    if (proj) gemm_tn_acc(H, P, R, j.mpre, H, j.dmr, P, DW(c->dcap, c->first, l, pi), P);
+    if (proj && !weight_grad(R, P, 1, &(rc_tall){.a0 = j.mpre, .lda = H, .k = H}, j.dmr, P, DW(c->dcap, c->first, l, pi), P, c->ar))
+        return RECUR_OUT_OF_MEMORY;
     if (!gemm_packed_rows(R, D, G, j.dG, G, kern, G, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
@@ -1235,20 +1216,18 @@ static recur_code gru_bwd(bctx *c)
     /* The input's rows of both kernels side by side, [D, 3H]: one product each for their
      * gradient and for dx, where the two kernels apart would take two. */
     gru_input_kernel(gk, ck, D, H, wx);
-    gemm_run(&(gemm_job){.ta = true, .m = D, .n = 3 * H, .k = R, .A = c->x, .lda = D, .B = j.dA, .ldb = 3 * H, .beta = 0.0f,
-                         .C = dwx, .ldc = 3 * H});
+    memset(dwx, 0, (size_t)(D * 3 * H) * sizeof *dwx);
+    rc_tall gx = tall(c->x, D, D), gh = tall(hp, H, H), gr = tall(j.rh, H, H);
+    if (dense) gh = (rc_tall){.a0 = c->h0, .a1 = j.hh, .split = B, .lda = H, .k = H};
+    if (!weight_grad(R, 3 * H, 1, &gx, j.dA, 3 * H, dwx, 3 * H, c->ar) ||
+        !weight_grad(R, 2 * H, 1, &gh, j.dA, 3 * H, dgk + D * 2 * H, 2 * H, c->ar) ||
+        !weight_grad(R, H, 1, &gr, j.dA + 2 * H, 3 * H, dck + D * H, H, c->ar))
+        return RECUR_OUT_OF_MEMORY;
     for (int64_t d = 0; d < D; d++)
         for (int64_t k = 0; k < 3 * H; k++) {
             if (k < 2 * H) dgk[d * 2 * H + k] += dwx[d * 3 * H + k];
             else dck[d * H + k - 2 * H] += dwx[d * 3 * H + k];
         }
-    if (dense) {
-        gemm_tn_acc(H, 2 * H, B, c->h0, H, j.dA, 3 * H, dgk + D * 2 * H, 2 * H);
-        gemm_tn_acc(H, 2 * H, R - B, j.hh, H, j.dA + B * 3 * H, 3 * H, dgk + D * 2 * H, 2 * H);
-    } else {
-        gemm_tn_acc(H, 2 * H, R, hp, H, j.dA, 3 * H, dgk + D * 2 * H, 2 * H);
-    }
-    gemm_tn_acc(H, H, R, j.rh, H, j.dA + 2 * H, 3 * H, dck + D * H, H);
     for (int64_t k = 0; k < 2 * H; k++) dgb[k] += bsum[k] + bsum[3 * H + k];
     for (int64_t k = 0; k < H; k++) dcb[k] += bsum[2 * H + k] + bsum[5 * H + k];
     if (!gemm_packed_rows(R, D, 3 * H, j.dA, 3 * H, wx, 3 * H, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
@@ -1310,8 +1289,9 @@ static recur_code gru_v2_bwd(bctx *c)
     simple_job j = {.l = l, .s = c->s, .w = &wrT, .a = dMx, .b = dMh, .c = hp, .tmp = dhn, .bc = c};
     run_row_parts(&j.parts, c->s, gru_v2_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *dR = DW(c->dcap, c->first, l, 1), *db = DW(c->dcap, c->first, l, 2);
-    gemm_tn_acc(D, G, R, c->x, D, dMx, G, dK, G);
-    gemm_tn_acc(H, G, R, hp, H, dMh, G, dR, G);
+    if (!weight_grad(R, G, 1, &(rc_tall){.a0 = c->x, .lda = D, .k = D}, dMx, G, dK, G, c->ar) ||
+        !weight_grad(R, G, 1, &(rc_tall){.a0 = hp, .lda = H, .k = H}, dMh, G, dR, G, c->ar))
+        return RECUR_OUT_OF_MEMORY;
     colsum_acc(dMx, R, G, db);
     colsum_acc(dMh, R, G, db + G);
     if (!gemm_packed_rows(R, D, G, dMx, G, kern, G, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
