@@ -530,7 +530,48 @@ typedef struct lstm_units_job {
     bool fill;            /* pack them (false: they are kept from an earlier run) */
     const float *x;       /* the layer input [rows, D] */
     step_barrier bar;
+    struct {
+        _Alignas(64) _Atomic int64_t steps; /* one sequence: steps this thread has finished */
+    } side[2];
 } lstm_units_job;
+
+/* One sequence (the column blocks): each thread publishes its half of a step's output as soon
+ * as its cell update is done, multiplies it into its gates for the next step, and only then
+ * waits for the other half, so the exchange between the cores overlaps half of the product. */
+static void lstm_fwd_units_one(lstm_units_job *u, int part, const float *blk)
+{
+    const lstm_fwd_job *j = u->j;
+    const rc_fused_layer *l = j->l;
+    const seqinfo *s = j->s;
+    int64_t H = l->units, P = H, G = 4 * H, hn = H / 2, u0 = part * hn, o0 = hn - u0;
+    for (int64_t t = 0; t < s->steps; t++) {
+        int64_t row = s->off[t];
+        float *g = j->gates + row * G, *yr = j->yraw + row * P;
+        if (!t) {
+            for (int q = 0; q < 4; q++) rc_gemv_block(P, j->h, blk + q * P * hn, hn, 1.0f, g + q * H + u0);
+        } else {
+            const float *hprev = j->yraw + s->off[t - 1] * P;
+            while (atomic_load_explicit(&u->side[!part].steps, memory_order_acquire) < t) {
+#if defined(__x86_64__)
+                __builtin_ia32_pause();
+#endif
+            }
+            for (int q = 0; q < 4; q++) rc_gemv_block(hn, hprev + o0, blk + q * P * hn + o0 * hn, hn, 1.0f, g + q * H + u0);
+        }
+        lstm_cell_units(l, 1, H, u0, hn, g, j->c, j->craw + row * H, yr, j->tmp[part], j->bias, j->wf, j->wi, j->wo);
+        atomic_store_explicit(&u->side[part].steps, t + 1, memory_order_release);
+        if (t + 1 < s->steps) {
+            float *gn = j->gates + s->off[t + 1] * G;
+            for (int q = 0; q < 4; q++) rc_gemv_block(hn, yr + u0, blk + q * P * hn + u0 * hn, hn, 1.0f, gn + q * H + u0);
+        }
+    }
+    /* neither returns while the other may still read its half of the last output */
+    while (atomic_load_explicit(&u->side[!part].steps, memory_order_acquire) < s->steps) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+    }
+}
 
 static void lstm_fwd_units(void *arg, int part)
 {
@@ -552,14 +593,15 @@ static void lstm_fwd_units(void *arg, int part)
         }
         rc_gemm_packed_cols(s->rows, u->x, u->wx->K, u->wx, 0.0f, j->gates, G, c0, c1);
     }
+    if (blk) {
+        lstm_fwd_units_one(u, part, blk);
+        return;
+    }
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t n = s->nact[t], row = s->off[t];
         float *g = j->gates + row * G, *yr = j->yraw + row * P;
         const float *hprev = t ? j->yraw + s->off[t - 1] * P : j->h;
-        for (int q = 0; q < 4; q++) {
-            if (blk) rc_gemv_block(P, hprev, blk + q * P * hn, hn, 1.0f, g + q * H + u0);
-            else rc_gemm_packed_cols(n, hprev, P, j->wh, 1.0f, g, G, q * H + u0, q * H + u0 + hn);
-        }
+        for (int q = 0; q < 4; q++) rc_gemm_packed_cols(n, hprev, P, j->wh, 1.0f, g, G, q * H + u0, q * H + u0 + hn);
         lstm_cell_units(l, n, H, u0, hn, g, j->c, j->craw + row * H, yr, tmp, j->bias, j->wf, j->wi, j->wo);
         barrier_wait(&u->bar);
     }
