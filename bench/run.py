@@ -359,56 +359,65 @@ def main():
 
     results, versions, missing = [], {}, set()
     rounds = a.rounds or (1 if a.quick else 3)
-    for case in [c for c in case_list if c in cases.CASES]:
-        c = cases.CASES[case]
-        iters = a.iters or (cases.QUICK_ITERS[c["train"]] if a.quick else
-                            cases.CASE_ITERS.get(case) or cases.DEFAULT_ITERS[c["train"]])
-        per_round = max(1, -(-iters // rounds))
-        fws = [fw for fw in frameworks if fw == "recur" or case not in cases.RECUR_ONLY]
-        runs = {fw: [] for fw in fws}  # the records of each round
-        errors, sgemm_ms, recur_rss = {}, [], []
+    # Cases measured together: "padded" is the baseline of the varlen bar, so its rounds
+    # interleave with varlen's and the ratio compares the same stretch of time.
+    todo = [c for c in case_list if c in cases.CASES]
+    groups = []
+    for case in todo:
+        if case == "padded" and "varlen" in todo:
+            continue
+        groups.append([case] + (["padded"] if case == "varlen" and "padded" in todo else []))
+    for group in groups:
+        iters = {}
+        for case in group:
+            c = cases.CASES[case]
+            n = a.iters or (cases.QUICK_ITERS[c["train"]] if a.quick else cases.CASE_ITERS.get(case) or cases.DEFAULT_ITERS[c["train"]])
+            iters[case] = max(1, -(-n // rounds))
+        entries = [(case, fw) for case in group for fw in frameworks if fw == "recur" or case not in cases.RECUR_ONLY]
+        runs = {e: [] for e in entries}  # the records of each round
+        errors, sgemm_ms, recur_rss = {}, {case: [] for case in group}, {case: [] for case in group}
         # Rounds: every framework runs the case once per round, in an order that turns round by
         # round, so that all of them sample the same stretch of time on a machine whose speed
         # drifts. recur's runs after the first interleave reference SGEMMs with its iterations
         # (bench_recur --sgemm-every): their rate is what its "% SGEMM" divides by; its RSS
         # comes from the first run, which holds no SGEMM operands.
         for rnd in range(rounds):
-            for fw in fws[rnd % len(fws):] + fws[:rnd % len(fws)]:
-                if fw in missing or fw in errors:
+            for case, fw in entries[rnd % len(entries):] + entries[:rnd % len(entries)]:
+                if fw in missing or (case, fw) in errors:
                     continue
                 print("  running %-10s %-13s round %d/%d ..." % (case, fw, rnd + 1, rounds), end="", file=sys.stderr, flush=True)
                 with_sgemm = fw == "recur" and (rnd > 0 or rounds == 1)
-                rec, err = run_json(case_cmd(fw, case, per_round, build, with_sgemm), fw)
+                rec, err = run_json(case_cmd(fw, case, iters[case], build, with_sgemm), fw)
                 if err:
                     if err == "not installed":
                         missing.add(fw)
                     else:
-                        errors[fw] = "failed: " + err
+                        errors[(case, fw)] = "failed: " + err
                     print(" " + err, file=sys.stderr, flush=True)
                     continue
-                runs[fw].append(rec)
+                runs[(case, fw)].append(rec)
                 if fw == "recur":
-                    sgemm_ms += rec.get("sgemm_ms", [])
+                    sgemm_ms[case] += rec.get("sgemm_ms", [])
                     if not with_sgemm or rounds == 1:
-                        recur_rss.append(rec["rss_mb"])
+                        recur_rss[case].append(rec["rss_mb"])
                 print(" %s ms" % fmt_ms(statistics.median(rec["ms"])), file=sys.stderr, flush=True)
-        for fw in fws:
+        for case, fw in entries:
             row = {"case": case, "framework": fw}
             if fw in missing:
                 row["status"] = "not installed"
-            elif fw in errors:
-                row["status"] = errors[fw]
-            elif runs[fw]:
-                ms = [t for rec in runs[fw] for t in rec["ms"]]
-                med, rec = statistics.median(ms), runs[fw][-1]
+            elif (case, fw) in errors:
+                row["status"] = errors[(case, fw)]
+            elif runs[(case, fw)]:
+                ms = [t for rec in runs[(case, fw)] for t in rec["ms"]]
+                med, rec = statistics.median(ms), runs[(case, fw)][-1]
                 gf = cases.flops(case) / med * 1e-6
-                rss = recur_rss if fw == "recur" and recur_rss else [r["rss_mb"] for r in runs[fw]]
-                row.update(status="ok", median_ms=round(med, 4), min_ms=min(ms), iters=len(ms), rounds=len(runs[fw]),
+                rss = recur_rss[case] if fw == "recur" and recur_rss[case] else [r["rss_mb"] for r in runs[(case, fw)]]
+                row.update(status="ok", median_ms=round(med, 4), min_ms=min(ms), iters=len(ms), rounds=len(runs[(case, fw)]),
                            flops=cases.flops(case), gflops=round(gf, 2), rss_mb=max(rss), ms=ms,
                            frac_peak=round(gf / peak, 4) if peak else None)
-                if fw == "recur" and sgemm_ms:
-                    ref = SGEMM_FLOPS / statistics.median(sgemm_ms) * 1e-6
-                    row.update(sgemm_same_time_ms=sgemm_ms, sgemm_same_time_gflops=round(ref, 2), frac_same_time=round(gf / ref, 4))
+                if fw == "recur" and sgemm_ms[case]:
+                    ref = SGEMM_FLOPS / statistics.median(sgemm_ms[case]) * 1e-6
+                    row.update(sgemm_same_time_ms=sgemm_ms[case], sgemm_same_time_gflops=round(ref, 2), frac_same_time=round(gf / ref, 4))
                 if fw == "recur" and peak:
                     row["frac_best"] = round(cases.flops(case) / min(ms) * 1e-6 / peak, 4)
                 for k in ("version", "keras_version", "cpu_util", "threads_used", "graph_mode"):

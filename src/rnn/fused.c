@@ -176,6 +176,7 @@ typedef struct seqinfo {
     int64_t *off;   /* [T + 1] first packed row of step t; off[steps] = rows */
     int64_t rows;   /* running (step, row) pairs in all */
     bool dense;     /* every row runs every one of the steps: the packed layout is [steps][B] */
+    int64_t *at;    /* [steps] where two threads split the running rows at t (row_parts) */
 } seqinfo;
 
 static void seq_offsets(seqinfo *s)
@@ -195,6 +196,7 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
     s->B = x->shape.dims[1];
     s->steps = s->T;
     s->perm = NULL;
+    s->at = NULL;
     s->nact = rc_arena_alloc(ar, (size_t)(s->T + 1) * sizeof *s->nact, false);
     s->off = rc_arena_alloc(ar, (size_t)(s->T + 2) * sizeof *s->off, false);
     if (!s->nact || !s->off) return false;
@@ -228,7 +230,7 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
         s->nact[t] = n;
     }
     seq_offsets(s);
-    return true;
+    return s->dense || (s->at = rc_arena_alloc(ar, (size_t)(s->steps + 1) * sizeof *s->at, false)) != NULL;
 }
 
 /* Two spinning threads meet after every step (the per-step splits below). */
@@ -251,15 +253,21 @@ static void barrier_wait(step_barrier *b)
     }
 }
 
-/* The recurrence splits the batch's rows between the two threads. When every row runs every
- * step, each thread keeps half of the rows for the whole sequence (rows are independent through
- * time, so the threads never wait for each other). With lengths, the running rows are halved
- * again at every step and the threads meet after each one (a spin barrier, about a microsecond):
- * a split fixed for the whole sequence leaves one side with more steps to run, since the rows
- * are sorted longest first. Halves are multiples of 8 rows (the product's row tile). */
+/* The recurrence splits the batch's rows between the two threads. Rows are independent through
+ * time, so the threads need to meet only where a row passes from one to the other. When every
+ * row runs every step, each thread keeps half of the rows for the whole sequence and they never
+ * wait for each other. With lengths, a split fixed for the whole sequence leaves one side with
+ * more steps to run (the rows are sorted longest first), and one moved at every step makes the
+ * threads meet a hundred times, each time waiting out the other's jitter: the split is chosen
+ * for windows of SPLIT_WINDOW steps instead, balancing the rows each side runs over the window,
+ * and the threads meet (a spin barrier) only where it moves. Splits are multiples of 8 rows
+ * (the product's row tile). */
+#define SPLIT_WINDOW 8
+
 typedef struct row_parts {
     int64_t split;     /* fixed split: rows [0, split) and [split, B) */
-    step_barrier *bar; /* non-NULL: per-step halves */
+    const int64_t *at; /* non-NULL: the split at each step (seqinfo.at) */
+    step_barrier *bar; /* with `at` */
 } row_parts;
 
 typedef struct rows_range {
@@ -271,23 +279,41 @@ static inline rows_range step_rows(const seqinfo *s, const row_parts *p, int par
 {
     int64_t n = s->nact[t];
     if (part < 0) return (rows_range){0, n};
-    int64_t h = p->bar ? (n / 2 + 4) / 8 * 8 : RC_MIN(p->split, n);
-    if (!p->bar && part) return (rows_range){p->split, RC_MAX(n, p->split)};
+    int64_t h = RC_MIN(p->at ? p->at[t] : p->split, n);
     return part ? (rows_range){h, n} : (rows_range){0, h};
 }
 
-/* The end of a step: with per-step halves, wait for the other thread. */
-static inline void step_done(const row_parts *p, int part)
+/* The end of step t, before step `next` (t + 1 forward, t - 1 backward): where the split moves
+ * between the two, wait for the other thread. */
+static inline void step_done(const seqinfo *s, const row_parts *p, int part, int64_t t, int64_t next)
 {
-    if (p->bar && part >= 0) barrier_wait(p->bar);
+    if (p->bar && part >= 0 && next >= 0 && next < s->steps && p->at[next] != p->at[t]) barrier_wait(p->bar);
+}
+
+/* seqinfo.at: per window of steps, the multiple of 8 that best balances the rows run below it
+ * and above it over the window. */
+static void window_splits(const seqinfo *s)
+{
+    for (int64_t t0 = 0; t0 < s->steps; t0 += SPLIT_WINDOW) {
+        int64_t t1 = RC_MIN(s->steps, t0 + SPLIT_WINDOW), best = 0, gap = INT64_MAX;
+        for (int64_t h = 0; h <= s->nact[t0] + 7; h += 8) {
+            int64_t lo = 0, hi = 0;
+            for (int64_t t = t0; t < t1; t++) {
+                lo += RC_MIN(h, s->nact[t]);
+                hi += s->nact[t] - RC_MIN(h, s->nact[t]);
+            }
+            if (llabs(lo - hi) < gap) gap = llabs(lo - hi), best = h;
+        }
+        for (int64_t t = t0; t < t1; t++) s->at[t] = best;
+    }
 }
 
 /* Whether to give the recurrence two threads: a free second thread and rows for both. */
 static bool split_rows(const seqinfo *s) { return tl_kernel && rc_kthreads(tl_kernel) > 1 && s->B >= 16; }
 
 /* Run fn(arg, part) on the rows as `p` divides them: on two threads where split_rows allows
- * (per-step halves for rows that stop at different steps, when both threads run at once),
- * otherwise fn(arg, -1) on every row. */
+ * (splits per window of steps for rows that stop at different steps, when both threads run at
+ * once), otherwise fn(arg, -1) on every row. */
 static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int), void *arg)
 {
     *p = (row_parts){0};
@@ -297,8 +323,11 @@ static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int
     }
     if (!s->dense) {
         step_barrier bar = {0};
+        window_splits(s);
+        p->at = s->at;
         p->bar = &bar;
         if (rc_kparallel2_together(tl_kernel, fn, arg)) return;
+        p->at = NULL;
         p->bar = NULL;
     }
     /* a fixed split that balances the steps each side runs */
@@ -515,7 +544,7 @@ static void lstm_fwd_part(void *arg, int part)
             clamp_vec(h, yr, n * P, l->proj_clip);
             memcpy(j->y + row * P, h, (size_t)(n * P) * sizeof *h);
         }
-        step_done(&j->parts, part);
+        step_done(s, &j->parts, part, t, t + 1);
     }
 }
 
@@ -737,7 +766,7 @@ static void gru_fwd_part(void *arg, int part)
         bias_rows(n, g + 2 * H, 3 * H, j->cb, H);
         for (int64_t b = 0; b < n; b++) act_vec(l->act, g + b * 3 * H + 2 * H, g + b * 3 * H + 2 * H, H);
         gru_update_rows(n, H, g, h, j->hh + row * H, j->y + row * H);
-        step_done(&j->parts, part);
+        step_done(s, &j->parts, part, t, t + 1);
     }
 }
 
@@ -806,7 +835,7 @@ static void gru_v2_fwd_part(void *arg, int part)
         rc_gemm_packed(n, h, H, j->w, 1.0f, hw, 3 * H);
         gru_v2_rows(j->l, n, H, j->a + row * 3 * H, hw, j->b + row * H, h, j->c + row * H);
         memcpy(j->y + row * H, h, (size_t)(n * H) * sizeof *h);
-        step_done(&j->parts, part);
+        step_done(s, &j->parts, part, t, t + 1);
     }
 }
 
@@ -823,7 +852,7 @@ static void rnn_fwd_part(void *arg, int part)
         act_vec(j->l->act, g, g, n * H);
         memcpy(h, g, (size_t)(n * H) * sizeof *h);
         memcpy(j->y + row * H, g, (size_t)(n * H) * sizeof *g);
-        step_done(&j->parts, part);
+        step_done(s, &j->parts, part, t, t + 1);
     }
 }
 
@@ -964,7 +993,7 @@ static void rnn_bwd_part(void *arg, int part)
         for (int64_t i = 0; i < n * H; i++) d[i] = dh[i] + dyt[i];
         act_grad(j->l->act, j->a + row * H, d, c->hist + row * H, n * H);
         rc_gemm_packed(n, j->a + row * H, H, j->w, 0.0f, dh, H);
-        step_done(&j->parts, part);
+        step_done(s, &j->parts, part, t, t - 1);
     }
 }
 
@@ -1106,7 +1135,7 @@ static void lstm_bwd_part(void *arg, int part)
                           j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo, db);
         }
         rc_gemm_packed(n, j->dG + row * G, G, j->whT, 0.0f, dh, P);
-        step_done(&j->parts, part);
+        step_done(s, &j->parts, part, t, t - 1);
     }
 }
 
@@ -1226,7 +1255,7 @@ static void gru_bwd_part(void *arg, int part)
         rc_gemm_packed(n, dA, 3 * H, j->wgT, 1.0f, dhn, H);
         colsum_acc(dA, n, 3 * H, j->db[part > 0]); /* while the rows are in cache */
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
-        step_done(&j->parts, part);
+        step_done(s, &j->parts, part, t, t - 1);
     }
 }
 
@@ -1314,7 +1343,7 @@ static void gru_v2_bwd_part(void *arg, int part)
         gru_v2_bwd_rows(j->l, n, H, zrh + row * G, hrec + row * H, j->c + row * H, dh, c->dy + row * H, j->a + row * G, mh, dhn);
         rc_gemm_packed(n, mh, G, j->w, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
-        step_done(&j->parts, part);
+        step_done(s, &j->parts, part, t, t - 1);
     }
 }
 
