@@ -310,6 +310,7 @@ size_t rc_gemm_tn_floats(int64_t k, int ng) { return (size_t)TN_KC * (size_t)(NR
 
 static inline const float *tall_row(const rc_tall *g, int64_t r)
 {
+    if (g->idx) return g->a0 + g->idx[r] * g->lda;
     if (r < g->split || !g->a1) return g->a0 + r * g->lda;
     return g->a1 + (r - g->split) * g->lda;
 }
@@ -328,7 +329,7 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
         const float *a = tall_row(&g[gi], r0);
         int64_t K = g[gi].k, lda = g[gi].lda;
         for (int64_t r = 0; r < kb; r++) {
-            const float *src = a + r * lda;
+            const float *src = g[gi].idx ? tall_row(&g[gi], r0 + r) : a + r * lda;
             int64_t i = 0;
             for (; i + MR <= K; i += MR) _mm256_store_ps(apk + (ktot + i) * kb + r * MR, _mm256_loadu_ps(src + i));
             for (; i < K; i++) apk[(ktot + i / MR * MR) * kb + r * MR + i % MR] = src[i];
@@ -383,10 +384,19 @@ void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t
         return;
     }
 #endif
-    (void)work;
     float *crow = C + n0;
     for (int gi = 0; gi < ng; gi++) {
         const rc_tall *t = &g[gi];
+        if (t->idx) { /* gathered TN_KC rows at a time into work (TN_KC x k floats fit) */
+            for (int64_t r0 = 0; r0 < m; r0 += TN_KC) {
+                int64_t kb = RC_MIN(TN_KC, m - r0);
+                for (int64_t r = 0; r < kb; r++) memcpy(work + r * t->k, tall_row(t, r0 + r), (size_t)t->k * sizeof *work);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)t->k, (int)(n1 - n0), (int)kb, 1.0f, work, (int)t->k,
+                            B + r0 * ldb + n0, (int)ldb, 1.0f, crow, (int)ldc);
+            }
+            crow += t->k * ldc;
+            continue;
+        }
         int64_t s = t->a1 ? RC_MIN(t->split, m) : m;
         if (s > 0)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)t->k, (int)(n1 - n0), (int)s, 1.0f, t->a0, (int)t->lda,

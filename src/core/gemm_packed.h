@@ -49,9 +49,11 @@ void rc_gemv_block(int64_t K, const float *a, const float *blk, int64_t w, float
 /* Weight gradients over all steps: C[k x N] += A^T @ B, B m x N row-major (ldb), where A's k
  * columns come in groups stacked as C's rows (the inputs, then the previous outputs). Each
  * group is a tall matrix of m rows, the first `split` at a0 and the rest at a1 (h0, then the
- * outputs of the steps before), or all at a0 when a1 is NULL. */
+ * outputs of the steps before), or all at a0 when a1 is NULL, or rows picked by an index (the
+ * caller's rows of a batch sorted by length). */
 typedef struct rc_tall {
     const float *a0, *a1;
+    const int64_t *idx; /* non-NULL: row r is at a0 + idx[r] * lda instead (a1 unused) */
     int64_t split, lda, k;
 } rc_tall;
 

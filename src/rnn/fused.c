@@ -91,24 +91,59 @@ typedef struct packed_job {
     const rc_packed_b *p;
     const float *A;
     float *C, beta;
-    int64_t m, lda, ldc;
+    int64_t m, n, k, lda, ldc;
+    const int64_t *arow, *crow; /* row r of A / C at index arow[r] / crow[r] (NULL: r) */
+    float *tmp[2];              /* with a row map: per thread, GATHER_ROWS rows of A and of C */
 } packed_job;
+
+#define GATHER_ROWS 64
 
 static void packed_part(void *arg, int part)
 {
     const packed_job *j = arg;
     int64_t half = (j->m / 2 + 7) & ~(int64_t)7, r0 = part > 0 ? RC_MIN(half, j->m) : 0, r1 = part == 0 ? RC_MIN(half, j->m) : j->m;
-    if (r1 > r0) rc_gemm_packed(r1 - r0, j->A + r0 * j->lda, j->lda, j->p, j->beta, j->C + r0 * j->ldc, j->ldc);
+    if (!j->arow && !j->crow) {
+        if (r1 > r0) rc_gemm_packed(r1 - r0, j->A + r0 * j->lda, j->lda, j->p, j->beta, j->C + r0 * j->ldc, j->ldc);
+        return;
+    }
+    /* Rows elsewhere (the caller's [T][B] layout): gathered a block at a time into scratch that
+     * stays in cache, and the block of C scattered from there, instead of whole copies. */
+    float *ta = j->tmp[part > 0], *tc = ta + GATHER_ROWS * j->k;
+    size_t ab = (size_t)j->k * sizeof(float), cb = (size_t)j->n * sizeof(float);
+    for (int64_t b0 = r0; b0 < r1; b0 += GATHER_ROWS) {
+        int64_t nb = RC_MIN(GATHER_ROWS, r1 - b0);
+        const float *a = j->A + b0 * j->lda;
+        int64_t lda = j->lda;
+        if (j->arow) {
+            for (int64_t r = 0; r < nb; r++) memcpy(ta + r * j->k, j->A + j->arow[b0 + r] * j->lda, ab);
+            a = ta, lda = j->k;
+        }
+        if (!j->crow) {
+            rc_gemm_packed(nb, a, lda, j->p, j->beta, j->C + b0 * j->ldc, j->ldc);
+            continue;
+        }
+        if (j->beta != 0)
+            for (int64_t r = 0; r < nb; r++) memcpy(tc + r * j->n, j->C + j->crow[b0 + r] * j->ldc, cb);
+        rc_gemm_packed(nb, a, lda, j->p, j->beta, tc, j->n);
+        for (int64_t r = 0; r < nb; r++) memcpy(j->C + j->crow[b0 + r] * j->ldc, tc + r * j->n, cb);
+    }
 }
 
-static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *b, int64_t ldb, bool trans,
-                             float beta, float *C, int64_t ldc, rc_arena *ar)
+/* C[m, n] = beta C + A @ op(B) as above, row r of A at A + arow[r] lda and of C at C + crow[r]
+ * ldc (either map NULL: row r). */
+static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const int64_t *arow, const float *b,
+                             int64_t ldb, bool trans, float beta, float *C, int64_t ldc, const int64_t *crow, rc_arena *ar)
 {
     if (m <= 0 || n <= 0) return true;
     rc_packed_b p;
     if (!rc_pack_b(&p, b, ldb, trans, k, n, ar)) return false;
-    packed_job j = {.p = &p, .A = A, .C = C, .beta = beta, .m = m, .lda = lda, .ldc = ldc};
-    if (tl_kernel && (double)m * (double)n * (double)RC_MAX(k, 1) >= 4e6) rc_kparallel2(tl_kernel, packed_part, &j);
+    packed_job j = {.p = &p, .A = A, .C = C, .beta = beta, .m = m, .n = n, .k = k, .lda = lda, .ldc = ldc, .arow = arow, .crow = crow};
+    bool two = tl_kernel && (double)m * (double)n * (double)RC_MAX(k, 1) >= 4e6;
+    size_t tb = (size_t)GATHER_ROWS * (size_t)(k + n) * sizeof(float);
+    if ((arow || crow) &&
+        (!(j.tmp[0] = rc_arena_alloc(ar, tb, false)) || (two && !(j.tmp[1] = rc_arena_alloc(ar, tb, false)))))
+        return false;
+    if (two) rc_kparallel2(tl_kernel, packed_part, &j);
     else packed_part(&j, -1);
     return true;
 }
@@ -150,13 +185,14 @@ static bool weight_grad(int64_t m, int64_t n, int ng, const rc_tall *g, const fl
 /* One group of weight_grad: rows of a [m, k] (lda floats apart). */
 static inline rc_tall tall(const float *a, int64_t lda, int64_t k) { return (rc_tall){.a0 = a, .lda = lda, .k = k}; }
 
-/* out[rows, n] = x[rows, d] @ w[d, n] + bias (bias NULL: none). False on OOM. */
-static bool project(const float *x, int64_t rows, int64_t d, const float *w, int64_t n, const float *bias, float *out,
-                    rc_arena *ar)
+/* out[rows, n] = x[rows, d] @ w[d, n] + bias (bias NULL: none), row r of x at x + xrow[r] d
+ * (xrow NULL: r). False on OOM. */
+static bool project(const float *x, const int64_t *xrow, int64_t rows, int64_t d, const float *w, int64_t n, const float *bias,
+                    float *out, rc_arena *ar)
 {
     if (bias)
         for (int64_t r = 0; r < rows; r++) memcpy(out + r * n, bias, (size_t)n * sizeof *out);
-    return gemm_packed_rows(rows, n, d, x, d, w, n, false, bias ? 1.0f : 0.0f, out, n, ar);
+    return gemm_packed_rows(rows, n, d, x, d, xrow, w, n, false, bias ? 1.0f : 0.0f, out, n, NULL, ar);
 }
 
 HOT static void colsum_acc(const float *g, int64_t rows, int64_t n, float *b)
@@ -177,6 +213,8 @@ typedef struct seqinfo {
     int64_t rows;   /* running (step, row) pairs in all */
     bool dense;     /* every row runs every one of the steps: the packed layout is [steps][B] */
     int64_t *at;    /* [steps] where two threads split the running rows at t (row_parts) */
+    const int64_t *xrow; /* the first layer's x and dx in the caller's [T][B] layout: packed row r
+                          * is their row xrow[r] (NULL: x and dx are packed like the rest) */
 } seqinfo;
 
 static void seq_offsets(seqinfo *s)
@@ -197,6 +235,7 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
     s->steps = s->T;
     s->perm = NULL;
     s->at = NULL;
+    s->xrow = NULL;
     s->nact = rc_arena_alloc(ar, (size_t)(s->T + 1) * sizeof *s->nact, false);
     s->off = rc_arena_alloc(ar, (size_t)(s->T + 2) * sizeof *s->off, false);
     if (!s->nact || !s->off) return false;
@@ -381,6 +420,16 @@ static void permute_rows(const seqinfo *s, float *dst, const float *src, int64_t
     /* two parts of about the same number of rows (steps are sorted by rows running) */
     while (j.cut > 0 && 2 * s->off[j.cut - 1] >= s->off[steps]) j.cut--;
     rc_kparallel2(tl_kernel, permute_part, &j);
+}
+
+/* seqinfo.xrow for arrays in the caller's [T][B] layout. NULL on OOM. */
+static const int64_t *caller_rows(const seqinfo *s, rc_arena *ar)
+{
+    int64_t *r = rc_arena_alloc(ar, (size_t)(s->rows + 1) * sizeof *r, false);
+    if (!r) return NULL;
+    for (int64_t t = 0; t < s->steps; t++)
+        for (int64_t i = 0; i < s->nact[t]; i++) r[s->off[t] + i] = t * s->B + (s->perm ? s->perm[i] : i);
+    return r;
 }
 
 /* Permute a [B, w] state in place (to or from sorted order) through scratch. */
@@ -657,7 +706,7 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
     j.wp = proj ? &wp : NULL;
     /* A batch too small for a split of its rows splits the units (lstm_fwd_units), when they
      * halve into whole panels; the gates get the input projection there. */
-    bool units = !split_rows(s) && !proj && H % 64 == 0 && wh.panels && tl_kernel && rc_kthreads(tl_kernel) > 1;
+    bool units = !split_rows(s) && !s->xrow && !proj && H % 64 == 0 && wh.panels && tl_kernel && rc_kthreads(tl_kernel) > 1;
     if (units) {
         /* the packed forms: kept in the cache while the session's variables stay unwritten */
         size_t nx = rc_pack_b_floats(D, G), nh = B == 1 ? (size_t)(2 * 4 * P * (H / 2)) : rc_pack_b_floats(P, G);
@@ -682,7 +731,7 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
             *cache = (rc_fused_cache){.kern = kern, .epoch = epoch, .B = B, .valid = true, .mem = mem, .cap = cache->cap};
     }
     if (!units) {
-        if (!project(x, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* the cell pass adds the bias */
+        if (!project(x, s->xrow, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* the cell pass adds the bias */
         rc_pack_b_fill(&wh, 0, G);
         if (split_rows(s)) run_row_parts(&j.parts, s, lstm_fwd_part, &j);
         else lstm_fwd_part(&j, -1);
@@ -786,7 +835,7 @@ static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const
     j.wc = &wc;
     /* the input's rows of both kernels side by side: one product for every step's gate rows */
     gru_input_kernel(gk, ck, D, H, wx);
-    if (!project(x, s->rows, D, wx, 3 * H, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* biases: in the steps */
+    if (!project(x, s->xrow, s->rows, D, wx, 3 * H, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* biases: in the steps */
     run_row_parts(&j.parts, s, gru_fwd_part, &j);
     return RECUR_OK;
 }
@@ -865,7 +914,7 @@ static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, co
     float *hw = rc_arena_alloc(ar, (size_t)(B * 3 * H) * sizeof(float), false);
     rc_packed_b wr;
     if (!hw || !rc_pack_b(&wr, rk, 3 * H, false, H, 3 * H, ar)) return RECUR_OUT_OF_MEMORY;
-    if (!project(x, s->rows, D, kern, 3 * H, bias, xw, ar)) return RECUR_OUT_OF_MEMORY;
+    if (!project(x, s->xrow, s->rows, D, kern, 3 * H, bias, xw, ar)) return RECUR_OUT_OF_MEMORY;
     simple_job j = {.l = l, .s = s, .w = &wr, .bias = bias + 3 * H, .a = xw, .b = hrec, .c = hh, .h = st->s[0], .y = y, .tmp = hw};
     run_row_parts(&j.parts, s, gru_v2_fwd_part, &j);
     return RECUR_OK;
@@ -878,7 +927,7 @@ static recur_code rnn_fwd(const rc_fused_layer *l, recur_array *const *in, const
     const float *kern = WIN(in, l, 0), *bias = WIN(in, l, 1);
     rc_packed_b wh;
     if (!rc_pack_b(&wh, kern + D * H, H, false, H, H, ar)) return RECUR_OUT_OF_MEMORY;
-    if (!project(x, s->rows, D, kern, H, bias, hist, ar)) return RECUR_OUT_OF_MEMORY;
+    if (!project(x, s->xrow, s->rows, D, kern, H, bias, hist, ar)) return RECUR_OUT_OF_MEMORY;
     simple_job j = {.l = l, .s = s, .w = &wh, .a = hist, .h = st->s[0], .y = y};
     run_row_parts(&j.parts, s, rnn_fwd_part, &j);
     return RECUR_OK;
@@ -924,7 +973,10 @@ static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_ar
     /* the caller's arrays serve as they are when every row runs in its order */
     bool direct = !s.perm && s.dense;
     const float *cur = x->data;
-    if (!direct) {
+    if (!direct && B >= 16) {
+        /* the input projection reads the caller's rows where they lie */
+        if (!(s.xrow = caller_rows(&s, ar))) goto oom;
+    } else if (!direct) { /* small batches: the one-sequence paths read packed rows */
         float *xs = rc_arena_alloc(ar, (size_t)(s.rows * x->shape.dims[2]) * sizeof(float), false);
         if (!xs) goto oom;
         permute_rows(&s, xs, x->data, x->shape.dims[2], true, s.steps, false);
@@ -939,6 +991,7 @@ static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_ar
         lstate st;
         if (!y || !h || !state_in(l, final, &s, &st, ar)) goto oom;
         code = forward_of(l)(l, k->in, &s, cur, y, &st, h, ar, cache ? &cache[i] : NULL);
+        s.xrow = NULL; /* the layers above read packed rows */
         if (code || !state_out(l, final, &s, &st, ar)) goto fail;
         if (last && !direct) permute_rows(&s, out->data, y, O, false, s.steps, false); /* out: zeroed */
         if (hist) hist += T * B * row_floats(l);
@@ -959,16 +1012,23 @@ typedef struct bctx {
     recur_array *const *in; /* forward op inputs (weights) */
     recur_array **dcap;     /* capture gradients */
     int first;
-    const float *x;         /* layer input [T, B, D], sorted, rows not running zero */
+    const float *x;         /* layer input, packed rows (or the caller's, by s->xrow) */
     const float *hist;      /* this layer's history */
     const float *h0, *c0;   /* initial states (sorted) */
     const float *dy;        /* gradient of the layer output [T, B, O], sorted, masked */
-    float *dx;              /* gradient of the layer input [T, B, D] (written) */
+    float *dx;              /* gradient of the layer input, packed rows (or the caller's, by s->xrow) */
     float *dh, *dc;         /* in: gradient of the final state; out: of the initial state */
     rc_arena *ar;
 } bctx;
 
 #define TAKE(c, n) ((float *)rc_arena_alloc((c)->ar, (size_t)(n) * sizeof(float), true))
+
+/* The layer input as a weight_grad group: packed, or the caller's rows by seqinfo.xrow. */
+static inline rc_tall xtall(const bctx *c)
+{
+    int64_t D = c->l->in;
+    return (rc_tall){.a0 = c->x, .idx = c->s->xrow, .lda = D, .k = D};
+}
 #define TAKE_RAW(c, n) ((float *)rc_arena_alloc((c)->ar, (size_t)(n) * sizeof(float), false))
 
 /* hp[t] = the layer's output at t-1 (or h0), rows not running at t zero. */
@@ -1009,10 +1069,10 @@ static recur_code rnn_bwd(bctx *c)
     simple_job j = {.l = l, .s = c->s, .w = &whT, .a = dG, .tmp = d, .bc = c};
     run_row_parts(&j.parts, c->s, rnn_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
-    rc_tall g[2] = {tall(c->x, D, D), tall(hp, H, H)};
+    rc_tall g[2] = {xtall(c), tall(hp, H, H)};
     if (!weight_grad(R, H, 2, g, dG, H, dK, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     colsum_acc(dG, R, H, db);
-    if (!gemm_packed_rows(R, D, H, dG, H, kern, H, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
+    if (!gemm_packed_rows(R, D, H, dG, H, NULL, kern, H, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1175,7 +1235,7 @@ static recur_code lstm_bwd(bctx *c)
         for (int64_t k = 0; k < G; k++) db[k] += j.db[1][k];
         for (int64_t k = 0; l->peepholes && k < 3 * H; k++) j.dpe[0][k] += j.dpe[1][k];
     }
-    rc_tall g[2] = {tall(c->x, D, D), tall(j.hp, P, P)};
+    rc_tall g[2] = {xtall(c), tall(j.hp, P, P)};
     if (hp_view) g[1] = (rc_tall){.a0 = c->h0, .a1 = j.yraw, .split = B, .lda = P, .k = P};
     if (!weight_grad(R, G, 2, g, j.dG, G, dK, G, c->ar)) return RECUR_OUT_OF_MEMORY;
     if (l->peepholes) {
@@ -1188,7 +1248,7 @@ static recur_code lstm_bwd(bctx *c)
     }
     if (proj && !weight_grad(R, P, 1, &(rc_tall){.a0 = j.mpre, .lda = H, .k = H}, j.dmr, P, DW(c->dcap, c->first, l, pi), P, c->ar))
         return RECUR_OUT_OF_MEMORY;
-    if (!gemm_packed_rows(R, D, G, j.dG, G, kern, G, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
+    if (!gemm_packed_rows(R, D, G, j.dG, G, NULL, kern, G, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1288,7 +1348,7 @@ static recur_code gru_bwd(bctx *c)
      * gradient and for dx, where the two kernels apart would take two. */
     gru_input_kernel(gk, ck, D, H, wx);
     memset(dwx, 0, (size_t)(D * 3 * H) * sizeof *dwx);
-    rc_tall gx = tall(c->x, D, D), gh = tall(hp, H, H), gr = tall(j.rh, H, H);
+    rc_tall gx = xtall(c), gh = tall(hp, H, H), gr = tall(j.rh, H, H);
     if (dense) gh = (rc_tall){.a0 = c->h0, .a1 = j.hh, .split = B, .lda = H, .k = H};
     if (!weight_grad(R, 3 * H, 1, &gx, j.dA, 3 * H, dwx, 3 * H, c->ar) ||
         !weight_grad(R, 2 * H, 1, &gh, j.dA, 3 * H, dgk + D * 2 * H, 2 * H, c->ar) ||
@@ -1301,7 +1361,7 @@ static recur_code gru_bwd(bctx *c)
         }
     for (int64_t k = 0; k < 2 * H; k++) dgb[k] += bsum[k] + bsum[3 * H + k];
     for (int64_t k = 0; k < H; k++) dcb[k] += bsum[2 * H + k] + bsum[5 * H + k];
-    if (!gemm_packed_rows(R, D, 3 * H, j.dA, 3 * H, wx, 3 * H, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
+    if (!gemm_packed_rows(R, D, 3 * H, j.dA, 3 * H, NULL, wx, 3 * H, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1360,12 +1420,13 @@ static recur_code gru_v2_bwd(bctx *c)
     simple_job j = {.l = l, .s = c->s, .w = &wrT, .a = dMx, .b = dMh, .c = hp, .tmp = dhn, .bc = c};
     run_row_parts(&j.parts, c->s, gru_v2_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *dR = DW(c->dcap, c->first, l, 1), *db = DW(c->dcap, c->first, l, 2);
-    if (!weight_grad(R, G, 1, &(rc_tall){.a0 = c->x, .lda = D, .k = D}, dMx, G, dK, G, c->ar) ||
+    rc_tall gx = xtall(c);
+    if (!weight_grad(R, G, 1, &gx, dMx, G, dK, G, c->ar) ||
         !weight_grad(R, G, 1, &(rc_tall){.a0 = hp, .lda = H, .k = H}, dMh, G, dR, G, c->ar))
         return RECUR_OUT_OF_MEMORY;
     colsum_acc(dMx, R, G, db);
     colsum_acc(dMh, R, G, db + G);
-    if (!gemm_packed_rows(R, D, G, dMx, G, kern, G, true, 0.0f, c->dx, D, c->ar)) return RECUR_OUT_OF_MEMORY;
+    if (!gemm_packed_rows(R, D, G, dMx, G, NULL, kern, G, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1440,15 +1501,15 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
     for (int i = spec->nlayers - 1; i >= 0 && !code; i--) {
         const rc_fused_layer *l = &spec->layers[i];
         int64_t D = l->in, H = l->units, P = layer_out(l);
-        /* the layer's input: x (sorted) or the layer below's outputs (clamped for LSTM) */
-        const float *xin = i == 0 && direct ? x->data : NULL;
+        /* the layer's input: x (the caller's rows, by s.xrow when sorted) or the layer below's
+         * outputs (clamped for LSTM); dx likewise */
+        if (i == 0 && !direct && !(s.xrow = caller_rows(&s, ar))) goto oom;
+        const float *xin = i == 0 ? x->data : NULL;
         float *xs = xin ? NULL : rc_arena_alloc(ar, (size_t)(s.rows * D) * sizeof(float), false);
-        float *dxl = i == 0 && direct ? dx->data : rc_arena_alloc(ar, (size_t)(s.rows * D) * sizeof(float), false);
+        float *dxl = i == 0 ? dx->data : rc_arena_alloc(ar, (size_t)(s.rows * D) * sizeof(float), false);
         if ((!xin && !xs) || !dxl) goto oom;
         if (xs) xin = xs;
-        if (i == 0) {
-            if (xs) permute_rows(&s, xs, x->data, D, true, s.steps, false);
-        } else {
+        if (i > 0) {
             const rc_fused_layer *lb = &spec->layers[i - 1];
             const float *yb = layer_outputs(lb, hl[i - 1], T, B);
             clamp_vec(xs, yb, s.rows * D, lb->kind == RC_FUSED_LSTM && lb->proj ? lb->proj_clip : 0);
@@ -1480,10 +1541,7 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
         code = backward_of(l)(&c);
         if (code) goto fail;
         if (!state_out(l, dinit, &s, &dst, ar)) goto oom;
-        if (i == 0 && !direct)
-            permute_rows(&s, dx->data, dxl, D, false, s.steps, false);
-        else if (i > 0)
-            dy = dxl; /* the layer below's output gradient (packed, sorted) */
+        if (i > 0) dy = dxl; /* the layer below's output gradient (packed, sorted) */
     }
     return RECUR_OK;
 fail:
