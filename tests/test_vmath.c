@@ -574,6 +574,63 @@ TEST(tails_and_aliasing)
     rc_vmath_force(NULL);
 }
 
+/* ---------------------------------------------------------------- the fused LSTM cell */
+TEST(lstm_cell_matches_the_array_functions)
+{
+    /* rc_vlstm_cell against the same steps done with the array functions of the same
+     * implementation, bit for bit: every tail length, gates and biases strided, nothing written
+     * past n. */
+    enum { MAXN = 40, GUARD = 8 };
+    float pre[4 * (MAXN + GUARD)], bias[4 * (MAXN + 1)], c0[MAXN];
+    fill_inputs(pre, 4 * (MAXN + GUARD), 777);
+    fill_inputs(bias, 4 * (MAXN + 1), 778);
+    fill_inputs(c0, MAXN, 779);
+    for (size_t i = 0; i < sizeof pre / sizeof *pre; i++) pre[i] = fmaxf(-30.0f, fminf(30.0f, pre[i])); /* finite, varied */
+    for (size_t i = 0; i < sizeof bias / sizeof *bias; i++) bias[i] = fmaxf(-2.0f, fminf(2.0f, bias[i]));
+    for (size_t i = 0; i < MAXN; i++) c0[i] = fmaxf(-5.0f, fminf(5.0f, c0[i]));
+    const float fb = 1.0f;
+    for (int k = 0; k < NIMPL; k++) {
+        rc_vmath_force(k_impls[k]);
+        if (strcmp(rc_vmath_impl(), k_impls[k])) continue;
+        for (size_t n = 0; n <= MAXN; n++) {
+            size_t gs = n + GUARD, bs = n + 1;
+            float g[4 * (MAXN + GUARD)], want[4 * (MAXN + GUARD)], c[MAXN + GUARD], craw[MAXN + GUARD], m[MAXN + GUARD];
+            float wc[MAXN], wm[MAXN], t[MAXN];
+            for (size_t q = 0; q < 4; q++)
+                for (size_t u = 0; u < gs; u++) g[q * gs + u] = want[q * gs + u] = pre[q * (MAXN + GUARD) + u];
+            for (size_t u = 0; u < MAXN + GUARD; u++) c[u] = craw[u] = m[u] = -7.0f;
+            memcpy(c, c0, n * sizeof *c);
+            /* the steps of the unfused cell */
+            for (size_t u = 0; u < n; u++) {
+                want[u] += bias[u];
+                want[gs + u] += bias[bs + u];
+                want[2 * gs + u] = (want[2 * gs + u] + bias[2 * bs + u]) + fb;
+                want[3 * gs + u] += bias[3 * bs + u];
+            }
+            rc_vsigmoid(want, want, n);
+            rc_vtanh(want + gs, want + gs, n);
+            rc_vsigmoid(want + 2 * gs, want + 2 * gs, n);
+            rc_vsigmoid(want + 3 * gs, want + 3 * gs, n);
+            for (size_t u = 0; u < n; u++) wc[u] = c0[u] * want[2 * gs + u] + want[u] * want[gs + u];
+            rc_vtanh(t, wc, n);
+            for (size_t u = 0; u < n; u++) wm[u] = t[u] * want[3 * gs + u];
+            rc_vlstm_cell(n, g, gs, bias, bs, fb, c, craw, m);
+            for (size_t q = 0; q < 4; q++)
+                for (size_t u = 0; u < gs; u++)
+                    if (to_bits(g[q * gs + u]) != to_bits(want[q * gs + u]))
+                        rt_fail(__FILE__, __LINE__, "%s n=%zu gate %zu unit %zu: %a, want %a", k_impls[k], n, q, u, g[q * gs + u],
+                                want[q * gs + u]);
+            for (size_t u = 0; u < MAXN + GUARD; u++) {
+                float ec = u < n ? wc[u] : -7.0f, em = u < n ? wm[u] : -7.0f;
+                if (to_bits(c[u]) != to_bits(ec) || to_bits(craw[u]) != to_bits(ec) || to_bits(m[u]) != to_bits(em))
+                    rt_fail(__FILE__, __LINE__, "%s n=%zu unit %zu: c %a craw %a m %a, want c %a m %a", k_impls[k], n, u, c[u],
+                            craw[u], m[u], ec, em);
+            }
+        }
+    }
+    rc_vmath_force(NULL);
+}
+
 /* ---------------------------------------------------------------- the switch */
 static void *impl_name_thread(void *arg)
 {
@@ -611,5 +668,5 @@ TEST(impl_choice)
     printf("    automatic choice: %s\n", best);
 }
 
-RUN_TESTS(T(impl_choice), T(special_values), T(tails_and_aliasing), T(sweep_sigmoid),
+RUN_TESTS(T(impl_choice), T(special_values), T(tails_and_aliasing), T(lstm_cell_matches_the_array_functions), T(sweep_sigmoid),
           T(sweep_tanh), T(sweep_exp))

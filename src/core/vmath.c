@@ -202,6 +202,21 @@ RC_LOOP1(sigmoid_scalar, sigmoid1)
 RC_LOOP1(tanh_scalar, tanh1)
 RC_LOOP1(exp_scalar, exp1)
 
+/* The LSTM cell (rc_vlstm_cell) one unit at a time: the same operations in the same order as
+ * the vector versions, so every implementation gives every lane the same bits. */
+static void lstm_cell_scalar(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw,
+                             float *m)
+{
+    for (size_t u = 0; u < n; u++) {
+        float i = sigmoid1(g[u] + b[u]), j = tanh1(g[gs + u] + b[bs + u]);
+        float f = sigmoid1((g[2 * gs + u] + b[2 * bs + u]) + fb), o = sigmoid1(g[3 * gs + u] + b[3 * bs + u]);
+        float cn = c[u] * f + i * j;
+        g[u] = i, g[gs + u] = j, g[2 * gs + u] = f, g[3 * gs + u] = o;
+        c[u] = cn, craw[u] = cn;
+        m[u] = tanh1(cn) * o;
+    }
+}
+
 #if RC_VMATH_X86
 /* ---------------------------------------------------------------- AVX-512F */
 #define RC_AVX512 __attribute__((target("avx512f")))
@@ -303,6 +318,34 @@ static inline RC_AVX512 __m512 tanh512(__m512 x)
 RC_LOOP512(sigmoid_avx512, sigmoid512)
 RC_LOOP512(tanh_avx512, tanh512)
 RC_LOOP512(exp_avx512, exp512)
+
+/* Sixteen units of the LSTM cell under lane mask k (all ones but for the tail). No fused
+ * multiply-adds: the scalar and AVX2 versions round the same products and sums. */
+static inline RC_AVX512 void lstm16(__mmask16 k, float *g, size_t gs, const float *b, size_t bs, __m512 fb, float *c,
+                                    float *craw, float *m)
+{
+    __m512 i = sigmoid512(_mm512_add_ps(_mm512_maskz_loadu_ps(k, g), _mm512_maskz_loadu_ps(k, b)));
+    __m512 j = tanh512(_mm512_add_ps(_mm512_maskz_loadu_ps(k, g + gs), _mm512_maskz_loadu_ps(k, b + bs)));
+    __m512 f = sigmoid512(_mm512_add_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(k, g + 2 * gs), _mm512_maskz_loadu_ps(k, b + 2 * bs)), fb));
+    __m512 o = sigmoid512(_mm512_add_ps(_mm512_maskz_loadu_ps(k, g + 3 * gs), _mm512_maskz_loadu_ps(k, b + 3 * bs)));
+    __m512 cn = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, c), f), _mm512_mul_ps(i, j));
+    _mm512_mask_storeu_ps(g, k, i);
+    _mm512_mask_storeu_ps(g + gs, k, j);
+    _mm512_mask_storeu_ps(g + 2 * gs, k, f);
+    _mm512_mask_storeu_ps(g + 3 * gs, k, o);
+    _mm512_mask_storeu_ps(c, k, cn);
+    _mm512_mask_storeu_ps(craw, k, cn);
+    _mm512_mask_storeu_ps(m, k, _mm512_mul_ps(tanh512(cn), o));
+}
+
+static RC_AVX512 void lstm_cell_avx512(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c,
+                                       float *craw, float *m)
+{
+    __m512 vfb = _mm512_set1_ps(fb);
+    size_t u = 0;
+    for (; u + 16 <= n; u += 16) lstm16((__mmask16)0xffff, g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
+    if (u < n) lstm16((__mmask16)((1u << (n - u)) - 1), g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
+}
 
 /* ---------------------------------------------------------------- AVX2 + FMA */
 #define RC_AVX2 __attribute__((target("avx2,fma")))
@@ -412,22 +455,54 @@ static const int32_t g_tail_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0,
 RC_LOOP256(sigmoid_avx2, sigmoid256)
 RC_LOOP256(tanh_avx2, tanh256)
 RC_LOOP256(exp_avx2, exp256)
+
+/* Eight units of the LSTM cell under lane mask k (all ones but for the tail, as in the array
+ * functions, whose results the tail lanes must match). */
+static inline RC_AVX2 void lstm8(__m256i k, float *g, size_t gs, const float *b, size_t bs, __m256 fb, float *c, float *craw,
+                                 float *m)
+{
+    __m256 i = sigmoid256(_mm256_add_ps(_mm256_maskload_ps(g, k), _mm256_maskload_ps(b, k)));
+    __m256 j = tanh256(_mm256_add_ps(_mm256_maskload_ps(g + gs, k), _mm256_maskload_ps(b + bs, k)));
+    __m256 f = sigmoid256(_mm256_add_ps(_mm256_add_ps(_mm256_maskload_ps(g + 2 * gs, k), _mm256_maskload_ps(b + 2 * bs, k)), fb));
+    __m256 o = sigmoid256(_mm256_add_ps(_mm256_maskload_ps(g + 3 * gs, k), _mm256_maskload_ps(b + 3 * bs, k)));
+    __m256 cn = _mm256_add_ps(_mm256_mul_ps(_mm256_maskload_ps(c, k), f), _mm256_mul_ps(i, j));
+    _mm256_maskstore_ps(g, k, i);
+    _mm256_maskstore_ps(g + gs, k, j);
+    _mm256_maskstore_ps(g + 2 * gs, k, f);
+    _mm256_maskstore_ps(g + 3 * gs, k, o);
+    _mm256_maskstore_ps(c, k, cn);
+    _mm256_maskstore_ps(craw, k, cn);
+    _mm256_maskstore_ps(m, k, _mm256_mul_ps(tanh256(cn), o));
+}
+
+static RC_AVX2 void lstm_cell_avx2(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw,
+                                   float *m)
+{
+    __m256 vfb = _mm256_set1_ps(fb);
+    __m256i all = _mm256_set1_epi32(-1);
+    size_t u = 0;
+    for (; u + 8 <= n; u += 8) lstm8(all, g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
+    if (u < n)
+        lstm8(_mm256_loadu_si256((const __m256i *)(g_tail_mask + 8 - (n - u))), g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
+}
 #endif /* RC_VMATH_X86 */
 
 /* ---------------------------------------------------------------- dispatch */
 typedef void (*rc_vfn)(float *y, const float *x, size_t n);
+typedef void (*rc_vcell)(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw, float *m);
 typedef struct rc_vimpl {
     const char *name;
     rc_vfn sigmoid, tanh_, exp_;
+    rc_vcell lstm_cell;
 } rc_vimpl;
 
 enum { IMPL_AUTO = -1, IMPL_SCALAR, IMPL_AVX2, IMPL_AVX512, IMPL_COUNT };
 
 static const rc_vimpl g_impls[IMPL_COUNT] = {
-    [IMPL_SCALAR] = {"scalar", sigmoid_scalar, tanh_scalar, exp_scalar},
+    [IMPL_SCALAR] = {"scalar", sigmoid_scalar, tanh_scalar, exp_scalar, lstm_cell_scalar},
 #if RC_VMATH_X86
-    [IMPL_AVX2] = {"avx2", sigmoid_avx2, tanh_avx2, exp_avx2},
-    [IMPL_AVX512] = {"avx512", sigmoid_avx512, tanh_avx512, exp_avx512},
+    [IMPL_AVX2] = {"avx2", sigmoid_avx2, tanh_avx2, exp_avx2, lstm_cell_avx2},
+    [IMPL_AVX512] = {"avx512", sigmoid_avx512, tanh_avx512, exp_avx512, lstm_cell_avx512},
 #endif
 };
 
@@ -461,6 +536,10 @@ static const rc_vimpl *impl(void)
 void rc_vsigmoid(float *y, const float *x, size_t n) { impl()->sigmoid(y, x, n); }
 void rc_vtanh(float *y, const float *x, size_t n) { impl()->tanh_(y, x, n); }
 void rc_vexp(float *y, const float *x, size_t n) { impl()->exp_(y, x, n); }
+void rc_vlstm_cell(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw, float *m)
+{
+    impl()->lstm_cell(n, g, gs, b, bs, fb, c, craw, m);
+}
 
 const char *rc_vmath_impl(void) { return impl()->name; }
 

@@ -1,6 +1,6 @@
 /*
  * vmath.h - vectorised float transcendentals for the activation kernels: sigmoid, tanh and
- * exp over arrays. Private; not API.
+ * exp over arrays, and the LSTM cell update built on them. Private; not API.
  *
  * Every function accepts y == x (in place). Results are within 1e-6 relative of the value
  * computed in double and rounded to float, over the whole float range: ±0, subnormals, ±inf
@@ -18,6 +18,14 @@
 void rc_vsigmoid(float *y, const float *x, size_t n);
 void rc_vtanh(float *y, const float *x, size_t n);
 void rc_vexp(float *y, const float *x, size_t n);
+
+/* One row of the basic LSTM cell (TensorFlow's BasicLSTMCell: tanh, no peepholes or clipping)
+ * over n units, in one pass. g holds the four gates' pre-activations without biases at g,
+ * g + gs, g + 2 gs, g + 3 gs (i, j, f, o) and gets their activations: sigmoid(i + bi),
+ * tanh(j + bj), sigmoid((f + bf) + fb), sigmoid(o + bo), the biases at b, b + bs, ... c holds
+ * the previous cell state and gets the new one, c f + i j, also written to craw; m gets
+ * tanh(c) o. The same bits as the array functions applied step by step. */
+void rc_vlstm_cell(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw, float *m);
 
 /* Which implementation runs: "avx512", "avx2" or "scalar". */
 const char *rc_vmath_impl(void);

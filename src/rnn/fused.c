@@ -530,6 +530,12 @@ HOT static void lstm_cell_units(const rc_fused_layer *l, int64_t n, int64_t H, i
     const float *bi = bias + u0, *bj = bi + H, *bf = bi + 2 * H, *bo = bi + 3 * H;
     float fb = l->forget_bias;
     if (wf) wf += u0, wi += u0, wo += u0;
+    if (!wf && !wi && !wo && !(l->cell_clip > 0) && l->act == RECUR_ACT_TANH) { /* the common cell, in one pass */
+        for (int64_t b = 0; b < n; b++)
+            rc_vlstm_cell((size_t)hn, g + b * G + u0, (size_t)H, bi, (size_t)H, fb, c + b * H + u0, craw + b * H + u0,
+                          m + b * H + u0);
+        return;
+    }
     for (int64_t b = 0; b < n; b++) {
         float *gi = g + b * G + u0, *gj = gi + H, *gf = gi + 2 * H, *go = gi + 3 * H, *cb = c + b * H + u0,
               *cr = craw + b * H + u0;
