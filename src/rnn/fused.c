@@ -215,7 +215,20 @@ typedef struct seqinfo {
     int64_t *at;    /* [steps] where two threads split the running rows at t (row_parts) */
     const int64_t *xrow; /* the first layer's x and dx in the caller's [T][B] layout: packed row r
                           * is their row xrow[r] (NULL: x and dx are packed like the rest) */
+    const int64_t *yrow; /* the same for the last layer's output y (forward) and its gradient dy
+                          * (backward) */
 } seqinfo;
+
+/* Step rows [row, row + n) of a layer's output (w floats each, in src) into y: packed, or the
+ * caller's rows by s->yrow (while they are in cache, instead of a pass over all of them). */
+static void put_rows(const seqinfo *s, float *y, int64_t row, const float *src, int64_t n, int64_t w)
+{
+    if (!s->yrow) {
+        memcpy(y + row * w, src, (size_t)(n * w) * sizeof *y);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) memcpy(y + s->yrow[row + i] * w, src + i * w, (size_t)w * sizeof *y);
+}
 
 static void seq_offsets(seqinfo *s)
 {
@@ -236,6 +249,7 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
     s->perm = NULL;
     s->at = NULL;
     s->xrow = NULL;
+    s->yrow = NULL;
     s->nact = rc_arena_alloc(ar, (size_t)(s->T + 1) * sizeof *s->nact, false);
     s->off = rc_arena_alloc(ar, (size_t)(s->T + 2) * sizeof *s->off, false);
     if (!s->nact || !s->off) return false;
@@ -591,13 +605,14 @@ static void lstm_fwd_part(void *arg, int part)
             /* the output is the state: read the previous step's output rows from the history */
             rc_gemm_packed(n, t ? j->yraw + (s->off[t - 1] + r.r0) * P : h, P, j->wh, 1.0f, g, G);
             lstm_cell_units(l, n, H, 0, H, g, c, cr, yr, tmp, j->bias, j->wf, j->wi, j->wo);
+            put_rows(s, j->y, row, yr, n, P);
         } else {
             float *m = j->m + r.r0 * H;
             rc_gemm_packed(n, h, P, j->wh, 1.0f, g, G);
             lstm_cell_units(l, n, H, 0, H, g, c, cr, m, tmp, j->bias, j->wf, j->wi, j->wo);
             rc_gemm_packed(n, m, H, j->wp, 0.0f, yr, P);
             clamp_vec(h, yr, n * P, l->proj_clip);
-            memcpy(j->y + row * P, h, (size_t)(n * P) * sizeof *h);
+            put_rows(s, j->y, row, h, n, P);
         }
         step_done(s, &j->parts, part, t, t + 1);
     }
@@ -747,7 +762,7 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
         for (int64_t t = 0; t < s->steps; t++)
             for (int64_t i = t + 1 < s->steps ? s->nact[t + 1] : 0; i < s->nact[t]; i++)
                 memcpy(j.h + i * P, j.yraw + (s->off[t] + i) * P, (size_t)P * sizeof *j.h);
-        memcpy(y, j.yraw, (size_t)(s->rows * P) * sizeof *y);
+        if (units) memcpy(y, j.yraw, (size_t)(s->rows * P) * sizeof *y); /* (the row split writes them per step) */
     }
     return RECUR_OK;
 }
@@ -761,17 +776,16 @@ HOT static void gru_reset_rows(int64_t n, int64_t H, const float *g, const float
         for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * 3 * H + k] * h[b * H + k];
 }
 
-/* h = u h + (1 - u) candidate, written to the state, the history and the output */
-HOT static void gru_update_rows(int64_t n, int64_t H, const float *g, float *h, float *hout, float *y)
+/* h = u h + (1 - u) candidate, written to the state and the history */
+HOT static void gru_update_rows(int64_t n, int64_t H, const float *g, float *h, float *hout)
 {
     for (int64_t b = 0; b < n; b++) {
         const float *u = g + b * 3 * H + H, *ca = u + H;
-        float *hb = h + b * H, *ho = hout + b * H, *yb = y + b * H;
+        float *hb = h + b * H, *ho = hout + b * H;
         for (int64_t j = 0; j < H; j++) {
             float v = u[j] * hb[j] + (1 - u[j]) * ca[j];
             hb[j] = v;
             ho[j] = v;
-            yb[j] = v;
         }
     }
 }
@@ -820,7 +834,8 @@ static void gru_fwd_part(void *arg, int part)
         rc_gemm_packed(n, rh, H, j->wc, 1.0f, g + 2 * H, 3 * H);
         bias_rows(n, g + 2 * H, 3 * H, j->cb, H);
         for (int64_t b = 0; b < n; b++) act_vec(l->act, g + b * 3 * H + 2 * H, g + b * 3 * H + 2 * H, H);
-        gru_update_rows(n, H, g, h, j->hh + row * H, j->y + row * H);
+        gru_update_rows(n, H, g, h, j->hh + row * H);
+        put_rows(s, j->y, row, j->hh + row * H, n, H);
         step_done(s, &j->parts, part, t, t + 1);
     }
 }
@@ -889,7 +904,7 @@ static void gru_v2_fwd_part(void *arg, int part)
         for (int64_t b = 0; b < n; b++) memcpy(hw + b * 3 * H, j->bias, (size_t)(3 * H) * sizeof *hw);
         rc_gemm_packed(n, h, H, j->w, 1.0f, hw, 3 * H);
         gru_v2_rows(j->l, n, H, j->a + row * 3 * H, hw, j->b + row * H, h, j->c + row * H);
-        memcpy(j->y + row * H, h, (size_t)(n * H) * sizeof *h);
+        put_rows(s, j->y, row, h, n, H);
         step_done(s, &j->parts, part, t, t + 1);
     }
 }
@@ -906,7 +921,7 @@ static void rnn_fwd_part(void *arg, int part)
         rc_gemm_packed(n, h, H, j->w, 1.0f, g, H);
         act_vec(j->l->act, g, g, n * H);
         memcpy(h, g, (size_t)(n * H) * sizeof *h);
-        memcpy(j->y + row * H, g, (size_t)(n * H) * sizeof *g);
+        put_rows(s, j->y, row, g, n, H);
         step_done(s, &j->parts, part, t, t + 1);
     }
 }
@@ -979,9 +994,11 @@ static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_ar
     /* the caller's arrays serve as they are when every row runs in its order */
     bool direct = !s.perm && s.dense;
     const float *cur = x->data;
+    const int64_t *rows = NULL;
     if (!direct && B >= 16) {
-        /* the input projection reads the caller's rows where they lie */
-        if (!(s.xrow = caller_rows(&s, ar))) goto oom;
+        /* the input projection reads the caller's rows where they lie, the last layer writes
+         * its output rows where they go (the caller zeroed the rest) */
+        if (!(rows = s.xrow = caller_rows(&s, ar))) goto oom;
     } else if (!direct) { /* small batches: the one-sequence paths read packed rows */
         float *xs = rc_arena_alloc(ar, (size_t)(s.rows * x->shape.dims[2]) * sizeof(float), false);
         if (!xs) goto oom;
@@ -992,14 +1009,15 @@ static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_ar
         const rc_fused_layer *l = &spec->layers[i];
         bool last = i == spec->nlayers - 1;
         int64_t O = layer_out(l);
-        float *y = last && direct ? out->data : rc_arena_alloc(ar, (size_t)(s.rows * O) * sizeof(float), false);
+        s.yrow = last ? rows : NULL;
+        float *y = last && (direct || rows) ? out->data : rc_arena_alloc(ar, (size_t)(s.rows * O) * sizeof(float), false);
         float *h = hist ? hist : rc_arena_alloc(ar, (size_t)(T * B * row_floats(l)) * sizeof(float), false);
         lstate st;
         if (!y || !h || !state_in(l, final, &s, &st, ar)) goto oom;
         code = forward_of(l)(l, k->in, &s, cur, y, &st, h, ar, cache ? &cache[i] : NULL);
         s.xrow = NULL; /* the layers above read packed rows */
         if (code || !state_out(l, final, &s, &st, ar)) goto fail;
-        if (last && !direct) permute_rows(&s, out->data, y, O, false, s.steps, false); /* out: zeroed */
+        if (last && !direct && !rows) permute_rows(&s, out->data, y, O, false, s.steps, false); /* out: zeroed */
         if (hist) hist += T * B * row_floats(l);
         cur = y;
     }
@@ -1021,13 +1039,24 @@ typedef struct bctx {
     const float *x;         /* layer input, packed rows (or the caller's, by s->xrow) */
     const float *hist;      /* this layer's history */
     const float *h0, *c0;   /* initial states (sorted) */
-    const float *dy;        /* gradient of the layer output [T, B, O], sorted, masked */
+    const float *dy;        /* gradient of the layer output, packed rows (or the caller's, by s->yrow) */
+    float *dyg[2];          /* with s->yrow: each part's rows of dy at a step (dy_rows) */
     float *dx;              /* gradient of the layer input, packed rows (or the caller's, by s->xrow) */
     float *dh, *dc;         /* in: gradient of the final state; out: of the initial state */
     rc_arena *ar;
 } bctx;
 
 #define TAKE(c, n) ((float *)rc_arena_alloc((c)->ar, (size_t)(n) * sizeof(float), true))
+
+/* Step rows [row, row + n) of the output gradient (w floats each): where they lie, or gathered
+ * from the caller's rows into the part's scratch while the step needs them. */
+static const float *dy_rows(const bctx *c, int part, int64_t row, int64_t n, int64_t w)
+{
+    if (!c->s->yrow) return c->dy + row * w;
+    float *d = c->dyg[part > 0];
+    for (int64_t i = 0; i < n; i++) memcpy(d + i * w, c->dy + c->s->yrow[row + i] * w, (size_t)w * sizeof *d);
+    return d;
+}
 
 /* The layer input as a weight_grad group: packed, or the caller's rows by seqinfo.xrow. */
 static inline rc_tall xtall(const bctx *c)
@@ -1054,7 +1083,7 @@ static void rnn_bwd_part(void *arg, int part)
     for (int64_t t = s->steps - 1; t >= 0; t--) {
         rows_range r = step_rows(s, &j->parts, part, t);
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
-        const float *dyt = c->dy + row * H;
+        const float *dyt = dy_rows(c, part, row, n, H);
         float *d = j->tmp + r.r0 * H, *dh = c->dh + r.r0 * H;
         for (int64_t i = 0; i < n * H; i++) d[i] = dh[i] + dyt[i];
         act_grad(j->l->act, j->a + row * H, d, c->hist + row * H, n * H);
@@ -1180,7 +1209,7 @@ static void lstm_bwd_part(void *arg, int part)
         rows_range r = step_rows(s, &j->parts, part, t);
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *dh = c->dh + r.r0 * P, *dc = c->dc + r.r0 * H, *dm = j->dm + r.r0 * H, *cp = j->cp + r.r0 * H;
-        const float *dyt = c->dy + row * P, *yr = j->yraw + row * P;
+        const float *dyt = dy_rows(c, part, row, n, P), *yr = j->yraw + row * P;
         /* the previous cell state, clipped as the forward used it */
         const float *cprev = t ? j->craw + (s->off[t - 1] + r.r0) * H : c->c0 + r.r0 * H;
         if (t && l->cell_clip > 0) {
@@ -1315,7 +1344,7 @@ static void gru_bwd_part(void *arg, int part)
         const float *g = j->gates + row * 3 * H, *hpt = t ? j->hh + (s->off[t - 1] + r.r0) * H : c->h0 + r.r0 * H;
         float *dA = j->dA + row * 3 * H;
         gru_reset_rows(n, H, g, hpt, j->rh + row * H);
-        gru_bwd_rows(l, n, H, g, hpt, dh, c->dy + row * H, dA, 3 * H, dhn);
+        gru_bwd_rows(l, n, H, g, hpt, dh, dy_rows(c, part, row, n, H), dA, 3 * H, dhn);
         rc_gemm_packed(n, dA + 2 * H, 3 * H, j->wcT, 0.0f, drh, H);
         gru_bwd_reset(n, H, g, hpt, drh, dA, 3 * H, dhn);
         rc_gemm_packed(n, dA, 3 * H, j->wgT, 1.0f, dhn, H);
@@ -1406,7 +1435,8 @@ static void gru_v2_bwd_part(void *arg, int part)
         rows_range r = step_rows(s, &j->parts, part, t);
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *dh = c->dh + r.r0 * H, *dhn = j->tmp + r.r0 * H, *mh = j->b + row * G;
-        gru_v2_bwd_rows(j->l, n, H, zrh + row * G, hrec + row * H, j->c + row * H, dh, c->dy + row * H, j->a + row * G, mh, dhn);
+        gru_v2_bwd_rows(j->l, n, H, zrh + row * G, hrec + row * H, j->c + row * H, dh, dy_rows(c, part, row, n, H), j->a + row * G, mh,
+                        dhn);
         rc_gemm_packed(n, mh, G, j->w, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
         step_done(s, &j->parts, part, t, t - 1);
@@ -1497,19 +1527,20 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
      * (dx beyond the last step stays as the caller zeroed it); otherwise packed sorted copies. */
     bool direct = !s.perm && s.dense;
     const rc_fused_layer *top = &spec->layers[spec->nlayers - 1];
+    /* the top layer reads the caller's rows of dy a step at a time */
     const float *dy = dout->data;
-    if (!direct) {
-        float *d = rc_arena_alloc(ar, (size_t)(s.rows * layer_out(top)) * sizeof(float), false);
-        if (!d) goto oom;
-        permute_rows(&s, d, dout->data, layer_out(top), true, s.steps, false);
-        dy = d;
-    }
+    const int64_t *rows = direct ? NULL : caller_rows(&s, ar);
+    float *dyg[2] = {NULL, NULL};
+    if (!direct && (!rows || !(dyg[0] = rc_arena_alloc(ar, (size_t)(B * layer_out(top)) * sizeof(float), false)) ||
+                    !(dyg[1] = rc_arena_alloc(ar, (size_t)(B * layer_out(top)) * sizeof(float), false))))
+        goto oom;
     for (int i = spec->nlayers - 1; i >= 0 && !code; i--) {
         const rc_fused_layer *l = &spec->layers[i];
         int64_t D = l->in, H = l->units, P = layer_out(l);
         /* the layer's input: x (the caller's rows, by s.xrow when sorted) or the layer below's
          * outputs (clamped for LSTM); dx likewise */
-        if (i == 0 && !direct && !(s.xrow = caller_rows(&s, ar))) goto oom;
+        s.xrow = i == 0 ? rows : NULL;
+        s.yrow = i == spec->nlayers - 1 ? rows : NULL;
         const float *xin = i == 0 ? x->data : NULL;
         float *xs = xin ? NULL : rc_arena_alloc(ar, (size_t)(s.rows * D) * sizeof(float), false);
         float *dxl = i == 0 ? dx->data : rc_arena_alloc(ar, (size_t)(s.rows * D) * sizeof(float), false);
@@ -1543,7 +1574,7 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
             h0 = ist.s[0];
         }
         bctx c = {.l = l, .s = &s, .in = fwd_in, .dcap = dcap, .first = first_capture, .x = xin, .hist = hl[i], .h0 = h0,
-                  .c0 = c0, .dy = dy, .dx = dxl, .dh = lstm ? dst.s[1] : dst.s[0], .dc = lstm ? dst.s[0] : NULL, .ar = ar};
+                  .c0 = c0, .dy = dy, .dyg = {dyg[0], dyg[1]}, .dx = dxl, .dh = lstm ? dst.s[1] : dst.s[0], .dc = lstm ? dst.s[0] : NULL, .ar = ar};
         code = backward_of(l)(&c);
         if (code) goto fail;
         if (!state_out(l, dinit, &s, &dst, ar)) goto oom;
