@@ -390,6 +390,55 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
     recur_status_free(st);
 }
 
+/* A run that reads no gradient of the RNN's input skips that product in the fused backward: the
+ * weight gradients are the same bits as in a run that also fetches it, with and without
+ * check_numerics (which reads every output, the unfilled one included). */
+TEST(weight_gradients_without_the_input_gradient)
+{
+    st = recur_status_new();
+    const int64_t B = 37, T = 9, D = 5;
+    int32_t lens[37];
+    for (int i = 0; i < B; i++) lens[i] = (int32_t)((i * 7 + 3) % (T + 1));
+    for (int kind = 0; kind < 5; kind++)
+        for (int withlen = 0; withlen < 2; withlen++) {
+            recur_graph *g = recur_graph_new();
+            recur_graph_set_seed(g, 5);
+            recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
+            recur_rnn_out r = recur_dynamic_rnn(g, make_cell(g, kind), x,
+                                                &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = withlen ? lengths(g, lens, B) : NULL});
+            recur_tensor *y = recur_reduce_sum(g, recur_square(g, recur_tanh(g, r.outputs)), NULL, 0, false);
+            recur_tensor *vars[16], *grads[17];
+            int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 16);
+            vars[nv] = x;
+            ASSERT_TRUE(recur_gradients(g, &y, 1, vars, nv + 1, NULL, grads));
+            ASSERT_GRAPH_OK(g);
+            recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
+            for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)cos(0.29 * (double)i);
+            recur_array *res[3][17];
+            for (int run = 0; run < 3; run++) { /* weights and x; weights only; weights only, check_numerics */
+                recur_session *s = recur_session_new(
+                    g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED, .check_numerics = run == 2}, st);
+                recur_session_run_target(s, recur_global_variables_initializer(g), st);
+                ASSERT_OK(st);
+                recur_session_run(s, (recur_feed[]){{x, xv}}, 1, grads, res[run], run ? nv : nv + 1, NULL, 0, st);
+                ASSERT_OK(st);
+                recur_session_free(s);
+            }
+            for (int run = 1; run < 3; run++)
+                for (int i = 0; i < nv; i++) {
+                    ASSERT_EQ_INT((int)recur_array_size(res[run][i]), (int)recur_array_size(res[0][i]));
+                    if (memcmp(recur_array_cdata(res[run][i]), recur_array_cdata(res[0][i]), (size_t)recur_array_size(res[0][i]) * 4))
+                        rt_fail(__FILE__, __LINE__, "%s%s: gradient %d differs without the input's gradient (run %d)", cell_names[kind],
+                                withlen ? " with lengths" : "", i, run);
+                    recur_array_free(res[run][i]);
+                }
+            for (int i = 0; i <= nv; i++) recur_array_free(res[0][i]);
+            recur_array_free(xv);
+            recur_graph_free(g);
+        }
+    recur_status_free(st);
+}
+
 /* Inputs wide enough that the copies into and out of the sorted layout split between the two
  * threads as well: the same agreement. */
 TEST(two_thread_sorted_copies_match_the_loop_path)
@@ -627,5 +676,5 @@ TEST(embedding_gradient_stays_sparse)
     recur_status_free(st);
 }
 
-RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
+RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(weight_gradients_without_the_input_gradient), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
           T(unconnected_stop_gradient_and_sums), T(embedding_gradient_stays_sparse))

@@ -223,6 +223,12 @@ void rc_kfor2(rc_kctx *k, int64_t n, int64_t min_n, void (*fn)(void *arg, int64_
 }
 bool rc_kreference(rc_kctx *k) { return k->run->s->reference; }
 
+bool rc_kout_needed(rc_kctx *k, int i)
+{
+    RC_CHECK(i >= 0 && i < k->op->noutputs);
+    return k->run->s->opts.check_numerics || k->run->remaining[k->op->outputs[i].id] > 0;
+}
+
 uint64_t rc_kvar_epoch(rc_kctx *k) { return atomic_load_explicit(&k->run->s->var_epoch, memory_order_relaxed); }
 
 static bool grow_op_state(recur_session *s, size_t need)

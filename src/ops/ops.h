@@ -166,6 +166,9 @@ void rc_kfor2(rc_kctx *k, int64_t n, int64_t min_n, void (*fn)(void *arg, int64_
 /* The session's variable-write count: unchanged between two calls means no variable of the
  * session was written in between (for kernels that keep data derived from weights). */
 uint64_t rc_kvar_epoch(rc_kctx *k);
+/* Whether output i will be read: by a later op of the run, as a fetch, or by check_numerics.
+ * A kernel may leave an output no one reads unfilled (after rc_kout, so that it exists). */
+bool rc_kout_needed(rc_kctx *k, int i);
 /* Whether the session asked for reference kernels. */
 bool rc_kreference(rc_kctx *k);
 /* Per-op persistent state in the session (random generators, loop plans), freed with the

@@ -1107,7 +1107,7 @@ static recur_code rnn_bwd(bctx *c)
     rc_tall g[2] = {xtall(c), tall(hp, H, H)};
     if (!weight_grad(R, H, 2, g, dG, H, dK, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     colsum_acc(dG, R, H, db);
-    if (!gemm_packed_rows(R, D, H, dG, H, NULL, kern, H, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
+    if (c->dx && !gemm_packed_rows(R, D, H, dG, H, NULL, kern, H, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1283,7 +1283,7 @@ static recur_code lstm_bwd(bctx *c)
     }
     if (proj && !weight_grad(R, P, 1, &(rc_tall){.a0 = j.mpre, .lda = H, .k = H}, j.dmr, P, DW(c->dcap, c->first, l, pi), P, c->ar))
         return RECUR_OUT_OF_MEMORY;
-    if (!gemm_packed_rows(R, D, G, j.dG, G, NULL, kern, G, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
+    if (c->dx && !gemm_packed_rows(R, D, G, j.dG, G, NULL, kern, G, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1396,7 +1396,7 @@ static recur_code gru_bwd(bctx *c)
         }
     for (int64_t k = 0; k < 2 * H; k++) dgb[k] += bsum[k] + bsum[3 * H + k];
     for (int64_t k = 0; k < H; k++) dcb[k] += bsum[2 * H + k] + bsum[5 * H + k];
-    if (!gemm_packed_rows(R, D, 3 * H, j.dA, 3 * H, NULL, wx, 3 * H, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
+    if (c->dx && !gemm_packed_rows(R, D, 3 * H, j.dA, 3 * H, NULL, wx, 3 * H, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1462,7 +1462,7 @@ static recur_code gru_v2_bwd(bctx *c)
         return RECUR_OUT_OF_MEMORY;
     colsum_acc(dMx, R, G, db);
     colsum_acc(dMh, R, G, db + G);
-    if (!gemm_packed_rows(R, D, G, dMx, G, NULL, kern, G, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
+    if (c->dx && !gemm_packed_rows(R, D, G, dMx, G, NULL, kern, G, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
@@ -1543,8 +1543,8 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
         s.yrow = i == spec->nlayers - 1 ? rows : NULL;
         const float *xin = i == 0 ? x->data : NULL;
         float *xs = xin ? NULL : rc_arena_alloc(ar, (size_t)(s.rows * D) * sizeof(float), false);
-        float *dxl = i == 0 ? dx->data : rc_arena_alloc(ar, (size_t)(s.rows * D) * sizeof(float), false);
-        if ((!xin && !xs) || !dxl) goto oom;
+        float *dxl = i == 0 ? (dx ? dx->data : NULL) : rc_arena_alloc(ar, (size_t)(s.rows * D) * sizeof(float), false);
+        if ((!xin && !xs) || (!dxl && (i > 0 || dx))) goto oom;
         if (xs) xin = xs;
         if (i > 0) {
             const rc_fused_layer *lb = &spec->layers[i - 1];

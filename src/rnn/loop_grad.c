@@ -193,7 +193,9 @@ static recur_code rnn_grad_kernel(rc_kctx *k)
     recur_array *x = k->in[fo];
     recur_array *dX = rc_kout(k, 0, x->dtype, x->shape);
     if (!dX) return recur_status_code(k->st);
-    if (dX->nbytes) memset(dX->data, 0, dX->nbytes); /* an empty array has no data pointer */
+    /* an input no one differentiates (a fed batch, say): the fused backward skips its product */
+    bool want_dx = rc_kout_needed(k, 0) || !ls->fused_ran;
+    if (want_dx && dX->nbytes) memset(dX->data, 0, dX->nbytes); /* an empty array has no data pointer */
     recur_array *dS[RECUR_MAX_STATE], *dCbuf[16] = {0}; /* no allocation for the usual few captures */
     recur_array **dC = L->ncaptures < 16 ? dCbuf : rc_calloc((size_t)L->ncaptures + 1, sizeof *dC);
     if (!dC) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
@@ -213,7 +215,7 @@ static recur_code rnn_grad_kernel(rc_kctx *k)
         if (ls->fused_ran) {
             grad_state *gs = grad_state_of(k);
             c = gs ? rc_fused_backward(k, &L->fused, ls->fused_hist, &k->in[fo], L->has_len ? k->in[fo + 1] : NULL, &k->in[s0],
-                                       k->in[1], dX, dS, dC, L->first_capture, &gs->scratch)
+                                       k->in[1], want_dx ? dX : NULL, dS, dC, L->first_capture, &gs->scratch)
                    : rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
         } else {
             c = generic_backward(k, G, ls, dX, dS, dC);
