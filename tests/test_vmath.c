@@ -631,6 +631,47 @@ TEST(lstm_cell_matches_the_array_functions)
     rc_vmath_force(NULL);
 }
 
+TEST(lstm_cell_gradient_matches_the_unfused_steps)
+{
+    /* rc_vlstm_cell_grad against the steps written out with the same implementation's tanh,
+     * bit for bit, every tail length, nothing written past n. */
+    enum { MAXN = 40, GUARD = 8, GS = MAXN + GUARD };
+    float in[8 * GS];
+    fill_inputs(in, 8 * GS, 901);
+    for (size_t i = 0; i < 8 * GS; i++) in[i] = fmaxf(-4.0f, fminf(4.0f, in[i]));
+    float gates[4 * GS];
+    for (size_t i = 0; i < 4 * GS; i++) gates[i] = 1.0f / (1.0f + expf(-in[i])); /* activations in (0, 1) */
+    for (size_t u = 0; u < GS; u++) gates[GS + u] = tanhf(in[GS + u]);        /* j in (-1, 1) */
+    const float *craw = in + 4 * GS, *cprev = in + 5 * GS, *dh = in + 6 * GS, *dy = in + 7 * GS;
+    for (int k = 0; k < NIMPL; k++) {
+        rc_vmath_force(k_impls[k]);
+        if (strcmp(rc_vmath_impl(), k_impls[k])) continue;
+        for (size_t n = 0; n <= MAXN; n++) {
+            float dc[GS], wdc[GS], dg[4 * GS], wdg[4 * GS], db[4 * GS], wdb[4 * GS], t[MAXN + 1];
+            for (size_t i = 0; i < GS; i++) dc[i] = wdc[i] = 0.25f * in[(i * 7) % (8 * GS)];
+            for (size_t i = 0; i < 4 * GS; i++) dg[i] = wdg[i] = -7.0f, db[i] = wdb[i] = 0.5f * in[(i * 3) % (8 * GS)];
+            rc_vtanh(t, craw, n);
+            for (size_t u = 0; u < n; u++) {
+                float i = gates[u], j = gates[GS + u], f = gates[2 * GS + u], o = gates[3 * GS + u], dm = dh[u] + dy[u];
+                float dpo = dm * t[u] * o * (1 - o);
+                float dcr = wdc[u] + dm * o * (1 - t[u] * t[u]);
+                float di = dcr * j * i * (1 - i), dj = dcr * i * (1 - j * j), df = dcr * cprev[u] * f * (1 - f);
+                wdc[u] = dcr * f;
+                wdg[u] = di, wdg[GS + u] = dj, wdg[2 * GS + u] = df, wdg[3 * GS + u] = dpo;
+                wdb[u] += di, wdb[GS + u] += dj, wdb[2 * GS + u] += df, wdb[3 * GS + u] += dpo;
+            }
+            rc_vlstm_cell_grad(n, gates, GS, craw, cprev, dh, dy, dc, dg, db);
+            for (size_t i = 0; i < GS; i++)
+                if (to_bits(dc[i]) != to_bits(wdc[i]))
+                    rt_fail(__FILE__, __LINE__, "%s n=%zu dc[%zu] = %a, want %a", k_impls[k], n, i, dc[i], wdc[i]);
+            for (size_t i = 0; i < 4 * GS; i++)
+                if (to_bits(dg[i]) != to_bits(wdg[i]) || to_bits(db[i]) != to_bits(wdb[i]))
+                    rt_fail(__FILE__, __LINE__, "%s n=%zu [%zu]: dg %a db %a, want %a %a", k_impls[k], n, i, dg[i], db[i], wdg[i], wdb[i]);
+        }
+    }
+    rc_vmath_force(NULL);
+}
+
 /* ---------------------------------------------------------------- the switch */
 static void *impl_name_thread(void *arg)
 {
@@ -668,5 +709,5 @@ TEST(impl_choice)
     printf("    automatic choice: %s\n", best);
 }
 
-RUN_TESTS(T(impl_choice), T(special_values), T(tails_and_aliasing), T(lstm_cell_matches_the_array_functions), T(sweep_sigmoid),
+RUN_TESTS(T(impl_choice), T(special_values), T(tails_and_aliasing), T(lstm_cell_matches_the_array_functions), T(lstm_cell_gradient_matches_the_unfused_steps), T(sweep_sigmoid),
           T(sweep_tanh), T(sweep_exp))

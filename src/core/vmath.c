@@ -217,6 +217,21 @@ static void lstm_cell_scalar(size_t n, float *g, size_t gs, const float *b, size
     }
 }
 
+/* Its gradient (rc_vlstm_cell_grad) one unit at a time, in the vector versions' order. */
+static void lstm_grad_scalar(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh,
+                             const float *dy, float *dc, float *dg, float *db)
+{
+    for (size_t u = 0; u < n; u++) {
+        float i = g[u], j = g[gs + u], f = g[2 * gs + u], o = g[3 * gs + u], t = tanh1(craw[u]), dm = dh[u] + dy[u];
+        float dpo = dm * t * o * (1 - o);
+        float dcr = dc[u] + dm * o * (1 - t * t);
+        float di = dcr * j * i * (1 - i), dj = dcr * i * (1 - j * j), df = dcr * cprev[u] * f * (1 - f);
+        dc[u] = dcr * f;
+        dg[u] = di, dg[gs + u] = dj, dg[2 * gs + u] = df, dg[3 * gs + u] = dpo;
+        db[u] += di, db[gs + u] += dj, db[2 * gs + u] += df, db[3 * gs + u] += dpo;
+    }
+}
+
 #if RC_VMATH_X86
 /* ---------------------------------------------------------------- AVX-512F */
 #define RC_AVX512 __attribute__((target("avx512f")))
@@ -336,6 +351,42 @@ static inline RC_AVX512 void lstm16(__mmask16 k, float *g, size_t gs, const floa
     _mm512_mask_storeu_ps(c, k, cn);
     _mm512_mask_storeu_ps(craw, k, cn);
     _mm512_mask_storeu_ps(m, k, _mm512_mul_ps(tanh512(cn), o));
+}
+
+/* Sixteen units of the cell's gradient under lane mask k. */
+static inline RC_AVX512 void lstm_grad16(__mmask16 k, const float *g, size_t gs, const float *craw, const float *cprev,
+                                         const float *dh, const float *dy, float *dc, float *dg, float *db)
+{
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512 i = _mm512_maskz_loadu_ps(k, g), j = _mm512_maskz_loadu_ps(k, g + gs), f = _mm512_maskz_loadu_ps(k, g + 2 * gs),
+           o = _mm512_maskz_loadu_ps(k, g + 3 * gs);
+    __m512 t = tanh512(_mm512_maskz_loadu_ps(k, craw));
+    __m512 dm = _mm512_add_ps(_mm512_maskz_loadu_ps(k, dh), _mm512_maskz_loadu_ps(k, dy));
+    __m512 dpo = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dm, t), o), _mm512_sub_ps(one, o));
+    __m512 dcr = _mm512_add_ps(_mm512_maskz_loadu_ps(k, dc),
+                               _mm512_mul_ps(_mm512_mul_ps(dm, o), _mm512_sub_ps(one, _mm512_mul_ps(t, t))));
+    __m512 di = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dcr, j), i), _mm512_sub_ps(one, i));
+    __m512 dj = _mm512_mul_ps(_mm512_mul_ps(dcr, i), _mm512_sub_ps(one, _mm512_mul_ps(j, j)));
+    __m512 df = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dcr, _mm512_maskz_loadu_ps(k, cprev)), f), _mm512_sub_ps(one, f));
+    _mm512_mask_storeu_ps(dc, k, _mm512_mul_ps(dcr, f));
+    _mm512_mask_storeu_ps(dg, k, di);
+    _mm512_mask_storeu_ps(dg + gs, k, dj);
+    _mm512_mask_storeu_ps(dg + 2 * gs, k, df);
+    _mm512_mask_storeu_ps(dg + 3 * gs, k, dpo);
+    _mm512_mask_storeu_ps(db, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db), di));
+    _mm512_mask_storeu_ps(db + gs, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + gs), dj));
+    _mm512_mask_storeu_ps(db + 2 * gs, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + 2 * gs), df));
+    _mm512_mask_storeu_ps(db + 3 * gs, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + 3 * gs), dpo));
+}
+
+static RC_AVX512 void lstm_grad_avx512(size_t n, const float *g, size_t gs, const float *craw, const float *cprev,
+                                       const float *dh, const float *dy, float *dc, float *dg, float *db)
+{
+    size_t u = 0;
+    for (; u + 16 <= n; u += 16)
+        lstm_grad16((__mmask16)0xffff, g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u, db + u);
+    if (u < n)
+        lstm_grad16((__mmask16)((1u << (n - u)) - 1), g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u, db + u);
 }
 
 static RC_AVX512 void lstm_cell_avx512(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c,
@@ -475,6 +526,42 @@ static inline RC_AVX2 void lstm8(__m256i k, float *g, size_t gs, const float *b,
     _mm256_maskstore_ps(m, k, _mm256_mul_ps(tanh256(cn), o));
 }
 
+/* Eight units of the cell's gradient under lane mask k. */
+static inline RC_AVX2 void lstm_grad8(__m256i k, const float *g, size_t gs, const float *craw, const float *cprev,
+                                      const float *dh, const float *dy, float *dc, float *dg, float *db)
+{
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 i = _mm256_maskload_ps(g, k), j = _mm256_maskload_ps(g + gs, k), f = _mm256_maskload_ps(g + 2 * gs, k),
+           o = _mm256_maskload_ps(g + 3 * gs, k);
+    __m256 t = tanh256(_mm256_maskload_ps(craw, k));
+    __m256 dm = _mm256_add_ps(_mm256_maskload_ps(dh, k), _mm256_maskload_ps(dy, k));
+    __m256 dpo = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dm, t), o), _mm256_sub_ps(one, o));
+    __m256 dcr = _mm256_add_ps(_mm256_maskload_ps(dc, k), _mm256_mul_ps(_mm256_mul_ps(dm, o), _mm256_sub_ps(one, _mm256_mul_ps(t, t))));
+    __m256 di = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dcr, j), i), _mm256_sub_ps(one, i));
+    __m256 dj = _mm256_mul_ps(_mm256_mul_ps(dcr, i), _mm256_sub_ps(one, _mm256_mul_ps(j, j)));
+    __m256 df = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dcr, _mm256_maskload_ps(cprev, k)), f), _mm256_sub_ps(one, f));
+    _mm256_maskstore_ps(dc, k, _mm256_mul_ps(dcr, f));
+    _mm256_maskstore_ps(dg, k, di);
+    _mm256_maskstore_ps(dg + gs, k, dj);
+    _mm256_maskstore_ps(dg + 2 * gs, k, df);
+    _mm256_maskstore_ps(dg + 3 * gs, k, dpo);
+    _mm256_maskstore_ps(db, k, _mm256_add_ps(_mm256_maskload_ps(db, k), di));
+    _mm256_maskstore_ps(db + gs, k, _mm256_add_ps(_mm256_maskload_ps(db + gs, k), dj));
+    _mm256_maskstore_ps(db + 2 * gs, k, _mm256_add_ps(_mm256_maskload_ps(db + 2 * gs, k), df));
+    _mm256_maskstore_ps(db + 3 * gs, k, _mm256_add_ps(_mm256_maskload_ps(db + 3 * gs, k), dpo));
+}
+
+static RC_AVX2 void lstm_grad_avx2(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh,
+                                   const float *dy, float *dc, float *dg, float *db)
+{
+    __m256i all = _mm256_set1_epi32(-1);
+    size_t u = 0;
+    for (; u + 8 <= n; u += 8) lstm_grad8(all, g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u, db + u);
+    if (u < n)
+        lstm_grad8(_mm256_loadu_si256((const __m256i *)(g_tail_mask + 8 - (n - u))), g + u, gs, craw + u, cprev + u, dh + u, dy + u,
+                   dc + u, dg + u, db + u);
+}
+
 static RC_AVX2 void lstm_cell_avx2(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw,
                                    float *m)
 {
@@ -490,19 +577,22 @@ static RC_AVX2 void lstm_cell_avx2(size_t n, float *g, size_t gs, const float *b
 /* ---------------------------------------------------------------- dispatch */
 typedef void (*rc_vfn)(float *y, const float *x, size_t n);
 typedef void (*rc_vcell)(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw, float *m);
+typedef void (*rc_vcell_grad)(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh,
+                              const float *dy, float *dc, float *dg, float *db);
 typedef struct rc_vimpl {
     const char *name;
     rc_vfn sigmoid, tanh_, exp_;
     rc_vcell lstm_cell;
+    rc_vcell_grad lstm_grad;
 } rc_vimpl;
 
 enum { IMPL_AUTO = -1, IMPL_SCALAR, IMPL_AVX2, IMPL_AVX512, IMPL_COUNT };
 
 static const rc_vimpl g_impls[IMPL_COUNT] = {
-    [IMPL_SCALAR] = {"scalar", sigmoid_scalar, tanh_scalar, exp_scalar, lstm_cell_scalar},
+    [IMPL_SCALAR] = {"scalar", sigmoid_scalar, tanh_scalar, exp_scalar, lstm_cell_scalar, lstm_grad_scalar},
 #if RC_VMATH_X86
-    [IMPL_AVX2] = {"avx2", sigmoid_avx2, tanh_avx2, exp_avx2, lstm_cell_avx2},
-    [IMPL_AVX512] = {"avx512", sigmoid_avx512, tanh_avx512, exp_avx512, lstm_cell_avx512},
+    [IMPL_AVX2] = {"avx2", sigmoid_avx2, tanh_avx2, exp_avx2, lstm_cell_avx2, lstm_grad_avx2},
+    [IMPL_AVX512] = {"avx512", sigmoid_avx512, tanh_avx512, exp_avx512, lstm_cell_avx512, lstm_grad_avx512},
 #endif
 };
 
@@ -539,6 +629,11 @@ void rc_vexp(float *y, const float *x, size_t n) { impl()->exp_(y, x, n); }
 void rc_vlstm_cell(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw, float *m)
 {
     impl()->lstm_cell(n, g, gs, b, bs, fb, c, craw, m);
+}
+void rc_vlstm_cell_grad(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh, const float *dy,
+                        float *dc, float *dg, float *db)
+{
+    impl()->lstm_grad(n, g, gs, craw, cprev, dh, dy, dc, dg, db);
 }
 
 const char *rc_vmath_impl(void) { return impl()->name; }

@@ -27,6 +27,14 @@ void rc_vexp(float *y, const float *x, size_t n);
  * tanh(c) o. The same bits as the array functions applied step by step. */
 void rc_vlstm_cell(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw, float *m);
 
+/* Its gradient over one row of n units: g holds the activated gates as rc_vlstm_cell left
+ * them (i, j, f, o, gs floats apart), craw the new cell state, cprev the previous one, dh + dy
+ * the gradient of the output. dc arrives holding the gradient of the new cell state and leaves
+ * holding that of the previous one; dg gets the gradients of the four pre-activations (gs
+ * apart), which are also added to db (gs apart). */
+void rc_vlstm_cell_grad(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh, const float *dy,
+                        float *dc, float *dg, float *db);
+
 /* Which implementation runs: "avx512", "avx2" or "scalar". */
 const char *rc_vmath_impl(void);
 /* Force an implementation by name (for tests and benchmarks); NULL, an unknown name or one

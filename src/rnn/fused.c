@@ -1113,28 +1113,14 @@ static recur_code rnn_bwd(bctx *c)
 
 /* The common cell (tanh, no clipping, peepholes or projection): one branch-free pass per row,
  * reading the output gradient as dh + dy, the bias gradient accumulated on the way. */
-HOT static void lstm_bwd_rows_basic(int64_t n, int64_t H, const float *gt, const float *crt, const float *cprev,
-                                    const float *dh, const float *dy, float *dc, float *g, float *a, float *db)
+/* The common cell's backward pass over n rows: one vector pass per row (core/vmath). */
+static void lstm_bwd_rows_basic(int64_t n, int64_t H, const float *gt, const float *crt, const float *cprev, const float *dh,
+                                const float *dy, float *dc, float *g, float *db)
 {
     int64_t G = 4 * H;
-    for (int64_t b = 0; b < n; b++) {
-        const float *is = gt + b * G, *ja = is + H, *fs = is + 2 * H, *os = is + 3 * H, *cp = cprev + b * H;
-        const float *dhb = dh + b * H, *dyb = dy + b * H;
-        float *dcb = dc + b * H, *gb = g + b * G;
-        rc_vtanh(a, crt + b * H, (size_t)H);
-        for (int64_t j = 0; j < H; j++) {
-            float o = os[j], i = is[j], f = fs[j], jj = ja[j], t = a[j], dm = dhb[j] + dyb[j];
-            float do_pre = dm * t * o * (1 - o);
-            float dcr = dcb[j] + dm * o * (1 - t * t);
-            float di = dcr * jj * i * (1 - i), dj = dcr * i * (1 - jj * jj), df = dcr * cp[j] * f * (1 - f);
-            dcb[j] = dcr * f;
-            gb[j] = di;
-            gb[H + j] = dj;
-            gb[2 * H + j] = df;
-            gb[3 * H + j] = do_pre;
-        }
-        for (int64_t j = 0; j < G; j++) db[j] += gb[j];
-    }
+    for (int64_t b = 0; b < n; b++)
+        rc_vlstm_cell_grad((size_t)H, gt + b * G, (size_t)H, crt + b * H, cprev + b * H, dh + b * H, dy + b * H, dc + b * H, g + b * G,
+                           db);
 }
 
 HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *gt, const float *crt,
@@ -1217,7 +1203,7 @@ static void lstm_bwd_part(void *arg, int part)
             cprev = cp;
         }
         if (j->basic) {
-            lstm_bwd_rows_basic(n, H, j->gates + row * G, j->craw + row * H, cprev, dh, dyt, dc, j->dG + row * G, a, db);
+            lstm_bwd_rows_basic(n, H, j->gates + row * G, j->craw + row * H, cprev, dh, dyt, dc, j->dG + row * G, db);
         } else {
             float *dmt = proj ? j->dmr + row * P : dm;
             for (int64_t i = 0; i < n * P; i++) {
