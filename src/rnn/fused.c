@@ -195,7 +195,7 @@ static bool project(const float *x, const int64_t *xrow, int64_t rows, int64_t d
     return gemm_packed_rows(rows, n, d, x, d, xrow, w, n, false, bias ? 1.0f : 0.0f, out, n, NULL, ar);
 }
 
-HOT static void colsum_acc(const float *g, int64_t rows, int64_t n, float *b)
+HOT static void colsum_acc(const float *restrict g, int64_t rows, int64_t n, float *restrict b)
 {
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < n; j++) b[j] += g[r * n + j];
@@ -770,14 +770,14 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
 /* GRU gate rows are [r, u, candidate], 3H floats. */
 
 /* rh = r * h for n rows */
-HOT static void gru_reset_rows(int64_t n, int64_t H, const float *g, const float *h, float *rh)
+HOT static void gru_reset_rows(int64_t n, int64_t H, const float *restrict g, const float *restrict h, float *restrict rh)
 {
     for (int64_t b = 0; b < n; b++)
         for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * 3 * H + k] * h[b * H + k];
 }
 
 /* h = u h + (1 - u) candidate, written to the state and the history */
-HOT static void gru_update_rows(int64_t n, int64_t H, const float *g, float *h, float *hout)
+HOT static void gru_update_rows(int64_t n, int64_t H, const float *restrict g, float *restrict h, float *restrict hout)
 {
     for (int64_t b = 0; b < n; b++) {
         const float *u = g + b * 3 * H + H, *ca = u + H;
@@ -792,7 +792,7 @@ HOT static void gru_update_rows(int64_t n, int64_t H, const float *g, float *h, 
 
 /* The bias, after both products (as the cell adds it), then the activation: `len` values at
  * the start of each of n rows, ld floats apart. */
-HOT static void bias_rows(int64_t n, float *g, int64_t ld, const float *bias, int64_t len)
+HOT static void bias_rows(int64_t n, float *restrict g, int64_t ld, const float *restrict bias, int64_t len)
 {
     for (int64_t b = 0; b < n; b++)
         for (int64_t j = 0; j < len; j++) g[b * ld + j] += bias[j];
@@ -1275,17 +1275,19 @@ static recur_code lstm_bwd(bctx *c)
 
 /* One step's pointwise backward: rows of dA (ld floats apart) get the update gate's gradient
  * at [H, 2H) and the candidate's at [2H, 3H); dh_out the part of dh that flows through u. */
-HOT static void gru_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *g, const float *hp,
-                             const float *dh_in, const float *dyt, float *dA, int64_t ld, float *dh_out)
+HOT static void gru_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *restrict g, const float *restrict hp,
+                             const float *restrict dh_in, const float *restrict dyt, float *restrict dA, int64_t ld,
+                             float *restrict dh_out)
 {
+    const recur_activation act = l->act; /* (restrict and a local act: the loop vectorises) */
     for (int64_t b = 0; b < n; b++) {
         float *du = dA + b * ld + H, *dct = dA + b * ld + 2 * H;
         for (int64_t j = 0; j < H; j++) {
             int64_t e = b * H + j;
             float u = g[b * 3 * H + H + j], d = dh_in[e] + dyt[e], cv = g[b * 3 * H + 2 * H + j];
-            float ad = l->act == RECUR_ACT_TANH ? 1 - cv * cv
-                       : l->act == RECUR_ACT_SIGMOID ? cv * (1 - cv)
-                       : l->act == RECUR_ACT_RELU ? (cv > 0 ? 1.0f : 0.0f) : 1.0f;
+            float ad = act == RECUR_ACT_TANH ? 1 - cv * cv
+                       : act == RECUR_ACT_SIGMOID ? cv * (1 - cv)
+                       : act == RECUR_ACT_RELU ? (cv > 0 ? 1.0f : 0.0f) : 1.0f;
             dct[j] = d * (1 - u) * ad;
             du[j] = d * (hp[e] - cv) * u * (1 - u);
             dh_out[e] = d * u;
@@ -1386,18 +1388,20 @@ static recur_code gru_bwd(bctx *c)
     return RECUR_OK;
 }
 
-HOT static void gru_v2_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *zrh, const float *hm,
-                                const float *hp, const float *dh_in, const float *dyt, float *mx, float *mh, float *dh_out)
+HOT static void gru_v2_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *restrict zrh, const float *restrict hm,
+                                const float *restrict hp, const float *restrict dh_in, const float *restrict dyt,
+                                float *restrict mx, float *restrict mh, float *restrict dh_out)
 {
     int64_t G = 3 * H;
+    const recur_activation act = l->act;
     for (int64_t b = 0; b < n; b++) {
         const float *r = zrh + b * G;
         for (int64_t j = 0; j < H; j++) {
             int64_t e = b * H + j;
             float z = r[j], rr = r[H + j], hh = r[2 * H + j], d = dh_in[e] + dyt[e];
-            float ad = l->act == RECUR_ACT_TANH ? 1 - hh * hh
-                       : l->act == RECUR_ACT_SIGMOID ? hh * (1 - hh)
-                       : l->act == RECUR_ACT_RELU ? (hh > 0 ? 1.0f : 0.0f) : 1.0f;
+            float ad = act == RECUR_ACT_TANH ? 1 - hh * hh
+                       : act == RECUR_ACT_SIGMOID ? hh * (1 - hh)
+                       : act == RECUR_ACT_RELU ? (hh > 0 ? 1.0f : 0.0f) : 1.0f;
             float dhh = d * (1 - z) * ad, dz = d * (hp[e] - hh) * z * (1 - z), dr = dhh * hm[e] * rr * (1 - rr);
             mx[b * G + j] = dz;
             mx[b * G + H + j] = dr;
