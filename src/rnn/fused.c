@@ -313,8 +313,8 @@ static void barrier_wait(step_barrier *b)
  * more steps to run (the rows are sorted longest first), and one moved at every step makes the
  * threads meet a hundred times, each time waiting out the other's jitter: the split is chosen
  * for windows of SPLIT_WINDOW steps instead, balancing the rows each side runs over the window,
- * and the threads meet (a spin barrier) only where it moves. Splits are multiples of 8 rows
- * (the product's row tile). */
+ * and the threads meet (a spin barrier) only where it moves. Splits are multiples of 4 rows
+ * (the product's small row tile). */
 #define SPLIT_WINDOW 8
 
 typedef struct row_parts {
@@ -343,13 +343,13 @@ static inline void step_done(const seqinfo *s, const row_parts *p, int part, int
     if (p->bar && part >= 0 && next >= 0 && next < s->steps && p->at[next] != p->at[t]) barrier_wait(p->bar);
 }
 
-/* seqinfo.at: per window of steps, the multiple of 8 that best balances the rows run below it
+/* seqinfo.at: per window of steps, the multiple of 4 that best balances the rows run below it
  * and above it over the window. */
 static void window_splits(const seqinfo *s)
 {
     for (int64_t t0 = 0; t0 < s->steps; t0 += SPLIT_WINDOW) {
         int64_t t1 = RC_MIN(s->steps, t0 + SPLIT_WINDOW), best = 0, gap = INT64_MAX;
-        for (int64_t h = 0; h <= s->nact[t0] + 7; h += 8) {
+        for (int64_t h = 0; h <= s->nact[t0] + 3; h += 4) {
             int64_t lo = 0, hi = 0;
             for (int64_t t = t0; t < t1; t++) {
                 lo += RC_MIN(h, s->nact[t]);
