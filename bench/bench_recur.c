@@ -1,6 +1,6 @@
 /*
  * bench_recur.c - recur's side of `make bench`: one benchmark case per process, printed as one
- * JSON line {"case", "framework", "ms": [per-iteration times], "rss_mb", "flops"}.
+ * JSON line {"case", "framework", "ms": [per-iteration times], "rss_mb", "flops", "flops_done"}.
  *
  *   bench_recur CASE [--iters N] [--threads N] [--sgemm-every K]
  *
@@ -177,11 +177,11 @@ int main(int argc, char **argv)
         for (int b = 0; b < c->B; b++) steps += recur_array_i32(lv)[b];
         steps /= c->B;
     }
-    double per = (c->gru ? 6.0 : 8.0) * c->B * c->H * (double)(c->I + c->H) * steps * (c->bi ? 2 : 1);
-    double flops = per * (c->train ? 3 : 1);
+    double unit = (c->gru ? 6.0 : 8.0) * c->B * c->H * steps * (c->bi ? 2 : 1); /* per input or state column */
+    double flops = unit * (double)(c->I + c->H) * (c->train ? 3 : 1);
     /* What recur multiplies: x is a fed batch whose gradient no op reads, so the backward skips
      * the input-gradient product (one forward's worth of its input part). */
-    double done = flops - (c->train ? (c->gru ? 6.0 : 8.0) * c->B * c->H * (double)c->I * steps * (c->bi ? 2 : 1) : 0);
+    double done = flops - (c->train ? unit * (double)c->I : 0);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"case\": \"%s\", \"framework\": \"recur\", \"threads\": %d, \"flops\": %.0f, \"flops_done\": %.0f, \"rss_mb\": %.1f, \"ms\": [",

@@ -301,6 +301,25 @@ static recur_tensor *lengths(recur_graph *g, const int32_t *lens, int64_t B)
     return len;
 }
 
+/* grads[0..nv) = d y / d every trainable variable, grads[nv] = d y / d x; returns nv. */
+static int grads_of_vars_and_x(recur_graph *g, recur_tensor *y, recur_tensor *x, recur_tensor **grads, int cap)
+{
+    recur_tensor *vars[32];
+    int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, (size_t)RC_MIN(cap - 1, 31));
+    vars[nv] = x;
+    ASSERT_TRUE(recur_gradients(g, &y, 1, vars, nv + 1, NULL, grads));
+    ASSERT_GRAPH_OK(g);
+    return nv;
+}
+
+/* A float input [B, T, D] holding sin(k i) (or cos) at flat index i. */
+static recur_array *wave_input(int64_t B, int64_t T, int64_t D, double k, bool cosine)
+{
+    recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
+    for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)(cosine ? cos(k * (double)i) : sin(k * (double)i));
+    return xv;
+}
+
 /* Also reports how many pairs of ops the two-thread session ran side by side. */
 static double loop_vs_two_threads(recur_graph *g, recur_tensor *x, const recur_array *xv, recur_tensor *const *fetch, int n,
                                   const char *what, uint64_t *pairs)
@@ -367,13 +386,9 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
             recur_tensor *terms[8];
             for (int i = 0; i < np; i++) terms[i] = recur_reduce_sum(g, recur_square(g, recur_tanh(g, parts[i])), NULL, 0, false);
             y = recur_add_n(g, terms, np);
-            recur_tensor *vars[16], *grads[17];
-            int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 16);
-            vars[nv] = x;
-            ASSERT_TRUE(recur_gradients(g, &y, 1, vars, nv + 1, NULL, grads));
-            ASSERT_GRAPH_OK(g);
-            recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
-            for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)sin(0.37 * (double)i);
+            recur_tensor *grads[17];
+            int nv = grads_of_vars_and_x(g, y, x, grads, 17);
+            recur_array *xv = wave_input(B, T, D, 0.37, false);
             recur_tensor *fetch[24];
             for (int i = 0; i < np; i++) fetch[i] = parts[i];
             for (int i = 0; i <= nv; i++) fetch[np + i] = grads[i];
@@ -407,13 +422,9 @@ TEST(weight_gradients_without_the_input_gradient)
             recur_rnn_out r = recur_dynamic_rnn(g, make_cell(g, kind), x,
                                                 &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = withlen ? lengths(g, lens, B) : NULL});
             recur_tensor *y = recur_reduce_sum(g, recur_square(g, recur_tanh(g, r.outputs)), NULL, 0, false);
-            recur_tensor *vars[16], *grads[17];
-            int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 16);
-            vars[nv] = x;
-            ASSERT_TRUE(recur_gradients(g, &y, 1, vars, nv + 1, NULL, grads));
-            ASSERT_GRAPH_OK(g);
-            recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
-            for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)cos(0.29 * (double)i);
+            recur_tensor *grads[17];
+            int nv = grads_of_vars_and_x(g, y, x, grads, 17);
+            recur_array *xv = wave_input(B, T, D, 0.29, true);
             recur_array *res[3][17];
             for (int run = 0; run < 3; run++) { /* weights and x; weights only; weights only, check_numerics */
                 recur_session *s = recur_session_new(
@@ -454,14 +465,10 @@ TEST(two_thread_sorted_copies_match_the_loop_path)
     recur_rnn_out r = recur_dynamic_rnn(g, recur_basic_lstm_cell(g, 8, NULL), x,
                                         &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = len});
     recur_tensor *y = recur_reduce_sum(g, recur_square(g, r.outputs), NULL, 0, false);
-    recur_tensor *vars[4], *fetch[8];
-    int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 4);
-    vars[nv] = x;
+    recur_tensor *fetch[8];
     fetch[0] = r.outputs, fetch[1] = r.state[0], fetch[2] = r.state[1];
-    ASSERT_TRUE(recur_gradients(g, &y, 1, vars, nv + 1, NULL, fetch + 3));
-    ASSERT_GRAPH_OK(g);
-    recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
-    for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)sin(0.013 * (double)i);
+    int nv = grads_of_vars_and_x(g, y, x, fetch + 3, 5);
+    recur_array *xv = wave_input(B, T, D, 0.013, false);
     uint64_t pairs = 0;
     double worst = loop_vs_two_threads(g, x, xv, fetch, 3 + nv + 1, "BasicLSTMCell, 128 inputs", &pairs);
     printf("  batch 40, 128 inputs: worst relative difference %.2g\n", worst);
@@ -489,15 +496,10 @@ TEST(two_thread_small_batch_lstm_matches_the_loop_path)
         recur_rnn_out r = recur_dynamic_rnn(g, cell, x, &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = len});
         recur_tensor *y = recur_add(g, recur_reduce_sum(g, recur_square(g, r.outputs), NULL, 0, false),
                                     recur_reduce_sum(g, recur_tanh(g, r.state[0]), NULL, 0, false));
-        recur_tensor *vars[8], *fetch[16];
-        int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 8);
-        vars[nv] = x;
+        recur_tensor *fetch[16];
         fetch[0] = r.outputs, fetch[1] = r.state[0], fetch[2] = r.state[1];
-        ASSERT_TRUE(recur_gradients(g, &y, 1, vars, nv + 1, NULL, fetch + 3));
-        ASSERT_GRAPH_OK(g);
-        int nres = 3 + nv + 1;
-        recur_array *xv = recur_array_new(RECUR_F32, RECUR_SHAPE(B, T, D), NULL);
-        for (int64_t i = 0; i < B * T * D; i++) ((float *)recur_array_data(xv))[i] = (float)cos(0.61 * (double)i);
+        int nres = 3 + grads_of_vars_and_x(g, y, x, fetch + 3, 9) + 1;
+        recur_array *xv = wave_input(B, T, D, 0.61, true);
         uint64_t pairs = 0;
         worst = fmax(worst, loop_vs_two_threads(g, x, xv, fetch, nres, peep % 2 ? "LSTMCell" : "BasicLSTMCell", &pairs));
         recur_array_free(xv);
