@@ -450,8 +450,8 @@ TEST(weight_gradients_without_the_input_gradient)
     recur_status_free(st);
 }
 
-/* Inputs wide enough that the copies into and out of the sorted layout split between the two
- * threads as well: the same agreement. */
+/* Inputs wide enough that the products reading x and writing dx by row index split between the
+ * two threads as well: the same agreement. */
 TEST(two_thread_sorted_copies_match_the_loop_path)
 {
     st = recur_status_new();

@@ -391,51 +391,6 @@ static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int
     rc_kparallel2(tl_kernel, fn, arg);
 }
 
-/* Between the caller's layout [T][B] and the packed sorted one: dst[off[t] + i] = src[t][perm[i]]
- * (to_sorted) or the reverse, for the rows running at t; from sorted order with zero_rest, the
- * caller's rows that do not run are zeroed. */
-typedef struct permute_job {
-    const seqinfo *s;
-    float *dst;
-    const float *src;
-    int64_t w, steps, cut; /* part 0: steps [0, cut), part 1: [cut, steps) */
-    bool to_sorted, zero_rest;
-} permute_job;
-
-static void permute_part(void *arg, int part)
-{
-    const permute_job *j = arg;
-    const seqinfo *s = j->s;
-    int64_t w = j->w, t0 = part > 0 ? j->cut : 0, t1 = part == 0 ? j->cut : j->steps;
-    size_t rb = (size_t)w * sizeof(float);
-    for (int64_t t = t0; t < t1; t++) {
-        int64_t n = s->nact[t];
-        for (int64_t i = 0; i < n; i++) {
-            int64_t o = s->perm ? s->perm[i] : i;
-            if (j->to_sorted)
-                memcpy(j->dst + (s->off[t] + i) * w, j->src + (t * s->B + o) * w, rb);
-            else
-                memcpy(j->dst + (t * s->B + o) * w, j->src + (s->off[t] + i) * w, rb);
-        }
-        if (j->zero_rest && !j->to_sorted)
-            for (int64_t i = n; i < s->B; i++) memset(j->dst + (t * s->B + (s->perm ? s->perm[i] : i)) * w, 0, rb);
-    }
-}
-
-static void permute_rows(const seqinfo *s, float *dst, const float *src, int64_t w, bool to_sorted, int64_t steps,
-                         bool zero_rest)
-{
-    permute_job j = {.s = s, .dst = dst, .src = src, .w = w, .steps = steps, .cut = steps, .to_sorted = to_sorted,
-                     .zero_rest = zero_rest};
-    if (!tl_kernel || rc_kthreads(tl_kernel) < 2 || s->off[steps] * w < (1 << 16)) {
-        permute_part(&j, -1);
-        return;
-    }
-    /* two parts of about the same number of rows (steps are sorted by rows running) */
-    while (j.cut > 0 && 2 * s->off[j.cut - 1] >= s->off[steps]) j.cut--;
-    rc_kparallel2(tl_kernel, permute_part, &j);
-}
-
 /* seqinfo.xrow for arrays in the caller's [T][B] layout. NULL on OOM. */
 static const int64_t *caller_rows(const seqinfo *s, rc_arena *ar)
 {
@@ -444,6 +399,32 @@ static const int64_t *caller_rows(const seqinfo *s, rc_arena *ar)
     for (int64_t t = 0; t < s->steps; t++)
         for (int64_t i = 0; i < s->nact[t]; i++) r[s->off[t] + i] = t * s->B + (s->perm ? s->perm[i] : i);
     return r;
+}
+
+/* Between the caller's layout and the packed sorted one, by the row indexes of caller_rows:
+ * dst[r] = src[rows[r]] (to_sorted) or dst[rows[r]] = src[r], rows of w floats. */
+typedef struct permute_job {
+    const int64_t *rows;
+    float *dst;
+    const float *src;
+    int64_t w;
+    bool to_sorted;
+} permute_job;
+
+static void permute_range(void *arg, int64_t lo, int64_t hi)
+{
+    const permute_job *j = arg;
+    size_t rb = (size_t)j->w * sizeof(float);
+    for (int64_t r = lo; r < hi; r++) {
+        if (j->to_sorted) memcpy(j->dst + r * j->w, j->src + j->rows[r] * j->w, rb);
+        else memcpy(j->dst + j->rows[r] * j->w, j->src + r * j->w, rb);
+    }
+}
+
+static void permute_rows(const seqinfo *s, const int64_t *rows, float *dst, const float *src, int64_t w, bool to_sorted)
+{
+    permute_job j = {.rows = rows, .dst = dst, .src = src, .w = w, .to_sorted = to_sorted};
+    rc_kfor2(tl_kernel, s->rows, (1 << 16) / RC_MAX(w, 1) + 1, permute_range, &j);
 }
 
 /* Permute a [B, w] state in place (to or from sorted order) through scratch. */
@@ -994,30 +975,32 @@ static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_ar
     /* the caller's arrays serve as they are when every row runs in its order */
     bool direct = !s.perm && s.dense;
     const float *cur = x->data;
-    const int64_t *rows = NULL;
-    if (!direct && B >= 16) {
-        /* the input projection reads the caller's rows where they lie, the last layer writes
-         * its output rows where they go (the caller zeroed the rest) */
-        if (!(rows = s.xrow = caller_rows(&s, ar))) goto oom;
-    } else if (!direct) { /* small batches: the one-sequence paths read packed rows */
+    const int64_t *rows = direct ? NULL : caller_rows(&s, ar);
+    if (!direct && !rows) goto oom;
+    /* The input projection reads the caller's rows where they lie, and the last layer writes its
+     * output rows where they go (the caller zeroed the rest); small batches, whose one-sequence
+     * paths read packed rows, get copies. */
+    bool by_index = rows && B >= 16;
+    s.xrow = by_index ? rows : NULL;
+    if (rows && !by_index) {
         float *xs = rc_arena_alloc(ar, (size_t)(s.rows * x->shape.dims[2]) * sizeof(float), false);
         if (!xs) goto oom;
-        permute_rows(&s, xs, x->data, x->shape.dims[2], true, s.steps, false);
+        permute_rows(&s, rows, xs, x->data, x->shape.dims[2], true);
         cur = xs;
     }
     for (int i = 0; i < spec->nlayers; i++) {
         const rc_fused_layer *l = &spec->layers[i];
         bool last = i == spec->nlayers - 1;
         int64_t O = layer_out(l);
-        s.yrow = last ? rows : NULL;
-        float *y = last && (direct || rows) ? out->data : rc_arena_alloc(ar, (size_t)(s.rows * O) * sizeof(float), false);
+        s.yrow = last && by_index ? rows : NULL;
+        float *y = last && (direct || by_index) ? out->data : rc_arena_alloc(ar, (size_t)(s.rows * O) * sizeof(float), false);
         float *h = hist ? hist : rc_arena_alloc(ar, (size_t)(T * B * row_floats(l)) * sizeof(float), false);
         lstate st;
         if (!y || !h || !state_in(l, final, &s, &st, ar)) goto oom;
         code = forward_of(l)(l, k->in, &s, cur, y, &st, h, ar, cache ? &cache[i] : NULL);
         s.xrow = NULL; /* the layers above read packed rows */
         if (code || !state_out(l, final, &s, &st, ar)) goto fail;
-        if (last && !direct && !rows) permute_rows(&s, out->data, y, O, false, s.steps, false); /* out: zeroed */
+        if (last && rows && !by_index) permute_rows(&s, rows, out->data, y, O, false); /* out: zeroed */
         if (hist) hist += T * B * row_floats(l);
         cur = y;
     }
