@@ -97,8 +97,8 @@ bool rc_pack_b(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t 
 
 #ifdef HAVE_AVX512_PATH
 /* One tile: rows [0, mr) of A against one panel, into C (masked to the panel's w columns).
- * Element (r, k) of A is at A[r * rs + k * ks]: rows of A (rs = lda, ks = 1), or columns of a
- * tall matrix for the weight gradients (rs = 1, ks = lda). */
+ * Element (r, k) of A is at A[r * rs + k * ks]: rows of A (rs = lda, ks = 1), or the strips the
+ * weight gradients pack a tall matrix's columns into (rs = 1, ks = MR). */
 __attribute__((target("avx512f"), always_inline)) static inline void tile_s(int mr, int64_t K, const float *A, int64_t rs,
                                                                              int64_t ks, const float *panel, float beta,
                                                                              float *C, int64_t ldc, __mmask16 m0,
@@ -316,8 +316,8 @@ static inline const float *tall_row(const rc_tall *g, int64_t r)
 }
 
 #ifdef HAVE_AVX512_PATH
-/* Rows [r0, r1) of the reduction (within which every group's rows are evenly spaced) for
- * panels [q0, q1). A's block is first copied into [k / 8][kb][8] strips (a tile's eight columns
+/* Rows [r0, r1) of the reduction (within which no group's rows change place: the split
+ * between a0 and a1 falls on a block edge) for panels [q0, q1). A's block is first copied into [k / 8][kb][8] strips (a tile's eight columns
  * of A over the block, in one stream), then each panel's block of B just before its tiles. */
 __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, int ng, const rc_tall *g, const float *B,
                                                         int64_t ldb, int64_t N, float *C, int64_t ldc, int64_t q0,
@@ -326,10 +326,9 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
     int64_t kb = r1 - r0, ktot = 0;
     float *panel = work, *apk = work + TN_KC * NR;
     for (int gi = 0; gi < ng; gi++) {
-        const float *a = tall_row(&g[gi], r0);
-        int64_t K = g[gi].k, lda = g[gi].lda;
+        int64_t K = g[gi].k;
         for (int64_t r = 0; r < kb; r++) {
-            const float *src = g[gi].idx ? tall_row(&g[gi], r0 + r) : a + r * lda;
+            const float *src = tall_row(&g[gi], r0 + r);
             int64_t i = 0;
             for (; i + MR <= K; i += MR) _mm256_store_ps(apk + (ktot + i) * kb + r * MR, _mm256_loadu_ps(src + i));
             for (; i < K; i++) apk[(ktot + i / MR * MR) * kb + r * MR + i % MR] = src[i];

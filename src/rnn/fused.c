@@ -291,6 +291,13 @@ typedef struct step_barrier {
     _Atomic int count, gen;
 } step_barrier;
 
+static inline void spin_pause(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static void barrier_wait(step_barrier *b)
 {
     int g = atomic_load_explicit(&b->gen, memory_order_acquire);
@@ -299,11 +306,7 @@ static void barrier_wait(step_barrier *b)
         atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
         return;
     }
-    while (atomic_load_explicit(&b->gen, memory_order_acquire) == g) {
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#endif
-    }
+    while (atomic_load_explicit(&b->gen, memory_order_acquire) == g) spin_pause();
 }
 
 /* The recurrence splits the batch's rows between the two threads. Rows are independent through
@@ -615,6 +618,12 @@ typedef struct lstm_units_job {
     } side[2];
 } lstm_units_job;
 
+/* Spin until thread `side` has finished `n` steps (lstm_fwd_units_one). */
+static void steps_wait(lstm_units_job *u, int side, int64_t n)
+{
+    while (atomic_load_explicit(&u->side[side].steps, memory_order_acquire) < n) spin_pause();
+}
+
 /* One sequence (the column blocks): each thread publishes its half of a step's output as soon
  * as its cell update is done, multiplies it into its gates for the next step, and only then
  * waits for the other half, so the exchange between the cores overlaps half of the product. */
@@ -631,11 +640,7 @@ static void lstm_fwd_units_one(lstm_units_job *u, int part, const float *blk)
             for (int q = 0; q < 4; q++) rc_gemv_block(P, j->h, blk + q * P * hn, hn, 1.0f, g + q * H + u0);
         } else {
             const float *hprev = j->yraw + s->off[t - 1] * P;
-            while (atomic_load_explicit(&u->side[!part].steps, memory_order_acquire) < t) {
-#if defined(__x86_64__)
-                __builtin_ia32_pause();
-#endif
-            }
+            steps_wait(u, !part, t);
             for (int q = 0; q < 4; q++) rc_gemv_block(hn, hprev + o0, blk + q * P * hn + o0 * hn, hn, 1.0f, g + q * H + u0);
         }
         lstm_cell_units(l, 1, H, u0, hn, g, j->c, j->craw + row * H, yr, j->tmp[part], j->bias, j->wf, j->wi, j->wo);
@@ -646,11 +651,7 @@ static void lstm_fwd_units_one(lstm_units_job *u, int part, const float *blk)
         }
     }
     /* neither returns while the other may still read its half of the last output */
-    while (atomic_load_explicit(&u->side[!part].steps, memory_order_acquire) < s->steps) {
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#endif
-    }
+    steps_wait(u, !part, s->steps);
 }
 
 static void lstm_fwd_units(void *arg, int part)
