@@ -157,7 +157,10 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < (size_t)REF_N * REF_N; i++) ra[i] = (float)(i % 7) * 0.1f, rb[i] = (float)(i % 5) * 0.1f;
         ref_sgemm(ra, rb, rc); /* warm-up */
     }
-    for (int it = -3; it < iters; it++) { /* 3 warm-up iterations */
+    /* warm-up: at least 3 iterations and 0.5 s (bench/cases.py's WARMUP and WARMUP_S) */
+    double warm_end = now_ms() + 500;
+    for (int it = -3; it < iters; it++) {
+        if (it == -1 && now_ms() < warm_end) it = -2;
         double t0 = now_ms();
         recur_array *lvv = NULL;
         if (c->train)

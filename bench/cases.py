@@ -36,7 +36,12 @@ DEFAULT_ITERS = {True: 20, False: 100}  # timed iterations: training cases, infe
 # Millisecond-scale cases get more, so that their medians hold still on a shared machine.
 CASE_ITERS = {"seed": 300, "infer1": 300}
 QUICK_ITERS = {True: 3, False: 10}
-WARMUP = 3                              # untimed iterations before the timed ones (as bench_recur)
+# Untimed iterations before the timed ones (as bench_recur): at least WARMUP of them, and for
+# at least WARMUP_S seconds. On a virtual machine a core that was idle comes back slowly: the
+# first ~150 ms of a two-thread run go at a third of the speed whoever runs, which would be most
+# of a millisecond-scale case's timed iterations.
+WARMUP = 3
+WARMUP_S = 0.5
 
 
 def lengths(batch):
@@ -93,13 +98,17 @@ def peer_main(run_case, framework, argv=None):
 
 
 def timed(step, iters, warmup=WARMUP):
-    """Run step() warmup + iters times; return the timed iterations in ms and the CPU use
-    (process CPU seconds per wall second over the timed iterations: about 2 with 2 threads)."""
+    """Run step() at least warmup times and for WARMUP_S seconds, then iters times; return the
+    timed iterations in ms and the CPU use (process CPU seconds per wall second over the timed
+    iterations: about 2 with 2 threads)."""
     import os
     import time
 
-    for _ in range(warmup):
+    t_end = time.perf_counter() + WARMUP_S
+    n = 0
+    while n < warmup or time.perf_counter() < t_end:
         step()
+        n += 1
     ms = []
     c0, w0 = os.times(), time.perf_counter()
     for _ in range(iters):

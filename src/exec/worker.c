@@ -8,6 +8,7 @@
 #include "exec/exec.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 #if defined(__x86_64__) || defined(__SSE2__)
@@ -17,7 +18,15 @@
 
 /* Hand-off: `state` goes IDLE -> PENDING (the caller posts work) -> IDLE (the worker finished
  * it). Both sides spin briefly before sleeping on the condition variable, because kernels hand
- * work over many times per run and a sleeping thread takes tens of microseconds to wake. */
+ * work over many times per run and a sleeping thread takes tens of microseconds to wake.
+ *
+ * Placement: Linux tends to wake a sleeping thread on the core of the thread that woke it, and
+ * its load balancer takes a hundred milliseconds or more to notice two busy threads on one core
+ * of two (their load average has to build up first). Until then every hand-off runs both halves
+ * on one core, in turn: a small model's training step took three times as long for its first
+ * 150 ms. So the worker checks, when it takes up work, whether it shares the poster's core, and
+ * if so moves itself to another core it may run on (narrowing its affinity for one call and
+ * restoring it right after: the mask it is allowed is unchanged, only where it runs now). */
 enum { IDLE, PENDING };
 #define SPIN_NS 200000 /* 0.2 ms */
 
@@ -29,14 +38,16 @@ struct rc_worker {
     void *arg;
     _Atomic int state;
     _Atomic bool quit;
+    int poster_cpu; /* the core the work was posted from (-1: unknown) */
     int sleepers; /* threads waiting on cv (under mu) */
 };
 
-static inline void cpu_relax(void)
+void rc_spin_turn(unsigned *turns)
 {
 #ifdef HAVE_MXCSR
     _mm_pause();
 #endif
+    if (++*turns > RC_SPIN_YIELD) sched_yield();
 }
 
 static int64_t mono_ns(void)
@@ -50,12 +61,12 @@ static int64_t mono_ns(void)
 static void await_state(struct rc_worker *w, int want)
 {
     int64_t t0 = 0;
-    for (unsigned i = 0; atomic_load_explicit(&w->state, memory_order_acquire) != want && !atomic_load(&w->quit); i++) {
+    for (unsigned i = 0; atomic_load_explicit(&w->state, memory_order_acquire) != want && !atomic_load(&w->quit);) {
         if ((i & 255) == 255) {
             if (!t0) t0 = mono_ns();
             else if (mono_ns() - t0 > SPIN_NS) break;
         }
-        cpu_relax();
+        rc_spin_turn(&i);
     }
     if (atomic_load_explicit(&w->state, memory_order_acquire) == want || atomic_load(&w->quit)) return;
     pthread_mutex_lock(&w->mu);
@@ -75,6 +86,22 @@ static void set_state(struct rc_worker *w, int v)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Move the calling thread off core `cpu`, to another core its affinity allows, and leave
+ * its affinity as it was. Does nothing where there is no other core or no way to ask. */
+static void move_off(int cpu)
+{
+#ifdef CPU_SET
+    cpu_set_t all, other;
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof all, &all)) return;
+    other = all;
+    CPU_CLR(cpu, &other);
+    if (!CPU_COUNT(&other) || sched_setaffinity(0, sizeof other, &other)) return;
+    sched_setaffinity(0, sizeof all, &all);
+#else
+    (void)cpu;
+#endif
+}
+
 static void *worker_main(void *p)
 {
     struct rc_worker *w = p;
@@ -82,6 +109,7 @@ static void *worker_main(void *p)
     for (;;) {
         await_state(w, PENDING);
         if (atomic_load(&w->quit)) break;
+        if (w->poster_cpu >= 0 && sched_getcpu() == w->poster_cpu) move_off(w->poster_cpu);
         w->fn(w->arg);
         set_state(w, IDLE);
     }
@@ -108,6 +136,7 @@ bool rc_worker_start(recur_session *s, void (*fn)(void *), void *arg)
     struct rc_worker *w = s->worker;
     w->fn = fn;
     w->arg = arg;
+    w->poster_cpu = sched_getcpu();
     set_state(w, PENDING);
     return true;
 }

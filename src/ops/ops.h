@@ -159,6 +159,13 @@ void rc_kparallel2(rc_kctx *k, void (*fn)(void *arg, int part), void *arg);
 /* The same, but only when the two parts really run at once (they may wait for each other);
  * false, having run nothing, otherwise. */
 bool rc_kparallel2_together(rc_kctx *k, void (*fn)(void *arg, int part), void *arg);
+/* One turn of a loop that waits for the other thread of rc_kparallel2_together (or the
+ * worker): a pause and, from turn RC_SPIN_YIELD on (*turns counts them, from 0), sched_yield
+ * as well. When the scheduler has put both threads on one core, the waiting thread then hands
+ * the core over instead of spinning out its time slice while the thread it waits for cannot
+ * run; on separate cores a yield with nothing else to run returns at once. */
+#define RC_SPIN_YIELD 256
+void rc_spin_turn(unsigned *turns);
 /* fn over [0, n): as [0, n/2) and [n/2, n) on two threads when n >= min_n and the kernel may
  * use two, otherwise as one call fn(arg, 0, n). The halves must touch disjoint memory; a result
  * that must not depend on the thread count must not depend on where [0, n) is cut. */

@@ -291,13 +291,6 @@ typedef struct step_barrier {
     _Atomic int count, gen;
 } step_barrier;
 
-static inline void spin_pause(void)
-{
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#endif
-}
-
 static void barrier_wait(step_barrier *b)
 {
     int g = atomic_load_explicit(&b->gen, memory_order_acquire);
@@ -306,7 +299,7 @@ static void barrier_wait(step_barrier *b)
         atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
         return;
     }
-    while (atomic_load_explicit(&b->gen, memory_order_acquire) == g) spin_pause();
+    for (unsigned n = 0; atomic_load_explicit(&b->gen, memory_order_acquire) == g;) rc_spin_turn(&n);
 }
 
 /* The recurrence splits the batch's rows between the two threads. Rows are independent through
@@ -621,7 +614,7 @@ typedef struct lstm_units_job {
 /* Spin until thread `side` has finished `n` steps (lstm_fwd_units_one). */
 static void steps_wait(lstm_units_job *u, int side, int64_t n)
 {
-    while (atomic_load_explicit(&u->side[side].steps, memory_order_acquire) < n) spin_pause();
+    for (unsigned turns = 0; atomic_load_explicit(&u->side[side].steps, memory_order_acquire) < n;) rc_spin_turn(&turns);
 }
 
 /* One sequence (the column blocks): each thread publishes its half of a step's output as soon
