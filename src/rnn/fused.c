@@ -129,6 +129,10 @@ static void packed_part(void *arg, int part)
     }
 }
 
+/* The size (m n k of a product over all steps) from which it is shared between the two
+ * threads: below, handing half over costs more than it saves. */
+#define TWO_THREADS_MNK 4e6
+
 /* C[m, n] = beta C + A @ op(B) as above, row r of A at A + arow[r] lda and of C at C + crow[r]
  * ldc (either map NULL: row r). */
 static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const int64_t *arow, const float *b,
@@ -138,7 +142,7 @@ static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, in
     rc_packed_b p;
     if (!rc_pack_b(&p, b, ldb, trans, k, n, ar)) return false;
     packed_job j = {.p = &p, .A = A, .C = C, .beta = beta, .m = m, .n = n, .k = k, .lda = lda, .ldc = ldc, .arow = arow, .crow = crow};
-    bool two = tl_kernel && (double)m * (double)n * (double)RC_MAX(k, 1) >= 4e6;
+    bool two = tl_kernel && (double)m * (double)n * (double)RC_MAX(k, 1) >= TWO_THREADS_MNK;
     size_t tb = (size_t)GATHER_ROWS * (size_t)(k + n) * sizeof(float);
     if ((arow || crow) &&
         (!(j.tmp[0] = rc_arena_alloc(ar, tb, false)) || (two && !(j.tmp[1] = rc_arena_alloc(ar, tb, false)))))
@@ -162,7 +166,9 @@ typedef struct tn_job {
 static void tn_part(void *arg, int part)
 {
     const tn_job *j = arg;
-    int64_t half = (j->n / 2 + 31) & ~(int64_t)31, n0 = part > 0 ? RC_MIN(half, j->n) : 0,
+    /* the split nearest the middle on a panel edge; an odd panel goes to part 1 (the worker:
+     * the calling thread has the serial work around the product) */
+    int64_t half = (j->n / 2 + 16) & ~(int64_t)31, n0 = part > 0 ? RC_MIN(half, j->n) : 0,
             n1 = part == 0 ? RC_MIN(half, j->n) : j->n;
     rc_gemm_tn_acc(j->m, j->ng, j->g, j->B, j->ldb, j->C, j->ldc, j->n, n0, n1, j->work[part > 0]);
 }
@@ -173,7 +179,7 @@ static bool weight_grad(int64_t m, int64_t n, int ng, const rc_tall *g, const fl
     if (m <= 0 || n <= 0) return true;
     int64_t k = 0;
     for (int i = 0; i < ng; i++) k += g[i].k;
-    bool two = tl_kernel && (double)m * (double)n * (double)k >= 4e6 && n > 32;
+    bool two = tl_kernel && (double)m * (double)n * (double)k >= TWO_THREADS_MNK && n > 32;
     size_t w = rc_gemm_tn_floats(k, ng) * sizeof(float);
     tn_job j = {.m = m, .n = n, .ldb = ldb, .ldc = ldc, .ng = ng, .g = g, .B = B, .C = C};
     if (!(j.work[0] = rc_arena_alloc(ar, w, false)) || (two && !(j.work[1] = rc_arena_alloc(ar, w, false)))) return false;
@@ -560,12 +566,15 @@ typedef struct lstm_fwd_job {
     const rc_fused_layer *l;
     const seqinfo *s;
     const rc_packed_b *wh, *wp;
+    const rc_packed_b *wx; /* non-NULL: the gates get the input projection step by step, from
+                            * x (packed rows) */
+    const float *x;
     const float *bias, *wf, *wi, *wo;
     float *gates, *craw, *yraw, *y, *c, *h, *m, *tmp[2];
     row_parts parts;
 } lstm_fwd_job;
 
-/* The recurrence over one part's rows (gates already hold the input projection). */
+/* The recurrence over one part's rows (gates already hold the input projection, unless wx). */
 static void lstm_fwd_part(void *arg, int part)
 {
     const lstm_fwd_job *j = arg;
@@ -578,6 +587,7 @@ static void lstm_fwd_part(void *arg, int part)
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *c = j->c + r.r0 * H, *h = j->h + r.r0 * P;
         float *g = j->gates + row * G, *yr = j->yraw + row * P, *cr = j->craw + row * H;
+        if (j->wx) rc_gemm_packed(n, j->x + row * j->wx->K, j->wx->K, j->wx, 0.0f, g, G);
         if (!j->wp) {
             /* the output is the state: read the previous step's output rows from the history */
             rc_gemm_packed(n, t ? j->yraw + (s->off[t - 1] + r.r0) * P : h, P, j->wh, 1.0f, g, G);
@@ -727,7 +737,16 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
             *cache = (rc_fused_cache){.kern = kern, .epoch = epoch, .B = B, .valid = true, .mem = mem, .cap = cache->cap};
     }
     if (!units) {
-        if (!project(x, s->xrow, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* the cell pass adds the bias */
+        /* An input projection too small to share between the threads (gemm_packed_rows) would
+         * run on one of them while the other waits: with the rows split, each thread projects
+         * its own rows at every step instead. */
+        bool fold = split_rows(s) && !s->xrow && (double)s->rows * (double)G * (double)D < TWO_THREADS_MNK;
+        if (fold) {
+            if (!rc_pack_b(&wx, kern, G, false, D, G, ar)) return RECUR_OUT_OF_MEMORY;
+            j.wx = &wx, j.x = x;
+        } else if (!project(x, s->xrow, s->rows, D, kern, G, NULL, j.gates, ar)) {
+            return RECUR_OUT_OF_MEMORY; /* (the cell pass adds the bias) */
+        }
         rc_pack_b_fill(&wh, 0, G);
         if (split_rows(s)) run_row_parts(&j.parts, s, lstm_fwd_part, &j);
         else lstm_fwd_part(&j, -1);
