@@ -315,6 +315,15 @@ static inline const float *tall_row(const rc_tall *g, int64_t r)
     return g->a1 + (r - g->split) * g->lda;
 }
 
+rc_tall rc_tall_from(rc_tall g, int64_t m0)
+{
+    if (g.idx) g.idx += m0;
+    else if (!g.a1) g.a0 += m0 * g.lda;
+    else if (m0 < g.split) g.a0 += m0 * g.lda, g.split -= m0;
+    else g.a0 = g.a1 + (m0 - g.split) * g.lda, g.a1 = NULL, g.split = 0;
+    return g;
+}
+
 #ifdef HAVE_AVX512_PATH
 /* Rows [r0, r1) of the reduction (within which no group's rows change place: the split
  * between a0 and a1 falls on a block edge) for panels [q0, q1). A's block is first copied into [k / 8][kb][8] strips (a tile's eight columns

@@ -57,6 +57,9 @@ typedef struct rc_tall {
     int64_t split, lda, k;
 } rc_tall;
 
+/* The same tall matrix from its row m0 on. */
+rc_tall rc_tall_from(rc_tall g, int64_t m0);
+
 /* Columns [n0, n1) of C (n0 a multiple of 32, n1 too or N), so that threads can share one
  * product. work: rc_gemm_tn_floats(k, ng) floats (k: all groups' columns), 64-byte aligned, one per thread. The panels of B
  * are packed on the way, a block of rows at a time, and read once for every group; A is read

@@ -153,22 +153,36 @@ static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, in
 }
 
 /* Weight gradients: C[k, n] += A^T @ B[m, n] over all m packed rows, A's k columns in groups
- * (core/gemm_packed: B's panels are packed once for every group), the columns of C split
- * between the two threads when the product is large. False on OOM. */
+ * (core/gemm_packed: B's panels are packed once for every group), shared between the two
+ * threads when the product is large. C's columns are split on a panel edge where their panels
+ * halve evenly; where they do not (7 panels, say), the sum over the rows is split instead: the
+ * first half into C, the second into a zeroed copy added after. That choice depends on the
+ * shape only, so one thread does the same sums in the same order and the result keeps its bits
+ * whatever the thread count. False on OOM. */
 typedef struct tn_job {
-    int64_t m, n, ldb, ldc;
+    int64_t m, n, k, ldb, ldc;
     int ng;
     const rc_tall *g;
     const float *B;
     float *C, *work[2];
+    float *C2; /* the row split: the second half's sum (k x n) */
 } tn_job;
 
 static void tn_part(void *arg, int part)
 {
     const tn_job *j = arg;
-    /* the split nearest the middle on a panel edge; an odd panel goes to part 1 (the worker:
-     * the calling thread has the serial work around the product) */
-    int64_t half = (j->n / 2 + 16) & ~(int64_t)31, n0 = part > 0 ? RC_MIN(half, j->n) : 0,
+    if (j->C2) {
+        int64_t mh = j->m / 2;
+        if (part <= 0) rc_gemm_tn_acc(mh, j->ng, j->g, j->B, j->ldb, j->C, j->ldc, j->n, 0, j->n, j->work[0]);
+        if (part != 0) {
+            rc_tall g2[4];
+            for (int i = 0; i < j->ng; i++) g2[i] = rc_tall_from(j->g[i], mh);
+            memset(j->C2, 0, (size_t)(j->k * j->n) * sizeof *j->C2);
+            rc_gemm_tn_acc(j->m - mh, j->ng, g2, j->B + mh * j->ldb, j->ldb, j->C2, j->n, j->n, 0, j->n, j->work[part > 0]);
+        }
+        return;
+    }
+    int64_t half = (j->n / 2 + 31) & ~(int64_t)31, n0 = part > 0 ? RC_MIN(half, j->n) : 0,
             n1 = part == 0 ? RC_MIN(half, j->n) : j->n;
     rc_gemm_tn_acc(j->m, j->ng, j->g, j->B, j->ldb, j->C, j->ldc, j->n, n0, n1, j->work[part > 0]);
 }
@@ -179,12 +193,17 @@ static bool weight_grad(int64_t m, int64_t n, int ng, const rc_tall *g, const fl
     if (m <= 0 || n <= 0) return true;
     int64_t k = 0;
     for (int i = 0; i < ng; i++) k += g[i].k;
-    bool two = tl_kernel && (double)m * (double)n * (double)k >= TWO_THREADS_MNK && n > 32;
+    bool big = (double)m * (double)n * (double)k >= TWO_THREADS_MNK, two = tl_kernel && big && n > 32;
     size_t w = rc_gemm_tn_floats(k, ng) * sizeof(float);
-    tn_job j = {.m = m, .n = n, .ldb = ldb, .ldc = ldc, .ng = ng, .g = g, .B = B, .C = C};
-    if (!(j.work[0] = rc_arena_alloc(ar, w, false)) || (two && !(j.work[1] = rc_arena_alloc(ar, w, false)))) return false;
-    if (two) rc_kparallel2(tl_kernel, tn_part, &j);
+    tn_job j = {.m = m, .n = n, .k = k, .ldb = ldb, .ldc = ldc, .ng = ng, .g = g, .B = B, .C = C};
+    if (big && (n + 31) / 32 % 2 && m >= 64 && ng <= 4 && !(j.C2 = rc_arena_alloc(ar, (size_t)(k * n) * sizeof(float), false)))
+        return false;
+    if (!(j.work[0] = rc_arena_alloc(ar, w, false)) || ((two || j.C2) && !(j.work[1] = rc_arena_alloc(ar, w, false)))) return false;
+    if (two || j.C2) rc_kparallel2(tl_kernel, tn_part, &j);
     else tn_part(&j, -1);
+    if (j.C2)
+        for (int64_t r = 0; r < k; r++)
+            for (int64_t c = 0; c < n; c++) C[r * ldc + c] += j.C2[r * n + c];
     return true;
 }
 
