@@ -354,7 +354,7 @@ TEST(packed_gemm_matches_a_double_reference)
 {
     /* The recurrent-step product: every edge of the 8-row tiles, 32-column panels and K blocks,
      * both layouts of B, beta 0 and 1, on the packed path and the CBLAS fallback. */
-    const int64_t Ms[] = {0, 1, 3, 4, 7, 8, 9, 13, 64, 65, 139}, Ns[] = {1, 15, 16, 17, 31, 32, 33, 200}, Ks[] = {0, 1, 5, 191, 192, 193, 400};
+    const int64_t Ms[] = {0, 1, 3, 4, 7, 8, 9, 13, 64, 65, 139}, Ns[] = {1, 15, 16, 17, 31, 32, 33, 200}, Ks[] = {0, 1, 5, 191, 192, 193, 240, 241, 400, 433};
     srand(7);
     for (int fb = 0; fb < 2; fb++) {
         rc_gemm_packed_use_cblas(fb);

@@ -139,8 +139,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
 }
 
 /* K is taken in blocks of KC so that a panel's block (KC x 32 floats) stays in L1 while every
- * row tile of A passes over it. */
+ * row tile of A passes over it. A rest of up to KC / 4 more goes with the block before it
+ * (K = 200 as one block, not 192 and 8: a block costs a pass over C's tiles). */
 #define KC 192
+#define KC_LAST (KC + KC / 4)
 
 /* The lanes of a panel's two vectors that hold its w (<= 32) columns. */
 static inline void panel_masks(int64_t w, __mmask16 *m0, __mmask16 *m1)
@@ -171,13 +173,13 @@ __attribute__((target("avx512f"))) static void row_x4(int64_t K, const float *a,
  * between the K blocks. */
 #define MB 64
 
-/* Panels [q0, q1) of the product, for rows [0, M) (M <= MB, or any M when K <= KC). */
+/* Panels [q0, q1) of the product, for rows [0, M) (M <= MB, or any M when K <= KC_LAST). */
 __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float *A, int64_t lda, const rc_packed_b *p,
                                                           float beta, float *C, int64_t ldc, int64_t q0, int64_t q1)
 {
     int64_t K = p->K, N = p->N, np = q1, nfull = RC_MIN(N / NR, q1), m4 = M / 4 * 4;
-    for (int64_t k0 = 0; k0 < K; k0 += KC) {
-        int64_t kb = RC_MIN(KC, K - k0);
+    for (int64_t k0 = 0, kb; k0 < K; k0 += kb) {
+        kb = K - k0 <= KC_LAST ? K - k0 : KC;
         float bk = k0 ? 1.0f : beta;
         for (int64_t q = q0; q < np; q++) {
             int64_t n0 = q * NR;
@@ -207,7 +209,7 @@ __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float
 static void gemm_avx512(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc,
                         int64_t q0, int64_t q1)
 {
-    if (p->K <= KC) {
+    if (p->K <= KC_LAST) {
         gemm_block(M, A, lda, p, beta, C, ldc, q0, q1);
         return;
     }
