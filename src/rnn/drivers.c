@@ -99,15 +99,19 @@ static recur_rnn_out dynamic_rnn(recur_graph *g, recur_cell *cell, recur_tensor 
     recur_scope *sc = o.scope_obj ? recur_variable_scope_enter(g, o.scope_obj, NULL)
                                   : recur_variable_scope_push(g, o.scope ? o.scope : "rnn", RECUR_REUSE_INHERIT);
     if (!sc) return r;
-    recur_tensor *x = o.time_major ? inputs : recur_transpose(g, inputs, (int[]){1, 0, 2});
-    recur_tensor *len = o.sequence_length ? prep_len(g, o.sequence_length, x ? x->shape.dims[1] : -1) : NULL;
+    /* The loop reads and writes the caller's layout: TensorFlow transposes a batch-major input
+     * to time-major and the outputs back; the loop's row indexing does the same without the two
+     * copies (and their gradients). */
+    int bdim = o.time_major ? 1 : 0;
+    recur_tensor *x = inputs;
+    recur_tensor *len = o.sequence_length ? prep_len(g, o.sequence_length, x->shape.dims[bdim]) : NULL;
     recur_tensor *init[RECUR_MAX_STATE];
     int n = rc_cell_state_count(cell);
     recur_op *op = NULL;
-    if (x && (!o.sequence_length || len) && prep_state(g, cell, o.initial_state, o.dtype, x, 1, init))
-        op = rc_rnn_loop(g, cell, x, len, init, n);
+    if ((!o.sequence_length || len) && prep_state(g, cell, o.initial_state, o.dtype, x, bdim, init))
+        op = rc_rnn_loop(g, cell, x, len, init, n, !o.time_major);
     if (op) {
-        r.outputs = o.time_major ? &op->outputs[0] : recur_transpose(g, &op->outputs[0], (int[]){1, 0, 2});
+        r.outputs = &op->outputs[0];
         r.num_state = n;
         for (int i = 0; i < n; i++) r.state[i] = &op->outputs[1 + i];
     }

@@ -238,10 +238,12 @@ typedef struct seqinfo {
     int64_t rows;   /* running (step, row) pairs in all */
     bool dense;     /* every row runs every one of the steps: the packed layout is [steps][B] */
     int64_t *at;    /* [steps] where two threads split the running rows at t (row_parts) */
-    const int64_t *xrow; /* the first layer's x and dx in the caller's [T][B] layout: packed row r
-                          * is their row xrow[r] (NULL: x and dx are packed like the rest) */
+    const int64_t *xrow; /* the first layer's x and dx in the caller's layout ([T][B] or [B][T]):
+                          * packed row r is their row xrow[r] (NULL: x and dx are packed like
+                          * the rest) */
     const int64_t *yrow; /* the same for the last layer's output y (forward) and its gradient dy
                           * (backward) */
+    bool bm;             /* the caller's arrays are batch-major, [B][T] */
 } seqinfo;
 
 /* Step rows [row, row + n) of a layer's output (w floats each, in src) into y: packed, or the
@@ -266,10 +268,11 @@ static void seq_offsets(seqinfo *s)
     s->rows = s->off[s->steps];
 }
 
-static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, rc_arena *ar)
+static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, bool bm, rc_arena *ar)
 {
-    s->T = x->shape.dims[0];
-    s->B = x->shape.dims[1];
+    s->bm = bm;
+    s->T = x->shape.dims[bm];
+    s->B = x->shape.dims[!bm];
     s->steps = s->T;
     s->perm = NULL;
     s->at = NULL;
@@ -412,15 +415,22 @@ static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int
     rc_kparallel2(tl_kernel, fn, arg);
 }
 
-/* seqinfo.xrow for arrays in the caller's [T][B] layout. NULL on OOM. */
+/* seqinfo.xrow for arrays in the caller's layout, [T][B] or [B][T]. NULL on OOM. */
 static const int64_t *caller_rows(const seqinfo *s, rc_arena *ar)
 {
     int64_t *r = rc_arena_alloc(ar, (size_t)(s->rows + 1) * sizeof *r, false);
     if (!r) return NULL;
     for (int64_t t = 0; t < s->steps; t++)
-        for (int64_t i = 0; i < s->nact[t]; i++) r[s->off[t] + i] = t * s->B + (s->perm ? s->perm[i] : i);
+        for (int64_t i = 0; i < s->nact[t]; i++) {
+            int64_t b = s->perm ? s->perm[i] : i;
+            r[s->off[t] + i] = s->bm ? b * s->T + t : t * s->B + b;
+        }
     return r;
 }
+
+/* Whether the caller's arrays are the packed layout: every row runs every step in the caller's
+ * order, time-major (or a layout where the two agree: one row or one step). */
+static bool caller_packed(const seqinfo *s) { return !s->perm && s->dense && (!s->bm || s->B == 1 || s->T == 1); }
 
 /* Between the caller's layout and the packed sorted one, by the row indexes of caller_rows:
  * dst[r] = src[rows[r]] (to_sorted) or dst[rows[r]] = src[r], rows of w floats. */
@@ -586,8 +596,9 @@ typedef struct lstm_fwd_job {
     const seqinfo *s;
     const rc_packed_b *wh, *wp;
     const rc_packed_b *wx; /* non-NULL: the gates get the input projection step by step, from
-                            * x (packed rows) */
+                            * x (packed rows, or the caller's by s->xrow: gathered into xg) */
     const float *x;
+    float *xg[2];
     const float *bias, *wf, *wi, *wo;
     float *gates, *craw, *yraw, *y, *c, *h, *m, *tmp[2];
     row_parts parts;
@@ -606,7 +617,16 @@ static void lstm_fwd_part(void *arg, int part)
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *c = j->c + r.r0 * H, *h = j->h + r.r0 * P;
         float *g = j->gates + row * G, *yr = j->yraw + row * P, *cr = j->craw + row * H;
-        if (j->wx) rc_gemm_packed(n, j->x + row * j->wx->K, j->wx->K, j->wx, 0.0f, g, G);
+        if (j->wx) {
+            int64_t D = j->wx->K;
+            const float *xa = j->x + row * D;
+            if (s->xrow) {
+                float *xg = j->xg[part > 0];
+                for (int64_t i = 0; i < n; i++) memcpy(xg + i * D, j->x + s->xrow[row + i] * D, (size_t)D * sizeof *xg);
+                xa = xg;
+            }
+            rc_gemm_packed(n, xa, D, j->wx, 0.0f, g, G);
+        }
         if (!j->wp) {
             /* the output is the state: read the previous step's output rows from the history */
             rc_gemm_packed(n, t ? j->yraw + (s->off[t - 1] + r.r0) * P : h, P, j->wh, 1.0f, g, G);
@@ -759,10 +779,12 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
         /* An input projection too small to share between the threads (gemm_packed_rows) would
          * run on one of them while the other waits: with the rows split, each thread projects
          * its own rows at every step instead. */
-        bool fold = split_rows(s) && !s->xrow && (double)s->rows * (double)G * (double)D < TWO_THREADS_MNK;
+        bool fold = split_rows(s) && (double)s->rows * (double)G * (double)D < TWO_THREADS_MNK;
         if (fold) {
             if (!rc_pack_b(&wx, kern, G, false, D, G, ar)) return RECUR_OUT_OF_MEMORY;
             j.wx = &wx, j.x = x;
+            for (int i = 0; i < 2 && s->xrow; i++)
+                if (!(j.xg[i] = rc_arena_alloc(ar, (size_t)(B * D) * sizeof(float), false))) return RECUR_OUT_OF_MEMORY;
         } else if (!project(x, s->xrow, s->rows, D, kern, G, NULL, j.gates, ar)) {
             return RECUR_OUT_OF_MEMORY; /* (the cell pass adds the bias) */
         }
@@ -1002,10 +1024,10 @@ static recur_code fused_forward(rc_kctx *k, const rc_fused *spec, const recur_ar
     if (x->shape.dims[0] == 0 || x->shape.dims[1] == 0) return RECUR_OK;
     seqinfo s;
     recur_code code = RECUR_OK;
-    if (!seq_setup(&s, x, len, ar)) goto oom;
+    if (!seq_setup(&s, x, len, spec->batch_major, ar)) goto oom;
     int64_t T = s.T, B = s.B;
-    /* the caller's arrays serve as they are when every row runs in its order */
-    bool direct = !s.perm && s.dense;
+    /* the caller's arrays serve as they are when they are the packed layout */
+    bool direct = caller_packed(&s);
     const float *cur = x->data;
     const int64_t *rows = direct ? NULL : caller_rows(&s, ar);
     if (!direct && !rows) goto oom;
@@ -1520,7 +1542,7 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
     if (x->shape.dims[0] == 0 || x->shape.dims[1] == 0) return RECUR_OK;
     seqinfo s;
     recur_code code = RECUR_OK;
-    if (!seq_setup(&s, x, len, ar)) goto oom;
+    if (!seq_setup(&s, x, len, spec->batch_major, ar)) goto oom;
     int64_t T = s.T, B = s.B;
     const float *hl[RC_ARRAY_LEN(spec->layers)];
     const float *h = hist;
@@ -1528,9 +1550,9 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
         hl[i] = h;
         h += T * B * row_floats(&spec->layers[i]);
     }
-    /* Every row runs every step in the caller's order: the caller's arrays serve as they are
-     * (dx beyond the last step stays as the caller zeroed it); otherwise packed sorted copies. */
-    bool direct = !s.perm && s.dense;
+    /* The caller's arrays in the packed layout serve as they are (dx beyond the last step stays
+     * as the caller zeroed it); otherwise they are read and written by row index. */
+    bool direct = caller_packed(&s);
     const rc_fused_layer *top = &spec->layers[spec->nlayers - 1];
     /* the top layer reads the caller's rows of dy a step at a time */
     const float *dy = dout->data;

@@ -3,8 +3,9 @@
  * time, with sequence_length semantics (outputs zero past each row's length, state copied
  * through). For built-in cells the same op runs a fused whole-sequence kernel instead.
  *
- * Inputs:  [x_tm [T,B,D], (seq_len [B]), init_state..., captures...]
- * Outputs: [outputs_tm [T,B,O], final_state...]
+ * Inputs:  [x [T,B,D], (seq_len [B]), init_state..., captures...]
+ * Outputs: [outputs [T,B,O], final_state...]
+ * (x [B,T,D] and outputs [B,T,O] when the loop is batch-major.)
  */
 #include "exec/exec.h"
 #include "rnn/rnn_impl.h"
@@ -39,8 +40,8 @@ static bool rnn_shape(recur_graph *g, recur_op *op)
     rc_loop *L = op->attr.ptr;
     recur_tensor *x = op->inputs[0];
     if (!rc_set_outputs(op, 1 + L->nstate)) return rc_goom(g), false;
-    int64_t T = x->shape.dims[0], B = x->shape.dims[1];
-    rc_set_output(op, 0, L->out->dtype, RECUR_SHAPE(T, B, L->out->shape.dims[1]));
+    int64_t T = x->shape.dims[L->batch_major], B = x->shape.dims[!L->batch_major], O = L->out->shape.dims[1];
+    rc_set_output(op, 0, L->out->dtype, L->batch_major ? RECUR_SHAPE(B, T, O) : RECUR_SHAPE(T, B, O));
     for (int i = 0; i < L->nstate; i++)
         rc_set_output(op, 1 + i, L->state_out[i]->dtype, RECUR_SHAPE(B, L->state_out[i]->shape.dims[1]));
     return true;
@@ -112,8 +113,8 @@ static recur_code check_inputs(rc_kctx *k, rc_loop *L, int64_t *T, int64_t *B, i
     if (x->shape.rank != 3)
         return rc_kerr(k, RECUR_INVALID_ARGUMENT, "Expected the RNN input to have rank 3, got shape %s",
                        rc_shape_debug(x->shape, s1, sizeof s1));
-    *T = x->shape.dims[0];
-    *B = x->shape.dims[1];
+    *T = x->shape.dims[L->batch_major];
+    *B = x->shape.dims[!L->batch_major];
     if (x->shape.dims[2] != L->x_in->shape.dims[1])
         return rc_kerr(k, RECUR_INVALID_ARGUMENT, "The RNN input has depth %lld but the cell was built for depth %lld",
                        (long long)x->shape.dims[2], (long long)L->x_in->shape.dims[1]);
@@ -189,8 +190,9 @@ static recur_code loop_path(rc_kctx *k, rc_loop *L, rc_loop_state *ls, bool trai
     if (!plan) return recur_status_code(k->st) ? recur_status_code(k->st) : rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
     recur_array *x = k->in[0], *len = L->has_len ? k->in[1] : NULL;
     int64_t D = x->shape.dims[2];
-    size_t xrow = (size_t)(B * D) * recur_dtype_size(x->dtype);
-    size_t orow = out->nbytes / (size_t)(T ? T : 1);
+    /* row b of step t: at (t B + b) rows, or (b T + t) when batch-major */
+    size_t xr = (size_t)D * recur_dtype_size(x->dtype), r = out->nbytes / (size_t)RC_MAX(T * B, 1);
+    int64_t bstride = L->batch_major ? T : 1, tstride = L->batch_major ? 1 : B;
     if (train) {
         size_t need = (size_t)steps * L->nsaved;
         if (need > ls->hist_cap) {
@@ -204,7 +206,9 @@ static recur_code loop_path(rc_kctx *k, rc_loop *L, rc_loop_state *ls, bool trai
     for (int64_t t = 0; t < steps; t++) {
         recur_array *xt = rc_pool_get(&run->s->pool, x->dtype, RECUR_SHAPE(B, D));
         if (!xt) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
-        memcpy(xt->data, (char *)x->data + (size_t)t * xrow, xrow);
+        if (!L->batch_major) memcpy(xt->data, (char *)x->data + (size_t)t * B * xr, (size_t)B * xr);
+        else
+            for (int64_t b = 0; b < B; b++) memcpy((char *)xt->data + (size_t)b * xr, (char *)x->data + (size_t)(b * T + t) * xr, xr);
         rc_run_set(run, L->x_in, xt);
         for (int i = 0; i < L->nstate; i++) {
             recur_array *sc = pooled_copy(run, fin[i], NULL);
@@ -218,14 +222,9 @@ static recur_code loop_path(rc_kctx *k, rc_loop *L, rc_loop_state *ls, bool trai
         recur_code c = rc_plan_exec(run, plan);
         if (c == RECUR_OK) {
             recur_array *o = run->vals[L->out->id];
-            char *dst = (char *)out->data + (size_t)t * orow;
-            if (!len) {
-                memcpy(dst, o->data, orow);
-            } else {
-                size_t r = orow / (size_t)B;
-                for (int64_t b = 0; b < B; b++)
-                    if (t < (int64_t)rc_array_get(len, b)) memcpy(dst + (size_t)b * r, (char *)o->data + (size_t)b * r, r);
-            }
+            for (int64_t b = 0; b < B; b++)
+                if (!len || t < (int64_t)rc_array_get(len, b))
+                    memcpy((char *)out->data + (size_t)(b * bstride + t * tstride) * r, (char *)o->data + (size_t)b * r, r);
             for (int i = 0; i < L->nstate; i++) {
                 recur_array *ns = run->vals[L->state_out[i]->id];
                 if (!len) {
@@ -272,7 +271,8 @@ static recur_code rnn_kernel(rc_kctx *k)
     if (!ls) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
     release_hist(k->run->s, ls);
     recur_array *x = k->in[0];
-    recur_array *out = rc_kout(k, 0, L->out->dtype, RECUR_SHAPE(T, B, L->out->shape.dims[1]));
+    int64_t O = L->out->shape.dims[1];
+    recur_array *out = rc_kout(k, 0, L->out->dtype, L->batch_major ? RECUR_SHAPE(B, T, O) : RECUR_SHAPE(T, B, O));
     if (!out) return recur_status_code(k->st);
     if (out->nbytes) memset(out->data, 0, out->nbytes); /* an empty array has no data pointer */
     recur_array *fin[RECUR_MAX_STATE];
@@ -397,8 +397,8 @@ static recur_tensor *frame_local(recur_graph *g, rc_frame *f, recur_tensor *t)
     return t && t->op->frame != f ? recur_identity(g, t, NULL) : t;
 }
 
-recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recur_tensor *seq_len,
-                      recur_tensor *const *init, int nstate)
+recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x, recur_tensor *seq_len,
+                      recur_tensor *const *init, int nstate, bool batch_major)
 {
     rc_frame *fr = rc_calloc(1, sizeof *fr);
     rc_loop *L = rc_calloc(1, sizeof *L);
@@ -414,6 +414,7 @@ recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recu
     L->frame = fr;
     L->nstate = nstate;
     L->has_len = seq_len != NULL;
+    L->batch_major = batch_major;
     fr->parent = g->frame;
 
     size_t depth = rc_scope_depth(g);
@@ -425,8 +426,8 @@ recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recu
     }
     rc_frame *saved = g->frame;
     g->frame = fr;
-    int64_t B = x_tm->shape.dims[1];
-    L->x_in = rc_loop_var(g, x_tm->dtype, RECUR_SHAPE(B, x_tm->shape.dims[2]));
+    int64_t B = x->shape.dims[!batch_major];
+    L->x_in = rc_loop_var(g, x->dtype, RECUR_SHAPE(B, x->shape.dims[2]));
     for (int i = 0; i < nstate; i++) L->state_in[i] = rc_loop_var(g, init[i]->dtype, RECUR_SHAPE(B, init[i]->shape.dims[1]));
     recur_tensor *out = recur_graph_ok(g) ? rc_cell_call(g, cell, L->x_in, L->state_in, L->state_out) : NULL;
     if (out) {
@@ -441,13 +442,14 @@ recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recu
     recur_tensor **in = rc_malloc((size_t)n * sizeof *in);
     if (!in) return rc_goom(g);
     int k = 0;
-    in[k++] = x_tm;
+    in[k++] = x;
     if (seq_len) in[k++] = seq_len;
     for (int i = 0; i < nstate; i++) in[k++] = init[i];
     L->first_capture = k;
     L->ncaptures = (int)fr->ncaptures;
     for (size_t i = 0; i < fr->ncaptures; i++) in[k++] = fr->captures[i];
     describe_fused(cell, in, n, L->first_capture, &L->fused);
+    L->fused.batch_major = batch_major;
     rc_attrs a = {.ptr = L};
     a.i[0] = L->has_len;
     a.i[1] = nstate;

@@ -4,9 +4,10 @@
  * reads the forward step's values saved per step), and an RnnLoopGrad op runs it in reverse
  * time, or runs the fused backward kernels when the forward ran fused.
  *
- * RnnLoopGrad inputs:  [fwd outputs_tm, d_outputs_tm, d_final_state..., <the forward op's
- *                       inputs: x_tm, (seq_len), init_state..., captures...>, backward captures...]
- * RnnLoopGrad outputs: [d_x_tm, d_init_state..., d_capture...]
+ * RnnLoopGrad inputs:  [fwd outputs, d_outputs, d_final_state..., <the forward op's inputs:
+ *                       x, (seq_len), init_state..., captures...>, backward captures...]
+ * RnnLoopGrad outputs: [d_x, d_init_state..., d_capture...]
+ * (x, the outputs and their gradients in the forward loop's layout: [T, B, .] or [B, T, .].)
  */
 #include "exec/exec.h"
 #include "rnn/rnn_impl.h"
@@ -96,18 +97,19 @@ static int saved_index(const rc_loop *L, const recur_tensor *t)
     return -1;
 }
 
-/* Copy of rows [B, n] of `src` with the rows past their length at step t zeroed. */
-static recur_array *masked_copy(rc_run *run, recur_dtype dt, recur_shape shape, const void *src, const recur_array *len,
-                                int64_t t)
+/* Copy of rows [B, n] of `src` (row b at src + b * stride rows) with the rows past their length
+ * at step t zeroed. */
+static recur_array *masked_copy(rc_run *run, recur_dtype dt, recur_shape shape, const void *src, int64_t stride,
+                                const recur_array *len, int64_t t)
 {
     recur_array *c = rc_pool_get(&run->s->pool, dt, shape);
     if (!c) return NULL;
-    if (c->nbytes) memcpy(c->data, src, c->nbytes);
-    if (len) {
-        int64_t B = shape.dims[0];
-        size_t row = c->nbytes / (size_t)(B ? B : 1);
-        for (int64_t b = 0; b < B; b++)
-            if (t >= (int64_t)rc_array_get(len, b)) memset((char *)c->data + (size_t)b * row, 0, row);
+    int64_t B = shape.dims[0];
+    size_t row = c->nbytes / (size_t)(B ? B : 1);
+    for (int64_t b = 0; b < B; b++) {
+        char *dst = (char *)c->data + (size_t)b * row;
+        if (len && t >= (int64_t)rc_array_get(len, b)) memset(dst, 0, row);
+        else memcpy(dst, (const char *)src + (size_t)(b * stride) * row, row);
     }
     return c;
 }
@@ -130,17 +132,20 @@ static recur_code generic_backward(rc_kctx *k, rc_loop_grad *G, rc_loop_state *l
     rc_loop *L = G->fwd;
     int n = L->nstate, fo = FWD_INPUTS(L);
     recur_array *dout = k->in[1], *len = L->has_len ? k->in[fo + 1] : NULL;
-    int64_t B = dout->shape.dims[1], O = dout->shape.dims[2], D = dX->shape.dims[2];
+    int64_t T = dout->shape.dims[L->batch_major], B = dout->shape.dims[!L->batch_major], O = dout->shape.dims[2];
     rc_plan *plan = backward_plan(k, G);
     if (!plan) return recur_status_code(k->st) ? recur_status_code(k->st) : rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
-    size_t orow = (size_t)(B * O) * recur_dtype_size(dout->dtype), xrow = (size_t)(B * D) * recur_dtype_size(dX->dtype);
+    /* row b of step t: at (t B + b) rows, or (b T + t) when batch-major */
+    int64_t bstride = L->batch_major ? T : 1, tstride = L->batch_major ? 1 : B;
+    size_t orow = (size_t)O * recur_dtype_size(dout->dtype), r = (size_t)dX->shape.dims[2] * recur_dtype_size(dX->dtype);
     for (int64_t t = ls->steps - 1; t >= 0; t--) {
-        recur_array *d = masked_copy(run, dout->dtype, RECUR_SHAPE(B, O), (char *)dout->data + (size_t)t * orow, len, t);
+        recur_array *d = masked_copy(run, dout->dtype, RECUR_SHAPE(B, O), (char *)dout->data + (size_t)(t * tstride) * orow,
+                                     bstride, len, t);
         if (!d) return rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
         rc_run_set(run, G->d_out_in, d);
         bool oom = false;
         for (int i = 0; i < n; i++) {
-            recur_array *s = masked_copy(run, dS[i]->dtype, dS[i]->shape, dS[i]->data, len, t);
+            recur_array *s = masked_copy(run, dS[i]->dtype, dS[i]->shape, dS[i]->data, 1, len, t);
             if (!s) oom = true;
             else rc_run_set(run, G->d_state_in[i], s);
         }
@@ -153,10 +158,9 @@ static recur_code generic_backward(rc_kctx *k, rc_loop_grad *G, rc_loop_state *l
         recur_code c = oom ? rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory") : rc_plan_exec(run, plan);
         if (c == RECUR_OK) {
             recur_array *dx = run->vals[G->d_x_out->id];
-            char *dst = (char *)dX->data + (size_t)t * xrow;
-            size_t r = xrow / (size_t)(B ? B : 1);
             for (int64_t b = 0; b < B; b++)
-                if (!len || t < (int64_t)rc_array_get(len, b)) memcpy(dst + (size_t)b * r, (char *)dx->data + (size_t)b * r, r);
+                if (!len || t < (int64_t)rc_array_get(len, b))
+                    memcpy((char *)dX->data + (size_t)(b * bstride + t * tstride) * r, (char *)dx->data + (size_t)b * r, r);
             for (int i = 0; i < n; i++) {
                 recur_array *ds = run->vals[G->d_state_out[i]->id];
                 size_t sr = ds->nbytes / (size_t)(B ? B : 1);

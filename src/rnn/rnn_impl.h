@@ -89,6 +89,7 @@ typedef struct rc_fused_layer {
 
 typedef struct rc_fused {
     int nlayers;                 /* 0: no fused path */
+    bool batch_major;            /* x, dx, the outputs and their gradient are [B, T, .] */
     rc_fused_layer layers[8];
 } rc_fused;
 
@@ -101,6 +102,7 @@ typedef struct rc_loop {
     recur_tensor **state_out;    /* body outputs: new state */
     int nstate;
     bool has_len;
+    bool batch_major;            /* x [B, T, D] and outputs [B, T, O] (else [T, B, .]) */
     int first_capture;           /* loop-op input index of the first capture */
     int ncaptures;
     rc_fused fused;
@@ -162,12 +164,15 @@ void rc_loop_abort_step(rc_run *run, const struct rc_plan *plan);
 void rc_free_frame(void *p);
 bool rc_grad_rnn(recur_graph *g, recur_op *op, recur_tensor *const *dy, recur_tensor **dx);
 
-/* Build an RNN loop running `cell` over time-major x [T, B, D]. init: nstate tensors. Returns
- * the loop op (outputs as above) or NULL. Name scope "while" is opened for the body. */
-recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x_tm, recur_tensor *seq_len,
-                      recur_tensor *const *init, int nstate);
+/* Build an RNN loop running `cell` over x: time-major [T, B, D], or batch-major [B, T, D] (the
+ * outputs then [B, T, O] too: dynamic_rnn's default layout, without the two transposes
+ * TensorFlow puts around its loop). init: nstate tensors. Returns the loop op (outputs as
+ * above) or NULL. Name scope "while" is opened for the body. */
+recur_op *rc_rnn_loop(recur_graph *g, recur_cell *cell, recur_tensor *x, recur_tensor *seq_len,
+                      recur_tensor *const *init, int nstate, bool batch_major);
 
-/* Fused whole-sequence kernels (fused.c). Forward: x [T, B, D] f32, len int [B] or NULL;
+/* Fused whole-sequence kernels (fused.c). Forward: x [T, B, D] f32 ([B, T, D] when
+ * spec->batch_major, and likewise `out` and, backward, dout and dx), len int [B] or NULL;
  * `final` holds the initial state on entry and the final state on exit; `out` [T, B, O] is
  * zero-filled by the caller; hist (rc_fused_hist_floats floats, or NULL when no gradient
  * follows) receives what the backward needs; scratch comes from the arena. */
