@@ -528,7 +528,8 @@ typedef enum recur_rnn_path {
 } recur_rnn_path;
 
 typedef struct recur_session_opts {
-    int num_threads;        /* 0: all cores (at most 2 worker threads per session) */
+    int num_threads;        /* 0: 2; never more than the cores the process may run on when the
+                             * session is made (at most 2 threads per session are used) */
     recur_rnn_path rnn_path;
     bool check_numerics;    /* stop at the first NaN/Inf produced by any op, naming it */
 } recur_session_opts;

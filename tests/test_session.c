@@ -8,6 +8,8 @@
 #include "golden.h"
 #include "exec/exec.h"
 
+#include <sched.h>
+
 static recur_status *st;
 
 static void setup(void) { st = recur_status_new(); }
@@ -558,7 +560,41 @@ TEST(seeded_initializers_are_deterministic)
     recur_array_free(vals[1]);
 }
 
-RUN_TESTS(T(missing_feed_message), T(feed_shape_and_dtype_checks), T(uninitialized_variable_then_initializer),
+/* A process allowed on one core gets one thread per session, whatever it asks for: two threads
+ * on one core would only take turns. */
+TEST(sessions_use_no_more_threads_than_allowed_cores)
+{
+    cpu_set_t all, one;
+    ASSERT_TRUE(sched_getaffinity(0, sizeof all, &all) == 0);
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &all)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    st = recur_status_new();
+    recur_graph *g = recur_graph_new();
+    recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(2), "x");
+    recur_tensor *y = recur_square(g, x);
+    for (int pinned = 0; pinned < 2; pinned++) {
+        ASSERT_TRUE(sched_setaffinity(0, sizeof(cpu_set_t), pinned ? &one : &all) == 0);
+        recur_session *s = recur_session_new(g, &(recur_session_opts){.num_threads = 2}, st);
+        ASSERT_OK(st);
+        ASSERT_EQ_INT(s->threads, pinned ? 1 : RC_MIN(2, CPU_COUNT(&all)));
+        recur_array *xv = recur_array_from(RECUR_F32, RECUR_SHAPE(2), (float[]){3, -2}, NULL), *yv = NULL;
+        recur_session_run(s, (recur_feed[]){{x, xv}}, 1, &y, &yv, 1, NULL, 0, st);
+        ASSERT_OK(st);
+        ASSERT_TRUE(((const float *)recur_array_cdata(yv))[0] == 9 && ((const float *)recur_array_cdata(yv))[1] == 4);
+        recur_array_free(xv);
+        recur_array_free(yv);
+        recur_session_free(s);
+    }
+    ASSERT_TRUE(sched_setaffinity(0, sizeof all, &all) == 0);
+    recur_graph_free(g);
+    recur_status_free(st);
+}
+
+RUN_TESTS(T(sessions_use_no_more_threads_than_allowed_cores), T(missing_feed_message), T(feed_shape_and_dtype_checks), T(uninitialized_variable_then_initializer),
           T(variables_initializer_list_and_independent_sessions), T(steady_state_runs_do_not_allocate), T(runs_with_varying_shapes_reuse_the_pool),
           T(bilstm_adam_training_steps_do_not_allocate), T(only_needed_ops_run), T(check_numerics_names_the_op), T(check_numerics_op_in_tensorflows_words), T(already_exists_names_creation_site),
           T(does_not_exist_lists_nearest_names), T(bad_names_and_shapes_rejected),

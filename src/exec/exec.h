@@ -88,6 +88,8 @@ struct rc_run {
 bool rc_worker_start(recur_session *s, void (*fn)(void *), void *arg);
 void rc_worker_wait(recur_session *s);
 void rc_worker_stop(recur_session *s);
+/* Cores the calling thread may run on (its affinity mask; else the cores online; >= 1). */
+int rc_usable_cpus(void);
 /* Make the BLAS single-threaded for the duration of a run; returns what to restore. */
 /* Flush denormal floats to zero on this thread (TensorFlow's ScopedFlushDenormal: a denormal
  * operand costs ~100 cycles on x86, and late in training gradients are full of them); returns

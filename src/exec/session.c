@@ -60,8 +60,10 @@ recur_session *recur_session_new(recur_graph *g, const recur_session_opts *opts,
     s->g = g;
     rc_pool_init(&s->pool);
     if (opts) s->opts = *opts;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    s->threads = s->opts.num_threads > 0 ? s->opts.num_threads : (int)(ncpu > 0 ? RC_MIN(ncpu, 2) : 1);
+    /* never more threads than cores this process may run on: two threads sharing one core only
+     * take turns (and wait for each other) */
+    int ncpu = rc_usable_cpus();
+    s->threads = RC_MIN(s->opts.num_threads > 0 ? s->opts.num_threads : 2, ncpu);
     const char *prof = getenv("RECUR_PROFILE");
     if (prof && *prof && strcmp(prof, "0")) s->profile = rc_calloc(1, sizeof *s->profile); /* best effort */
     recur_status_clear(st);

@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__x86_64__) || defined(__SSE2__)
 #include <xmmintrin.h>
 #define HAVE_MXCSR 1
@@ -41,6 +42,16 @@ struct rc_worker {
     int poster_cpu; /* the core the work was posted from (-1: unknown) */
     int sleepers; /* threads waiting on cv (under mu) */
 };
+
+int rc_usable_cpus(void)
+{
+#ifdef CPU_SET
+    cpu_set_t cs;
+    if (!sched_getaffinity(0, sizeof cs, &cs) && CPU_COUNT(&cs) > 0) return CPU_COUNT(&cs);
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)RC_MIN(n, 1 << 20) : 1;
+}
 
 void rc_spin_turn(unsigned *turns)
 {

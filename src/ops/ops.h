@@ -164,7 +164,7 @@ bool rc_kparallel2_together(rc_kctx *k, void (*fn)(void *arg, int part), void *a
  * as well. When the scheduler has put both threads on one core, the waiting thread then hands
  * the core over instead of spinning out its time slice while the thread it waits for cannot
  * run; on separate cores a yield with nothing else to run returns at once. */
-#define RC_SPIN_YIELD 256
+#define RC_SPIN_YIELD 1024 /* about 25 us of pauses here: longer than a step's usual wait */
 void rc_spin_turn(unsigned *turns);
 /* fn over [0, n): as [0, n/2) and [n/2, n) on two threads when n >= min_n and the kernel may
  * use two, otherwise as one call fn(arg, 0, n). The halves must touch disjoint memory; a result
