@@ -672,6 +672,66 @@ TEST(lstm_cell_gradient_matches_the_unfused_steps)
     rc_vmath_force(NULL);
 }
 
+TEST(lstm_cell_rows_match_the_one_row_passes)
+{
+    /* rc_vlstm_cell_rows and rc_vlstm_cell_grad_rows against the one-row functions row by row,
+     * bit for bit, in every implementation: widths below, at and across the vector length (the
+     * AVX-512 passes run across row ends), gate rows with padding between them, nothing written
+     * outside the rows. */
+    const size_t ns[] = {1, 3, 15, 16, 17, 31, 32, 33, 50}, rowss[] = {1, 2, 3, 7};
+    enum { MAXR = 7, MAXN = 50, PAD = 5, GST = 4 * MAXN + PAD, GUARD = 16 };
+    static float g0[MAXR * GST + GUARD], g[MAXR * GST + GUARD], gw[MAXR * GST + GUARD], st0[8][MAXR * MAXN + GUARD],
+        st[8][MAXR * MAXN + GUARD], sw[8][MAXR * MAXN + GUARD], bias[4 * MAXN], db[4 * MAXN + GUARD], dbw[4 * MAXN + GUARD];
+    fill_inputs(g0, MAXR * GST + GUARD, 31);
+    for (size_t i = 0; i < MAXR * GST + GUARD; i++) g0[i] = fmaxf(-8.0f, fminf(8.0f, g0[i]));
+    for (int a = 0; a < 8; a++) {
+        fill_inputs(st0[a], MAXR * MAXN + GUARD, 40 + (unsigned)a);
+        for (size_t i = 0; i < MAXR * MAXN + GUARD; i++) st0[a][i] = fmaxf(-3.0f, fminf(3.0f, st0[a][i]));
+    }
+    fill_inputs(bias, 4 * MAXN, 50);
+    for (size_t i = 0; i < 4 * MAXN; i++) bias[i] = fmaxf(-1.0f, fminf(1.0f, bias[i]));
+    for (int k = 0; k < NIMPL; k++) {
+        rc_vmath_force(k_impls[k]);
+        if (strcmp(rc_vmath_impl(), k_impls[k])) continue;
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+            for (size_t ri = 0; ri < sizeof rowss / sizeof *rowss; ri++) {
+                size_t n = ns[ni], rows = rowss[ri], gstride = 4 * n + PAD;
+                for (int grad = 0; grad < 2; grad++) {
+                    memcpy(g, g0, sizeof g);
+                    memcpy(gw, g0, sizeof g);
+                    memcpy(st, st0, sizeof st);
+                    memcpy(sw, st0, sizeof st);
+                    for (size_t i = 0; i < 4 * MAXN + GUARD; i++) db[i] = dbw[i] = 0.01f * (float)i;
+                    if (!grad) {
+                        rc_vlstm_cell_rows(rows, n, g, gstride, n, bias, n, 1.0f, st[0], st[1], st[2]);
+                        for (size_t r = 0; r < rows; r++)
+                            rc_vlstm_cell(n, gw + r * gstride, n, bias, n, 1.0f, sw[0] + r * n, sw[1] + r * n, sw[2] + r * n);
+                    } else {
+                        /* st: craw, cprev, dh, dy, dc; the gates' gradients into g's rows */
+                        rc_vlstm_cell_grad_rows(rows, n, g0, gstride, n, st[0], st[1], st[2], st[3], st[4], g, db);
+                        for (size_t r = 0; r < rows; r++)
+                            rc_vlstm_cell_grad(n, g0 + r * gstride, n, sw[0] + r * n, sw[1] + r * n, sw[2] + r * n, sw[3] + r * n,
+                                               sw[4] + r * n, gw + r * gstride, dbw);
+                    }
+                    for (size_t i = 0; i < MAXR * GST + GUARD; i++)
+                        if (to_bits(g[i]) != to_bits(gw[i]))
+                            rt_fail(__FILE__, __LINE__, "%s %s rows=%zu n=%zu: gates[%zu] %a, row by row %a", k_impls[k],
+                                    grad ? "gradient" : "cell", rows, n, i, g[i], gw[i]);
+                    for (int a = 0; a < 8; a++)
+                        for (size_t i = 0; i < MAXR * MAXN + GUARD; i++)
+                            if (to_bits(st[a][i]) != to_bits(sw[a][i]))
+                                rt_fail(__FILE__, __LINE__, "%s %s rows=%zu n=%zu: array %d [%zu] %a, row by row %a", k_impls[k],
+                                        grad ? "gradient" : "cell", rows, n, a, i, st[a][i], sw[a][i]);
+                    for (size_t i = 0; i < 4 * MAXN + GUARD; i++)
+                        if (to_bits(db[i]) != to_bits(dbw[i]))
+                            rt_fail(__FILE__, __LINE__, "%s rows=%zu n=%zu: db[%zu] %a, row by row %a", k_impls[k], rows, n, i, db[i],
+                                    dbw[i]);
+                }
+            }
+    }
+    rc_vmath_force(NULL);
+}
+
 /* ---------------------------------------------------------------- the switch */
 static void *impl_name_thread(void *arg)
 {
@@ -709,5 +769,6 @@ TEST(impl_choice)
     printf("    automatic choice: %s\n", best);
 }
 
-RUN_TESTS(T(impl_choice), T(special_values), T(tails_and_aliasing), T(lstm_cell_matches_the_array_functions), T(lstm_cell_gradient_matches_the_unfused_steps), T(sweep_sigmoid),
+RUN_TESTS(T(impl_choice), T(special_values), T(tails_and_aliasing), T(lstm_cell_matches_the_array_functions), T(lstm_cell_gradient_matches_the_unfused_steps), T(lstm_cell_rows_match_the_one_row_passes),
+          T(sweep_sigmoid),
           T(sweep_tanh), T(sweep_exp))

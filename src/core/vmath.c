@@ -235,6 +235,7 @@ static void lstm_grad_scalar(size_t n, const float *g, size_t gs, const float *c
 #if RC_VMATH_X86
 /* ---------------------------------------------------------------- AVX-512F */
 #define RC_AVX512 __attribute__((target("avx512f")))
+#define RC_INLINE __attribute__((always_inline))
 
 /* p ~ exp(r) and *k with x = k ln2 + r; x in [EXP_LO, EXP_HI] or NaN. p is 0 in the lanes
  * not in `live`, those where exp(x) rounds to 0 (x <= -104): scaling 0 underflows nothing, and
@@ -334,32 +335,57 @@ RC_LOOP512(sigmoid_avx512, sigmoid512)
 RC_LOOP512(tanh_avx512, tanh512)
 RC_LOOP512(exp_avx512, exp512)
 
-/* Sixteen units of the LSTM cell under lane mask k (all ones but for the tail). No fused
- * multiply-adds: the scalar and AVX2 versions round the same products and sums. */
-static inline RC_AVX512 void lstm16(__mmask16 k, float *g, size_t gs, const float *b, size_t bs, __m512 fb, float *c,
-                                    float *craw, float *m)
+/* Sixteen lanes of a stream whose rows lie `stride` floats apart: lanes k1 from p, and where
+ * a vector runs from one row into the next (the flat row passes below), lanes k2 (above k1)
+ * from the next row's start p2. ld/st are plain masked loads and stores when k2 is empty. */
+typedef struct lanes16 {
+    __mmask16 k1, k2;
+    unsigned w1;    /* lanes in k1 (k1 = the low w1 lanes) */
+    ptrdiff_t skip; /* p2 - p: from lane 0's element to the next row's first */
+} lanes16;
+
+static inline RC_AVX512 RC_INLINE __m512 ld16(const lanes16 *l, const float *p)
 {
-    __m512 i = sigmoid512(_mm512_add_ps(_mm512_maskz_loadu_ps(k, g), _mm512_maskz_loadu_ps(k, b)));
-    __m512 j = tanh512(_mm512_add_ps(_mm512_maskz_loadu_ps(k, g + gs), _mm512_maskz_loadu_ps(k, b + bs)));
-    __m512 f = sigmoid512(_mm512_add_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(k, g + 2 * gs), _mm512_maskz_loadu_ps(k, b + 2 * bs)), fb));
-    __m512 o = sigmoid512(_mm512_add_ps(_mm512_maskz_loadu_ps(k, g + 3 * gs), _mm512_maskz_loadu_ps(k, b + 3 * bs)));
+    __m512 v = _mm512_maskz_loadu_ps(l->k1, p);
+    if (l->k2) v = _mm512_mask_expand_ps(v, l->k2, _mm512_maskz_loadu_ps((__mmask16)(l->k2 >> l->w1), p + l->skip));
+    return v;
+}
+
+static inline RC_AVX512 RC_INLINE void st16(const lanes16 *l, float *p, __m512 v)
+{
+    _mm512_mask_storeu_ps(p, l->k1, v);
+    if (l->k2) _mm512_mask_storeu_ps(p + l->skip, (__mmask16)(l->k2 >> l->w1), _mm512_maskz_compress_ps(l->k2, v));
+}
+
+/* Sixteen units of the LSTM cell: the gates (g) and biases (b) read through `gl` and `bl`, the
+ * cell state, craw and m (contiguous) under k = k1 | k2. No fused multiply-adds: the scalar and
+ * AVX2 versions round the same products and sums. */
+static inline RC_AVX512 RC_INLINE void lstm16(const lanes16 *gl, const lanes16 *bl, float *g, size_t gs, const float *b, size_t bs,
+                                    __m512 fb, float *c, float *craw, float *m)
+{
+    __mmask16 k = gl->k1 | gl->k2;
+    __m512 i = sigmoid512(_mm512_add_ps(ld16(gl, g), ld16(bl, b)));
+    __m512 j = tanh512(_mm512_add_ps(ld16(gl, g + gs), ld16(bl, b + bs)));
+    __m512 f = sigmoid512(_mm512_add_ps(_mm512_add_ps(ld16(gl, g + 2 * gs), ld16(bl, b + 2 * bs)), fb));
+    __m512 o = sigmoid512(_mm512_add_ps(ld16(gl, g + 3 * gs), ld16(bl, b + 3 * bs)));
     __m512 cn = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, c), f), _mm512_mul_ps(i, j));
-    _mm512_mask_storeu_ps(g, k, i);
-    _mm512_mask_storeu_ps(g + gs, k, j);
-    _mm512_mask_storeu_ps(g + 2 * gs, k, f);
-    _mm512_mask_storeu_ps(g + 3 * gs, k, o);
+    st16(gl, g, i);
+    st16(gl, g + gs, j);
+    st16(gl, g + 2 * gs, f);
+    st16(gl, g + 3 * gs, o);
     _mm512_mask_storeu_ps(c, k, cn);
     _mm512_mask_storeu_ps(craw, k, cn);
     _mm512_mask_storeu_ps(m, k, _mm512_mul_ps(tanh512(cn), o));
 }
 
-/* Sixteen units of the cell's gradient under lane mask k. */
-static inline RC_AVX512 void lstm_grad16(__mmask16 k, const float *g, size_t gs, const float *craw, const float *cprev,
-                                         const float *dh, const float *dy, float *dc, float *dg, float *db)
+/* Sixteen units of the cell's gradient: the gates and their gradients through `gl`, the bias
+ * gradient through `bl`, the rest contiguous. */
+static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const lanes16 *bl, const float *g, size_t gs, const float *craw,
+                                         const float *cprev, const float *dh, const float *dy, float *dc, float *dg, float *db)
 {
+    __mmask16 k = gl->k1 | gl->k2;
     __m512 one = _mm512_set1_ps(1.0f);
-    __m512 i = _mm512_maskz_loadu_ps(k, g), j = _mm512_maskz_loadu_ps(k, g + gs), f = _mm512_maskz_loadu_ps(k, g + 2 * gs),
-           o = _mm512_maskz_loadu_ps(k, g + 3 * gs);
+    __m512 i = ld16(gl, g), j = ld16(gl, g + gs), f = ld16(gl, g + 2 * gs), o = ld16(gl, g + 3 * gs);
     __m512 t = tanh512(_mm512_maskz_loadu_ps(k, craw));
     __m512 dm = _mm512_add_ps(_mm512_maskz_loadu_ps(k, dh), _mm512_maskz_loadu_ps(k, dy));
     __m512 dpo = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dm, t), o), _mm512_sub_ps(one, o));
@@ -369,33 +395,82 @@ static inline RC_AVX512 void lstm_grad16(__mmask16 k, const float *g, size_t gs,
     __m512 dj = _mm512_mul_ps(_mm512_mul_ps(dcr, i), _mm512_sub_ps(one, _mm512_mul_ps(j, j)));
     __m512 df = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dcr, _mm512_maskz_loadu_ps(k, cprev)), f), _mm512_sub_ps(one, f));
     _mm512_mask_storeu_ps(dc, k, _mm512_mul_ps(dcr, f));
-    _mm512_mask_storeu_ps(dg, k, di);
-    _mm512_mask_storeu_ps(dg + gs, k, dj);
-    _mm512_mask_storeu_ps(dg + 2 * gs, k, df);
-    _mm512_mask_storeu_ps(dg + 3 * gs, k, dpo);
-    _mm512_mask_storeu_ps(db, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db), di));
-    _mm512_mask_storeu_ps(db + gs, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + gs), dj));
-    _mm512_mask_storeu_ps(db + 2 * gs, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + 2 * gs), df));
-    _mm512_mask_storeu_ps(db + 3 * gs, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + 3 * gs), dpo));
+    st16(gl, dg, di);
+    st16(gl, dg + gs, dj);
+    st16(gl, dg + 2 * gs, df);
+    st16(gl, dg + 3 * gs, dpo);
+    st16(bl, db, _mm512_add_ps(ld16(bl, db), di));
+    st16(bl, db + gs, _mm512_add_ps(ld16(bl, db + gs), dj));
+    st16(bl, db + 2 * gs, _mm512_add_ps(ld16(bl, db + 2 * gs), df));
+    st16(bl, db + 3 * gs, _mm512_add_ps(ld16(bl, db + 3 * gs), dpo));
 }
+
+/* One row: whole vectors, then the tail under a mask. */
+static inline lanes16 lanes_row(size_t w) { return (lanes16){(__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1), 0, 16, 0}; }
 
 static RC_AVX512 void lstm_grad_avx512(size_t n, const float *g, size_t gs, const float *craw, const float *cprev,
                                        const float *dh, const float *dy, float *dc, float *dg, float *db)
 {
-    size_t u = 0;
-    for (; u + 16 <= n; u += 16)
-        lstm_grad16((__mmask16)0xffff, g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u, db + u);
-    if (u < n)
-        lstm_grad16((__mmask16)((1u << (n - u)) - 1), g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u, db + u);
+    for (size_t u = 0; u < n; u += 16) {
+        lanes16 l = lanes_row(n - u);
+        lstm_grad16(&l, &l, g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u, db + u);
+    }
 }
 
 static RC_AVX512 void lstm_cell_avx512(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c,
                                        float *craw, float *m)
 {
     __m512 vfb = _mm512_set1_ps(fb);
-    size_t u = 0;
-    for (; u + 16 <= n; u += 16) lstm16((__mmask16)0xffff, g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
-    if (u < n) lstm16((__mmask16)((1u << (n - u)) - 1), g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
+    for (size_t u = 0; u < n; u += 16) {
+        lanes16 l = lanes_row(n - u);
+        lstm16(&l, &l, g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
+    }
+}
+
+/* The flat row passes (rc_vlstm_cell_rows): the rows' units as one array of rows n floats,
+ * sixteen at a time, so a row of n units takes n / 16 vectors instead of a masked tail each.
+ * The vector at flat unit e: row r = e / n from unit u = e % n, and past the row's end the
+ * next row's first units (gates `gstride` further on, the biases from their start again). */
+static inline lanes16 lanes_flat(size_t e, size_t n, size_t total, size_t stride, size_t *r, size_t *u)
+{
+    size_t len = total - e < 16 ? total - e : 16;
+    *r = e / n, *u = e % n;
+    size_t w1 = n - *u < len ? n - *u : len;
+    __mmask16 k1 = (__mmask16)((1u << w1) - 1), k = (__mmask16)(len >= 16 ? 0xffff : (1u << len) - 1);
+    return (lanes16){k1, (__mmask16)(k & ~k1), (unsigned)w1, (ptrdiff_t)stride - (ptrdiff_t)*u};
+}
+
+static RC_AVX512 void lstm_cell_rows_avx512(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b,
+                                            size_t bs, float fb, float *c, float *craw, float *m)
+{
+    if (rows < 2 || n < 16 || n % 16 == 0) {
+        for (size_t r = 0; r < rows; r++) lstm_cell_avx512(n, g + r * gstride, gs, b, bs, fb, c + r * n, craw + r * n, m + r * n);
+        return;
+    }
+    __m512 vfb = _mm512_set1_ps(fb);
+    for (size_t e = 0, total = rows * n; e < total; e += 16) {
+        size_t r, u;
+        lanes16 gl = lanes_flat(e, n, total, gstride, &r, &u), bl = gl;
+        bl.skip = -(ptrdiff_t)u; /* the biases: the next row starts over at b */
+        lstm16(&gl, &bl, g + r * gstride + u, gs, b + u, bs, vfb, c + e, craw + e, m + e);
+    }
+}
+
+static RC_AVX512 void lstm_grad_rows_avx512(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
+                                            const float *cprev, const float *dh, const float *dy, float *dc, float *dg, float *db)
+{
+    if (rows < 2 || n < 16 || n % 16 == 0) {
+        for (size_t r = 0; r < rows; r++)
+            lstm_grad_avx512(n, g + r * gstride, gs, craw + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n,
+                             dg + r * gstride, db);
+        return;
+    }
+    for (size_t e = 0, total = rows * n; e < total; e += 16) {
+        size_t r, u;
+        lanes16 gl = lanes_flat(e, n, total, gstride, &r, &u), bl = gl;
+        bl.skip = -(ptrdiff_t)u;
+        lstm_grad16(&gl, &bl, g + r * gstride + u, gs, craw + e, cprev + e, dh + e, dy + e, dc + e, dg + r * gstride + u, db + u);
+    }
 }
 
 /* ---------------------------------------------------------------- AVX2 + FMA */
@@ -579,11 +654,17 @@ typedef void (*rc_vfn)(float *y, const float *x, size_t n);
 typedef void (*rc_vcell)(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw, float *m);
 typedef void (*rc_vcell_grad)(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh,
                               const float *dy, float *dc, float *dg, float *db);
+typedef void (*rc_vcell_rows)(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b, size_t bs, float fb,
+                              float *c, float *craw, float *m);
+typedef void (*rc_vcell_grad_rows)(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
+                                   const float *cprev, const float *dh, const float *dy, float *dc, float *dg, float *db);
 typedef struct rc_vimpl {
     const char *name;
     rc_vfn sigmoid, tanh_, exp_;
     rc_vcell lstm_cell;
     rc_vcell_grad lstm_grad;
+    rc_vcell_rows lstm_cell_rows;         /* NULL: lstm_cell row by row */
+    rc_vcell_grad_rows lstm_grad_rows;    /* NULL: lstm_grad row by row */
 } rc_vimpl;
 
 enum { IMPL_AUTO = -1, IMPL_SCALAR, IMPL_AVX2, IMPL_AVX512, IMPL_COUNT };
@@ -592,7 +673,8 @@ static const rc_vimpl g_impls[IMPL_COUNT] = {
     [IMPL_SCALAR] = {"scalar", sigmoid_scalar, tanh_scalar, exp_scalar, lstm_cell_scalar, lstm_grad_scalar},
 #if RC_VMATH_X86
     [IMPL_AVX2] = {"avx2", sigmoid_avx2, tanh_avx2, exp_avx2, lstm_cell_avx2, lstm_grad_avx2},
-    [IMPL_AVX512] = {"avx512", sigmoid_avx512, tanh_avx512, exp_avx512, lstm_cell_avx512, lstm_grad_avx512},
+    [IMPL_AVX512] = {"avx512", sigmoid_avx512, tanh_avx512, exp_avx512, lstm_cell_avx512, lstm_grad_avx512, lstm_cell_rows_avx512,
+                     lstm_grad_rows_avx512},
 #endif
 };
 
@@ -634,6 +716,29 @@ void rc_vlstm_cell_grad(size_t n, const float *g, size_t gs, const float *craw, 
                         float *dc, float *dg, float *db)
 {
     impl()->lstm_grad(n, g, gs, craw, cprev, dh, dy, dc, dg, db);
+}
+
+void rc_vlstm_cell_rows(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b, size_t bs, float fb, float *c,
+                        float *craw, float *m)
+{
+    const rc_vimpl *v = impl();
+    if (v->lstm_cell_rows) {
+        v->lstm_cell_rows(rows, n, g, gstride, gs, b, bs, fb, c, craw, m);
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) v->lstm_cell(n, g + r * gstride, gs, b, bs, fb, c + r * n, craw + r * n, m + r * n);
+}
+
+void rc_vlstm_cell_grad_rows(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
+                             const float *cprev, const float *dh, const float *dy, float *dc, float *dg, float *db)
+{
+    const rc_vimpl *v = impl();
+    if (v->lstm_grad_rows) {
+        v->lstm_grad_rows(rows, n, g, gstride, gs, craw, cprev, dh, dy, dc, dg, db);
+        return;
+    }
+    for (size_t r = 0; r < rows; r++)
+        v->lstm_grad(n, g + r * gstride, gs, craw + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n, dg + r * gstride, db);
 }
 
 const char *rc_vmath_impl(void) { return impl()->name; }

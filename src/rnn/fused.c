@@ -557,6 +557,10 @@ HOT static void lstm_cell_units(const rc_fused_layer *l, int64_t n, int64_t H, i
     float fb = l->forget_bias;
     if (wf) wf += u0, wi += u0, wo += u0;
     if (!wf && !wi && !wo && !(l->cell_clip > 0) && l->act == RECUR_ACT_TANH) { /* the common cell, in one pass */
+        if (hn == H) {
+            rc_vlstm_cell_rows((size_t)n, (size_t)H, g, (size_t)G, (size_t)H, bi, (size_t)H, fb, c, craw, m);
+            return;
+        }
         for (int64_t b = 0; b < n; b++)
             rc_vlstm_cell((size_t)hn, g + b * G + u0, (size_t)H, bi, (size_t)H, fb, c + b * H + u0, craw + b * H + u0,
                           m + b * H + u0);
@@ -1148,16 +1152,13 @@ static recur_code rnn_bwd(bctx *c)
     return RECUR_OK;
 }
 
-/* The common cell (tanh, no clipping, peepholes or projection): one branch-free pass per row,
- * reading the output gradient as dh + dy, the bias gradient accumulated on the way. */
-/* The common cell's backward pass over n rows: one vector pass per row (core/vmath). */
+/* The common cell's backward pass (tanh, no clipping, peepholes or projection) over n rows, in
+ * one vector pass (core/vmath): the output gradient read as dh + dy, the bias gradient
+ * accumulated on the way. */
 static void lstm_bwd_rows_basic(int64_t n, int64_t H, const float *gt, const float *crt, const float *cprev, const float *dh,
                                 const float *dy, float *dc, float *g, float *db)
 {
-    int64_t G = 4 * H;
-    for (int64_t b = 0; b < n; b++)
-        rc_vlstm_cell_grad((size_t)H, gt + b * G, (size_t)H, crt + b * H, cprev + b * H, dh + b * H, dy + b * H, dc + b * H, g + b * G,
-                           db);
+    rc_vlstm_cell_grad_rows((size_t)n, (size_t)H, gt, (size_t)(4 * H), (size_t)H, crt, cprev, dh, dy, dc, g, db);
 }
 
 HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *gt, const float *crt,
