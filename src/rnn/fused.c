@@ -599,10 +599,11 @@ typedef struct lstm_fwd_job {
     const rc_fused_layer *l;
     const seqinfo *s;
     const rc_packed_b *wh, *wp;
-    const rc_packed_b *wx; /* non-NULL: the gates get the input projection step by step, from
-                            * x (packed rows, or the caller's by s->xrow: gathered into xg) */
-    const float *x;
-    float *xg[2];
+    const rc_packed_b *wk; /* non-NULL: the input projection is done step by step, in one
+                            * product with the recurrent one: the whole kernel [D + P, G] times
+                            * the rows [x_t | h_t-1], gathered per part into xh */
+    const float *x;        /* with wk: the layer input (packed rows, or the caller's by s->xrow) */
+    float *xh[2];
     const float *bias, *wf, *wi, *wo;
     float *gates, *craw, *yraw, *y, *c, *h, *m, *tmp[2];
     row_parts parts;
@@ -621,24 +622,24 @@ static void lstm_fwd_part(void *arg, int part)
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *c = j->c + r.r0 * H, *h = j->h + r.r0 * P;
         float *g = j->gates + row * G, *yr = j->yraw + row * P, *cr = j->craw + row * H;
-        if (j->wx) {
-            int64_t D = j->wx->K;
-            const float *xa = j->x + row * D;
-            if (s->xrow) {
-                float *xg = j->xg[part > 0];
-                for (int64_t i = 0; i < n; i++) memcpy(xg + i * D, j->x + s->xrow[row + i] * D, (size_t)D * sizeof *xg);
-                xa = xg;
+        /* the previous output: the state, or (without a projection) the history's rows */
+        const float *hp = j->wp || !t ? h : j->yraw + (s->off[t - 1] + r.r0) * P;
+        if (j->wk) {
+            int64_t K = j->wk->K, D = K - P;
+            float *a = j->xh[part > 0];
+            for (int64_t i = 0; i < n; i++) {
+                memcpy(a + i * K, j->x + (s->xrow ? s->xrow[row + i] : row + i) * D, (size_t)D * sizeof *a);
+                memcpy(a + i * K + D, hp + i * P, (size_t)P * sizeof *a);
             }
-            rc_gemm_packed(n, xa, D, j->wx, 0.0f, g, G);
+            rc_gemm_packed(n, a, K, j->wk, 0.0f, g, G);
+        } else {
+            rc_gemm_packed(n, hp, P, j->wh, 1.0f, g, G);
         }
         if (!j->wp) {
-            /* the output is the state: read the previous step's output rows from the history */
-            rc_gemm_packed(n, t ? j->yraw + (s->off[t - 1] + r.r0) * P : h, P, j->wh, 1.0f, g, G);
             lstm_cell_units(l, n, H, 0, H, g, c, cr, yr, tmp, j->bias, j->wf, j->wi, j->wo);
             put_rows(s, j->y, row, yr, n, P);
         } else {
             float *m = j->m + r.r0 * H;
-            rc_gemm_packed(n, h, P, j->wh, 1.0f, g, G);
             lstm_cell_units(l, n, H, 0, H, g, c, cr, m, tmp, j->bias, j->wf, j->wi, j->wo);
             rc_gemm_packed(n, m, H, j->wp, 0.0f, yr, P);
             clamp_vec(h, yr, n * P, l->proj_clip);
@@ -782,17 +783,18 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
     if (!units) {
         /* An input projection too small to share between the threads (gemm_packed_rows) would
          * run on one of them while the other waits: with the rows split, each thread projects
-         * its own rows at every step instead. */
+         * its own rows at every step instead, in the recurrent product (the same sums in the
+         * same order, and C written once instead of twice). */
         bool fold = split_rows(s) && (double)s->rows * (double)G * (double)D < TWO_THREADS_MNK;
         if (fold) {
-            if (!rc_pack_b(&wx, kern, G, false, D, G, ar)) return RECUR_OUT_OF_MEMORY;
-            j.wx = &wx, j.x = x;
-            for (int i = 0; i < 2 && s->xrow; i++)
-                if (!(j.xg[i] = rc_arena_alloc(ar, (size_t)(B * D) * sizeof(float), false))) return RECUR_OUT_OF_MEMORY;
-        } else if (!project(x, s->xrow, s->rows, D, kern, G, NULL, j.gates, ar)) {
-            return RECUR_OUT_OF_MEMORY; /* (the cell pass adds the bias) */
+            if (!rc_pack_b(&wx, kern, G, false, D + P, G, ar)) return RECUR_OUT_OF_MEMORY;
+            j.wk = &wx, j.x = x;
+            for (int i = 0; i < 2; i++)
+                if (!(j.xh[i] = rc_arena_alloc(ar, (size_t)(B * (D + P)) * sizeof(float), false))) return RECUR_OUT_OF_MEMORY;
+        } else {
+            if (!project(x, s->xrow, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* (the cell pass adds the bias) */
+            rc_pack_b_fill(&wh, 0, G);
         }
-        rc_pack_b_fill(&wh, 0, G);
         if (split_rows(s)) run_row_parts(&j.parts, s, lstm_fwd_part, &j);
         else lstm_fwd_part(&j, -1);
     }
