@@ -308,7 +308,11 @@ void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed
  * just before its tiles use it, so it is read from L1. */
 #define TN_KC 192
 
-size_t rc_gemm_tn_floats(int64_t k, int ng) { return (size_t)TN_KC * (size_t)(NR + k + (MR - 1) * ng); }
+size_t rc_gemm_tn_floats(int64_t k, int ng)
+{
+    (void)ng;
+    return (size_t)TN_KC * (size_t)(NR + k + MR - 1) + (size_t)(k + MR); /* panel, strips, one row */
+}
 
 static inline const float *tall_row(const rc_tall *g, int64_t r)
 {
@@ -327,24 +331,26 @@ rc_tall rc_tall_from(rc_tall g, int64_t m0)
 }
 
 #ifdef HAVE_AVX512_PATH
-/* Rows [r0, r1) of the reduction (within which no group's rows change place: the split
- * between a0 and a1 falls on a block edge) for panels [q0, q1). A's block is first copied into [k / 8][kb][8] strips (a tile's eight columns
- * of A over the block, in one stream), then each panel's block of B just before its tiles. */
+/* Rows [r0, r1) of the reduction for panels [q0, q1). A's block is first copied into
+ * [k / 8][kb][8] strips (a tile's eight columns of A over the block, in one stream), the groups'
+ * columns taken as one run of k (C's rows for them are consecutive), so that only the last
+ * strip is partly empty; then each panel's block of B just before its tiles. */
 __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, int ng, const rc_tall *g, const float *B,
                                                         int64_t ldb, int64_t N, float *C, int64_t ldc, int64_t q0,
                                                         int64_t q1, float *work)
 {
     int64_t kb = r1 - r0, ktot = 0;
-    float *panel = work, *apk = work + TN_KC * NR;
-    for (int gi = 0; gi < ng; gi++) {
-        int64_t K = g[gi].k;
-        for (int64_t r = 0; r < kb; r++) {
-            const float *src = tall_row(&g[gi], r0 + r);
-            int64_t i = 0;
-            for (; i + MR <= K; i += MR) _mm256_store_ps(apk + (ktot + i) * kb + r * MR, _mm256_loadu_ps(src + i));
-            for (; i < K; i++) apk[(ktot + i / MR * MR) * kb + r * MR + i % MR] = src[i];
+    for (int gi = 0; gi < ng; gi++) ktot += g[gi].k;
+    int64_t kpad = (ktot + MR - 1) / MR * MR;
+    float *panel = work, *apk = work + TN_KC * NR, *row = apk + kpad * kb; /* row: one row of A, k floats */
+    for (int64_t r = 0; r < kb; r++) {
+        int64_t c = 0;
+        for (int gi = 0; gi < ng; gi++) {
+            memcpy(row + c, tall_row(&g[gi], r0 + r), (size_t)g[gi].k * sizeof *row);
+            c += g[gi].k;
         }
-        ktot += (K + MR - 1) / MR * MR;
+        for (; c < kpad; c++) row[c] = 0;
+        for (int64_t i = 0; i < kpad; i += MR) _mm256_store_ps(apk + i * kb + r * MR, _mm256_loadu_ps(row + i));
     }
     for (int64_t q = q0; q < q1; q++) {
         int64_t c0 = q * NR, w = RC_MIN(NR, N - c0);
@@ -357,23 +363,17 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
         }
         float *crow = C + c0;
         const float *ap = apk;
-        for (int gi = 0; gi < ng; gi++) {
-            int64_t K = g[gi].k, i = 0;
-            for (; i + MR <= K; i += MR, ap += MR * kb) {
-                for (int r = 0; r < MR && i + MR + r < K; r++) {
-                    _mm_prefetch((const char *)(crow + (i + MR + r) * ldc), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(crow + (i + MR + r) * ldc + 16), _MM_HINT_T0);
-                }
-                tile_s(MR, kb, ap, 1, MR, panel, 1.0f, crow + i * ldc, ldc, m0, m1);
+        int64_t i = 0;
+        for (; i + MR <= ktot; i += MR, ap += MR * kb) {
+            for (int r = 0; r < MR && i + MR + r < ktot; r++) {
+                _mm_prefetch((const char *)(crow + (i + MR + r) * ldc), _MM_HINT_T0);
+                _mm_prefetch((const char *)(crow + (i + MR + r) * ldc + 16), _MM_HINT_T0);
             }
-            if (i < K) {
-                int64_t left = K - i, j = 0;
-                for (; j + 4 <= left; j += 4) tile_s(4, kb, ap + j, 1, MR, panel, 1.0f, crow + (i + j) * ldc, ldc, m0, m1);
-                for (; j < left; j++) tile_s(1, kb, ap + j, 1, MR, panel, 1.0f, crow + (i + j) * ldc, ldc, m0, m1);
-                ap += MR * kb;
-            }
-            crow += K * ldc;
+            tile_s(MR, kb, ap, 1, MR, panel, 1.0f, crow + i * ldc, ldc, m0, m1);
         }
+        int64_t left = ktot - i, j = 0;
+        for (; j + 4 <= left; j += 4) tile_s(4, kb, ap + j, 1, MR, panel, 1.0f, crow + (i + j) * ldc, ldc, m0, m1);
+        for (; j < left; j++) tile_s(1, kb, ap + j, 1, MR, panel, 1.0f, crow + (i + j) * ldc, ldc, m0, m1);
     }
 }
 #endif
@@ -384,13 +384,8 @@ void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t
     if (m <= 0 || n1 <= n0) return;
 #ifdef HAVE_AVX512_PATH
     if (packs(m, N) && n0 % NR == 0 && (n1 % NR == 0 || n1 == N)) {
-        for (int64_t r0 = 0; r0 < m;) {
-            int64_t r1 = RC_MIN(m, r0 + TN_KC);
-            for (int gi = 0; gi < ng; gi++)
-                if (g[gi].a1 && g[gi].split > r0 && g[gi].split < r1) r1 = g[gi].split;
-            tn_block(r0, r1, ng, g, B, ldb, N, C, ldc, n0 / NR, (n1 + NR - 1) / NR, work);
-            r0 = r1;
-        }
+        for (int64_t r0 = 0; r0 < m; r0 += TN_KC)
+            tn_block(r0, RC_MIN(m, r0 + TN_KC), ng, g, B, ldb, N, C, ldc, n0 / NR, (n1 + NR - 1) / NR, work);
         return;
     }
 #endif
