@@ -782,10 +782,10 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
     }
     if (!units) {
         /* An input projection too small to share between the threads (gemm_packed_rows) would
-         * run on one of them while the other waits: with the rows split, each thread projects
-         * its own rows at every step instead, in the recurrent product (the same sums in the
-         * same order, and C written once instead of twice). */
-        bool fold = split_rows(s) && (double)s->rows * (double)G * (double)D < TWO_THREADS_MNK;
+         * run on one of them while the other waits: each part projects its own rows at every
+         * step instead, in the recurrent product (C written once instead of twice; on one
+         * thread too, where the one product also beats two). */
+        bool fold = (double)s->rows * (double)G * (double)D < TWO_THREADS_MNK;
         if (fold) {
             if (!rc_pack_b(&wx, kern, G, false, D + P, G, ar)) return RECUR_OUT_OF_MEMORY;
             j.wk = &wx, j.x = x;
