@@ -670,9 +670,9 @@ typedef struct rc_vimpl {
 enum { IMPL_AUTO = -1, IMPL_SCALAR, IMPL_AVX2, IMPL_AVX512, IMPL_COUNT };
 
 static const rc_vimpl g_impls[IMPL_COUNT] = {
-    [IMPL_SCALAR] = {"scalar", sigmoid_scalar, tanh_scalar, exp_scalar, lstm_cell_scalar, lstm_grad_scalar},
+    [IMPL_SCALAR] = {"scalar", sigmoid_scalar, tanh_scalar, exp_scalar, lstm_cell_scalar, lstm_grad_scalar, NULL, NULL},
 #if RC_VMATH_X86
-    [IMPL_AVX2] = {"avx2", sigmoid_avx2, tanh_avx2, exp_avx2, lstm_cell_avx2, lstm_grad_avx2},
+    [IMPL_AVX2] = {"avx2", sigmoid_avx2, tanh_avx2, exp_avx2, lstm_cell_avx2, lstm_grad_avx2, NULL, NULL},
     [IMPL_AVX512] = {"avx512", sigmoid_avx512, tanh_avx512, exp_avx512, lstm_cell_avx512, lstm_grad_avx512, lstm_cell_rows_avx512,
                      lstm_grad_rows_avx512},
 #endif
