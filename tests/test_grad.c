@@ -321,22 +321,36 @@ static recur_array *wave_input(int64_t B, int64_t T, int64_t D, double k, bool c
     return xv;
 }
 
+/* Run `fetch` (n tensors) in a fresh session with `opts`, x fed xv, into res; returns how many
+ * pairs of ops the run ran side by side. */
+static uint64_t run_fresh(recur_graph *g, const recur_session_opts *opts, recur_tensor *x, const recur_array *xv,
+                          recur_tensor *const *fetch, int n, recur_array **res)
+{
+    recur_session *s = recur_session_new(g, opts, st);
+    recur_session_run_target(s, recur_global_variables_initializer(g), st);
+    ASSERT_OK(st);
+    uint64_t before = s->pairs_run;
+    recur_session_run(s, (recur_feed[]){{x, xv}}, 1, fetch, res, n, NULL, 0, st);
+    ASSERT_OK(st);
+    uint64_t pairs = s->pairs_run - before;
+    recur_session_free(s);
+    return pairs;
+}
+
+/* Whether two float results have the same shape size and the same bits. */
+static bool same_bits(const recur_array *a, const recur_array *b)
+{
+    return recur_array_size(a) == recur_array_size(b) &&
+           !memcmp(recur_array_cdata(a), recur_array_cdata(b), (size_t)recur_array_size(a) * sizeof(float));
+}
+
 /* Also reports how many pairs of ops the two-thread session ran side by side. */
 static double loop_vs_two_threads(recur_graph *g, recur_tensor *x, const recur_array *xv, recur_tensor *const *fetch, int n,
                                   const char *what, uint64_t *pairs)
 {
     recur_array *res[2][24];
-    for (int path = 0; path < 2; path++) {
-        recur_session *s = recur_session_new(
-            g, &(recur_session_opts){.num_threads = path ? 2 : 1, .rnn_path = path ? RECUR_RNN_FUSED : RECUR_RNN_LOOP}, st);
-        recur_session_run_target(s, recur_global_variables_initializer(g), st);
-        ASSERT_OK(st);
-        uint64_t before = s->pairs_run;
-        recur_session_run(s, (recur_feed[]){{x, xv}}, 1, fetch, res[path], n, NULL, 0, st);
-        ASSERT_OK(st);
-        if (path) *pairs = s->pairs_run - before;
-        recur_session_free(s);
-    }
+    run_fresh(g, &(recur_session_opts){.num_threads = 1, .rnn_path = RECUR_RNN_LOOP}, x, xv, fetch, n, res[0]);
+    *pairs = run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, res[1]);
     double worst = 0;
     for (int i = 0; i < n; i++) {
         const float *a = recur_array_cdata(res[0][i]), *b = recur_array_cdata(res[1][i]);
@@ -430,16 +444,11 @@ TEST(fused_results_keep_their_bits_on_one_and_two_threads)
         int nv = grads_of_vars_and_x(g, y, x, fetch + 3, 5), n = 3 + nv + 1, bias = 4;
         ASSERT_EQ_INT(nv, 2); /* the kernel, the bias */
         recur_array *xv = wave_input(B, T, D, 0.23, true), *res[2][8];
-        for (int threads = 1; threads <= 2; threads++) {
-            recur_session *s = recur_session_new(g, &(recur_session_opts){.num_threads = threads, .rnn_path = RECUR_RNN_FUSED}, st);
-            recur_session_run_target(s, recur_global_variables_initializer(g), st);
-            recur_session_run(s, (recur_feed[]){{x, xv}}, 1, fetch, res[threads - 1], n, NULL, 0, st);
-            ASSERT_OK(st);
-            recur_session_free(s);
-        }
+        for (int threads = 1; threads <= 2; threads++)
+            run_fresh(g, &(recur_session_opts){.num_threads = threads, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, res[threads - 1]);
         for (int i = 0; i < n; i++) {
             ASSERT_EQ_INT((int)recur_array_size(res[0][i]), (int)recur_array_size(res[1][i]));
-            if (own && i != bias && memcmp(recur_array_cdata(res[0][i]), recur_array_cdata(res[1][i]), (size_t)recur_array_size(res[0][i]) * sizeof(float)))
+            if (own && i != bias && !same_bits(res[0][i], res[1][i]))
                 rt_fail(__FILE__, __LINE__, "%d units%s: result %d differs between one thread and two", units,
                         fallback ? " (CBLAS)" : "", i);
             recur_array_free(res[0][i]);
@@ -477,19 +486,13 @@ TEST(weight_gradients_without_the_input_gradient)
             int nv = grads_of_vars_and_x(g, y, x, grads, 17);
             recur_array *xv = wave_input(B, T, D, 0.29, true);
             recur_array *res[3][17];
-            for (int run = 0; run < 3; run++) { /* weights and x; weights only; weights only, check_numerics */
-                recur_session *s = recur_session_new(
-                    g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED, .check_numerics = run == 2}, st);
-                recur_session_run_target(s, recur_global_variables_initializer(g), st);
-                ASSERT_OK(st);
-                recur_session_run(s, (recur_feed[]){{x, xv}}, 1, grads, res[run], run ? nv : nv + 1, NULL, 0, st);
-                ASSERT_OK(st);
-                recur_session_free(s);
-            }
+            for (int run = 0; run < 3; run++) /* weights and x; weights only; weights only, check_numerics */
+                run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED, .check_numerics = run == 2}, x, xv,
+                          grads, run ? nv : nv + 1, res[run]);
             for (int run = 1; run < 3; run++)
                 for (int i = 0; i < nv; i++) {
                     ASSERT_EQ_INT((int)recur_array_size(res[run][i]), (int)recur_array_size(res[0][i]));
-                    if (memcmp(recur_array_cdata(res[run][i]), recur_array_cdata(res[0][i]), (size_t)recur_array_size(res[0][i]) * 4))
+                    if (!same_bits(res[run][i], res[0][i]))
                         rt_fail(__FILE__, __LINE__, "%s%s: gradient %d differs without the input's gradient (run %d)", cell_names[kind],
                                 withlen ? " with lengths" : "", i, run);
                     recur_array_free(res[run][i]);

@@ -431,7 +431,7 @@ TEST(weight_grad_product_matches_a_double_reference)
                             ktot += k;
                         }
                         float *C = malloc(sizeof(float) * (size_t)(ktot * ldc)), *C0 = malloc(sizeof(float) * (size_t)(ktot * ldc));
-                        float *work = rc_aligned_alloc(sizeof(float) * rc_gemm_tn_floats(ktot, ng));
+                        float *work = rc_aligned_alloc(sizeof(float) * rc_gemm_tn_floats(ktot));
                         for (int64_t i = 0; i < ktot * ldc; i++) C0[i] = (float)rand() / RAND_MAX - 0.5f;
                         memcpy(C, C0, sizeof(float) * (size_t)(ktot * ldc));
                         int64_t cut = halves && N > 32 ? 32 : N;

@@ -308,9 +308,8 @@ void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed
  * just before its tiles use it, so it is read from L1. */
 #define TN_KC 192
 
-size_t rc_gemm_tn_floats(int64_t k, int ng)
+size_t rc_gemm_tn_floats(int64_t k)
 {
-    (void)ng;
     return (size_t)TN_KC * (size_t)(NR + k + MR - 1) + (size_t)(k + MR); /* panel, strips, one row */
 }
 

@@ -194,7 +194,7 @@ static bool weight_grad(int64_t m, int64_t n, int ng, const rc_tall *g, const fl
     int64_t k = 0;
     for (int i = 0; i < ng; i++) k += g[i].k;
     bool big = (double)m * (double)n * (double)k >= TWO_THREADS_MNK, two = tl_kernel && big && n > 32;
-    size_t w = rc_gemm_tn_floats(k, ng) * sizeof(float);
+    size_t w = rc_gemm_tn_floats(k) * sizeof(float);
     tn_job j = {.m = m, .n = n, .k = k, .ldb = ldb, .ldc = ldc, .ng = ng, .g = g, .B = B, .C = C};
     if (big && (n + 31) / 32 % 2 && m >= 64 && ng <= 4 && !(j.C2 = rc_arena_alloc(ar, (size_t)(k * n) * sizeof(float), false)))
         return false;
@@ -609,7 +609,7 @@ typedef struct lstm_fwd_job {
     row_parts parts;
 } lstm_fwd_job;
 
-/* The recurrence over one part's rows (gates already hold the input projection, unless wx). */
+/* The recurrence over one part's rows (gates already hold the input projection, unless wk). */
 static void lstm_fwd_part(void *arg, int part)
 {
     const lstm_fwd_job *j = arg;
