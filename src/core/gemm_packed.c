@@ -66,26 +66,78 @@ bool rc_pack_b_alloc(rc_packed_b *p, const float *b, int64_t ldb, bool trans, in
     return true;
 }
 
+#ifdef HAVE_AVX512_PATH
+/* 16 x 16 floats transposed in registers: r[i] holds row i, then column i. */
+__attribute__((target("avx512f"), always_inline)) static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 16; i += 8)
+        for (int j = 0; j < 4; j++) {
+            t[i + j] = _mm512_shuffle_f32x4(u[i + j], u[i + 4 + j], 0x88);
+            t[i + 4 + j] = _mm512_shuffle_f32x4(u[i + j], u[i + 4 + j], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+    }
+}
+
+/* One panel (w <= 32 columns from c0) of B stored transposed: B[k][c] = b[c * ldb + k]. Blocks
+ * of 16 x 16 are read as 16 rows of b, transposed in registers and written as 16 panel rows
+ * (a scalar copy would store one float at a time, 32 floats apart). */
+__attribute__((target("avx512f"))) static void pack_panel_trans(const float *b, int64_t ldb, int64_t K, int64_t c0, int64_t w,
+                                                                float *dst)
+{
+    for (int64_t k0 = 0; k0 < K; k0 += 16) {
+        int64_t kn = RC_MIN(16, K - k0);
+        __mmask16 km = (__mmask16)(kn >= 16 ? 0xffff : (1u << kn) - 1);
+        for (int64_t h = 0; h < NR; h += 16) {
+            __m512 r[16];
+            for (int64_t i = 0; i < 16; i++)
+                r[i] = h + i < w ? _mm512_maskz_loadu_ps(km, b + (c0 + h + i) * ldb + k0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int64_t i = 0; i < kn; i++) _mm512_store_ps(dst + (k0 + i) * NR + h, r[i]);
+        }
+    }
+}
+
+/* One panel of B stored as is: each of its K rows two (masked) vector copies. */
+__attribute__((target("avx512f"))) static void pack_panel(const float *b, int64_t ldb, int64_t K, int64_t c0, int64_t w,
+                                                          float *dst)
+{
+    __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+    __mmask16 m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+    for (int64_t k = 0; k < K; k++) {
+        const float *src = b + k * ldb + c0;
+        _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_store_ps(dst + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+    }
+}
+#endif
+
 void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1)
 {
     if (!p->panels) return;
-    int64_t K = p->K, ldb = p->ldb;
-    const float *b = p->b;
+#ifdef HAVE_AVX512_PATH
     for (int64_t q = n0 / NR; q * NR < RC_MIN(n1, p->N); q++) {
         int64_t c0 = q * NR, w = RC_MIN(NR, p->N - c0);
-        float *dst = p->panels + q * K * NR;
-        if (!p->trans) {
-            for (int64_t k = 0; k < K; k++) {
-                memcpy(dst + k * NR, b + k * ldb + c0, (size_t)w * sizeof *dst);
-                for (int64_t c = w; c < NR; c++) dst[k * NR + c] = 0;
-            }
-        } else {
-            for (int64_t c = 0; c < NR; c++) {
-                const float *src = c < w ? b + (c0 + c) * ldb : NULL;
-                for (int64_t k = 0; k < K; k++) dst[k * NR + c] = src ? src[k] : 0;
-            }
-        }
+        float *dst = p->panels + q * p->K * NR;
+        if (p->trans) pack_panel_trans(p->b, p->ldb, p->K, c0, w, dst);
+        else pack_panel(p->b, p->ldb, p->K, c0, w, dst);
     }
+#else
+    (void)n0, (void)n1;
+#endif
 }
 
 bool rc_pack_b(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar)

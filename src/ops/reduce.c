@@ -142,17 +142,30 @@ static bool reduced_block(recur_shape x, int64_t mask, int64_t *outer, int64_t *
 }
 
 /* Fast float32 path over the [outer, mid, inner] form. */
-/* sum of x[0, n) in double: sixteen partial sums, so the adds run as wide vectors */
+/* sum of x[0, n) in double: 64 partial sums in eight vectors of eight, so that the adds run
+ * wide and in eight independent chains (an array of partial sums stays in memory, and its
+ * adds wait on one another through it) */
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+
 HOT static double sum_f64(const float *x, int64_t n)
 {
-    double p[16] = {0};
+    v8d p[8] = {{0}};
     int64_t m = 0;
-    for (; m + 16 <= n; m += 16)
-        for (int l = 0; l < 16; l++) p[l] += x[m + l];
-    for (int l = 0; m < n; m++, l++) p[l] += x[m];
-    for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) p[l] += p[l + w];
-    return p[0];
+    for (; m + 64 <= n; m += 64) {
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) {
+            v8f f;
+            memcpy(&f, x + m + 8 * v, sizeof f);
+            p[v] += __builtin_convertvector(f, v8d);
+        }
+    }
+    double t[64];
+    memcpy(t, p, sizeof t);
+    for (int l = 0; m < n; m++, l++) t[l] += x[m];
+    for (int w = 32; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) t[l] += t[l + w];
+    return t[0];
 }
 
 typedef struct half_sums {
@@ -295,7 +308,8 @@ static void spread_mid(void *arg, int64_t lo, int64_t hi)
     float *first = j->o + lo * j->inner;
     for (int64_t i = 0; i < j->inner; i++) first[i] = j->mean ? j->dy[i] / j->cnt : j->dy[i];
     if (j->inner == 1) {
-        for (int64_t m = lo + 1; m < hi; m++) j->o[m] = first[0];
+        float v = first[0], *o = j->o; /* a local copy: o[m] could alias first[0] for all the compiler knows */
+        for (int64_t m = lo + 1; m < hi; m++) o[m] = v;
     } else {
         for (int64_t m = lo + 1; m < hi; m++) memcpy(j->o + m * j->inner, first, (size_t)j->inner * sizeof *first);
     }

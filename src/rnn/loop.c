@@ -274,7 +274,10 @@ static recur_code rnn_kernel(rc_kctx *k)
     int64_t O = L->out->shape.dims[1];
     recur_array *out = rc_kout(k, 0, L->out->dtype, L->batch_major ? RECUR_SHAPE(B, T, O) : RECUR_SHAPE(T, B, O));
     if (!out) return recur_status_code(k->st);
-    if (out->nbytes) memset(out->data, 0, out->nbytes); /* an empty array has no data pointer */
+    bool fused = L->fused.nlayers > 0 && k->run->s->opts.rnn_path != RECUR_RNN_LOOP && x->dtype == RECUR_F32;
+    /* Rows past their length stay zero. The fused kernels write every other output element;
+     * without lengths, that is all of them. (An empty array has no data pointer.) */
+    if (out->nbytes && (L->has_len || !fused)) memset(out->data, 0, out->nbytes);
     recur_array *fin[RECUR_MAX_STATE];
     int s0 = L->has_len ? 2 : 1;
     for (int i = 0; i < L->nstate; i++) {
@@ -284,7 +287,7 @@ static recur_code rnn_kernel(rc_kctx *k)
     }
     bool train = training(k, L);
     ls->steps = steps;
-    ls->fused_ran = L->fused.nlayers > 0 && k->run->s->opts.rnn_path != RECUR_RNN_LOOP && x->dtype == RECUR_F32;
+    ls->fused_ran = fused;
     if (ls->fused_ran) {
         float *hist = NULL;
         if (train) {
