@@ -406,7 +406,7 @@ TEST(weight_grad_product_matches_a_double_reference)
     /* C += A^T B over all steps: groups of A's columns stacked as C's rows, a group's rows in
      * two places (h0, then the outputs), every edge of the 8-row tiles, 32-column panels and
      * 192-row blocks, and C's columns computed in two calls as the two threads do, on the
-     * packed path and the CBLAS fallback. */
+     * packed path and the CBLAS fallback; and B's column sums added on the way. */
     const int64_t Ms[] = {1, 5, 191, 192, 193, 450}, Ns[] = {1, 31, 32, 33, 100}, Ks[][3] = {{1, 0, 0}, {8, 0, 0}, {13, 4, 0}, {7, 9, 17}};
     const int ngs[] = {1, 1, 2, 3};
     srand(11);
@@ -434,9 +434,21 @@ TEST(weight_grad_product_matches_a_double_reference)
                         float *work = rc_aligned_alloc(sizeof(float) * rc_gemm_tn_floats(ktot));
                         for (int64_t i = 0; i < ktot * ldc; i++) C0[i] = (float)rand() / RAND_MAX - 0.5f;
                         memcpy(C, C0, sizeof(float) * (size_t)(ktot * ldc));
+                        /* the column sums of B (a bias gradient) on the way, one past N untouched */
+                        float *cs = malloc(sizeof(float) * (size_t)(N + 1)), *cs0 = malloc(sizeof(float) * (size_t)(N + 1));
+                        for (int64_t j = 0; j <= N; j++) cs[j] = cs0[j] = (float)rand() / RAND_MAX - 0.5f;
                         int64_t cut = halves && N > 32 ? 32 : N;
-                        rc_gemm_tn_acc(M, ng, g, Bm, ldb, C, ldc, N, 0, cut, work);
-                        if (cut < N) rc_gemm_tn_acc(M, ng, g, Bm, ldb, C, ldc, N, cut, N, work);
+                        rc_gemm_tn_acc(M, ng, g, Bm, ldb, C, ldc, N, 0, cut, cs, work);
+                        if (cut < N) rc_gemm_tn_acc(M, ng, g, Bm, ldb, C, ldc, N, cut, N, cs, work);
+                        ASSERT_TRUE(cs[N] == cs0[N]);
+                        for (int64_t j = 0; j < N; j++) {
+                            double ref = cs0[j], mag = fabs(ref);
+                            for (int64_t r = 0; r < M; r++) ref += Bm[r * ldb + j], mag += fabs(Bm[r * ldb + j]);
+                            if (fabs(cs[j] - ref) > 1e-6 * (mag + 1))
+                                rt_fail(__FILE__, __LINE__, "M %lld N %lld fallback %d: column sum %lld = %g, want %g", (long long)M,
+                                        (long long)N, fb, (long long)j, cs[j], ref);
+                        }
+                        free(cs), free(cs0);
                         int64_t row = 0;
                         for (int gi = 0; gi < ng; gi++)
                             for (int64_t i = 0; i < g[gi].k; i++, row++)

@@ -647,9 +647,9 @@ TEST(lstm_cell_gradient_matches_the_unfused_steps)
         rc_vmath_force(k_impls[k]);
         if (strcmp(rc_vmath_impl(), k_impls[k])) continue;
         for (size_t n = 0; n <= MAXN; n++) {
-            float dc[GS], wdc[GS], dg[4 * GS], wdg[4 * GS], db[4 * GS], wdb[4 * GS], t[MAXN + 1];
+            float dc[GS], wdc[GS], dg[4 * GS], wdg[4 * GS], t[MAXN + 1];
             for (size_t i = 0; i < GS; i++) dc[i] = wdc[i] = 0.25f * in[(i * 7) % (8 * GS)];
-            for (size_t i = 0; i < 4 * GS; i++) dg[i] = wdg[i] = -7.0f, db[i] = wdb[i] = 0.5f * in[(i * 3) % (8 * GS)];
+            for (size_t i = 0; i < 4 * GS; i++) dg[i] = wdg[i] = -7.0f;
             rc_vtanh(t, craw, n);
             for (size_t u = 0; u < n; u++) {
                 float i = gates[u], j = gates[GS + u], f = gates[2 * GS + u], o = gates[3 * GS + u], dm = dh[u] + dy[u];
@@ -658,15 +658,14 @@ TEST(lstm_cell_gradient_matches_the_unfused_steps)
                 float di = dcr * j * i * (1 - i), dj = dcr * i * (1 - j * j), df = dcr * cprev[u] * f * (1 - f);
                 wdc[u] = dcr * f;
                 wdg[u] = di, wdg[GS + u] = dj, wdg[2 * GS + u] = df, wdg[3 * GS + u] = dpo;
-                wdb[u] += di, wdb[GS + u] += dj, wdb[2 * GS + u] += df, wdb[3 * GS + u] += dpo;
             }
-            rc_vlstm_cell_grad(n, gates, GS, craw, cprev, dh, dy, dc, dg, db);
+            rc_vlstm_cell_grad(n, gates, GS, craw, cprev, dh, dy, dc, dg);
             for (size_t i = 0; i < GS; i++)
                 if (to_bits(dc[i]) != to_bits(wdc[i]))
                     rt_fail(__FILE__, __LINE__, "%s n=%zu dc[%zu] = %a, want %a", k_impls[k], n, i, dc[i], wdc[i]);
             for (size_t i = 0; i < 4 * GS; i++)
-                if (to_bits(dg[i]) != to_bits(wdg[i]) || to_bits(db[i]) != to_bits(wdb[i]))
-                    rt_fail(__FILE__, __LINE__, "%s n=%zu [%zu]: dg %a db %a, want %a %a", k_impls[k], n, i, dg[i], db[i], wdg[i], wdb[i]);
+                if (to_bits(dg[i]) != to_bits(wdg[i]))
+                    rt_fail(__FILE__, __LINE__, "%s n=%zu [%zu]: dg %a, want %a", k_impls[k], n, i, dg[i], wdg[i]);
         }
     }
     rc_vmath_force(NULL);
@@ -681,7 +680,7 @@ TEST(lstm_cell_rows_match_the_one_row_passes)
     const size_t ns[] = {1, 3, 15, 16, 17, 31, 32, 33, 50}, rowss[] = {1, 2, 3, 7};
     enum { MAXR = 7, MAXN = 50, PAD = 5, GST = 4 * MAXN + PAD, GUARD = 16 };
     static float g0[MAXR * GST + GUARD], g[MAXR * GST + GUARD], gw[MAXR * GST + GUARD], st0[8][MAXR * MAXN + GUARD],
-        st[8][MAXR * MAXN + GUARD], sw[8][MAXR * MAXN + GUARD], bias[4 * MAXN], db[4 * MAXN + GUARD], dbw[4 * MAXN + GUARD];
+        st[8][MAXR * MAXN + GUARD], sw[8][MAXR * MAXN + GUARD], bias[4 * MAXN];
     fill_inputs(g0, MAXR * GST + GUARD, 31);
     for (size_t i = 0; i < MAXR * GST + GUARD; i++) g0[i] = fmaxf(-8.0f, fminf(8.0f, g0[i]));
     for (int a = 0; a < 8; a++) {
@@ -701,17 +700,16 @@ TEST(lstm_cell_rows_match_the_one_row_passes)
                     memcpy(gw, g0, sizeof g);
                     memcpy(st, st0, sizeof st);
                     memcpy(sw, st0, sizeof st);
-                    for (size_t i = 0; i < 4 * MAXN + GUARD; i++) db[i] = dbw[i] = 0.01f * (float)i;
                     if (!grad) {
                         rc_vlstm_cell_rows(rows, n, g, gstride, n, bias, n, 1.0f, st[0], st[1], st[2]);
                         for (size_t r = 0; r < rows; r++)
                             rc_vlstm_cell(n, gw + r * gstride, n, bias, n, 1.0f, sw[0] + r * n, sw[1] + r * n, sw[2] + r * n);
                     } else {
                         /* st: craw, cprev, dh, dy, dc; the gates' gradients into g's rows */
-                        rc_vlstm_cell_grad_rows(rows, n, g0, gstride, n, st[0], st[1], st[2], st[3], st[4], g, db);
+                        rc_vlstm_cell_grad_rows(rows, n, g0, gstride, n, st[0], st[1], st[2], st[3], st[4], g);
                         for (size_t r = 0; r < rows; r++)
                             rc_vlstm_cell_grad(n, g0 + r * gstride, n, sw[0] + r * n, sw[1] + r * n, sw[2] + r * n, sw[3] + r * n,
-                                               sw[4] + r * n, gw + r * gstride, dbw);
+                                               sw[4] + r * n, gw + r * gstride);
                     }
                     for (size_t i = 0; i < MAXR * GST + GUARD; i++)
                         if (to_bits(g[i]) != to_bits(gw[i]))
@@ -722,10 +720,6 @@ TEST(lstm_cell_rows_match_the_one_row_passes)
                             if (to_bits(st[a][i]) != to_bits(sw[a][i]))
                                 rt_fail(__FILE__, __LINE__, "%s %s rows=%zu n=%zu: array %d [%zu] %a, row by row %a", k_impls[k],
                                         grad ? "gradient" : "cell", rows, n, a, i, st[a][i], sw[a][i]);
-                    for (size_t i = 0; i < 4 * MAXN + GUARD; i++)
-                        if (to_bits(db[i]) != to_bits(dbw[i]))
-                            rt_fail(__FILE__, __LINE__, "%s rows=%zu n=%zu: db[%zu] %a, row by row %a", k_impls[k], rows, n, i, db[i],
-                                    dbw[i]);
                 }
             }
     }

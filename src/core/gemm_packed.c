@@ -388,7 +388,7 @@ rc_tall rc_tall_from(rc_tall g, int64_t m0)
  * strip is partly empty; then each panel's block of B just before its tiles. */
 __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, int ng, const rc_tall *g, const float *B,
                                                         int64_t ldb, int64_t N, float *C, int64_t ldc, int64_t q0,
-                                                        int64_t q1, float *work)
+                                                        int64_t q1, float *colsum, float *work)
 {
     int64_t kb = r1 - r0, ktot = 0;
     for (int gi = 0; gi < ng; gi++) ktot += g[gi].k;
@@ -407,10 +407,29 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
         int64_t c0 = q * NR, w = RC_MIN(NR, N - c0);
         __mmask16 m0, m1;
         panel_masks(w, &m0, &m1);
-        for (int64_t k = 0; k < kb; k++) {
-            const float *src = B + (r0 + k) * ldb + c0;
-            _mm512_store_ps(panel + k * NR, _mm512_maskz_loadu_ps(m0, src));
-            _mm512_store_ps(panel + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+        if (colsum) { /* the block's column sums on the way: four rows in flight, added in a fixed order */
+            __m512 s[8];
+            for (int v = 0; v < 8; v++) s[v] = _mm512_setzero_ps();
+            int64_t k = 0;
+            for (; k < kb; k++) {
+                const float *src = B + (r0 + k) * ldb + c0;
+                __m512 b0 = _mm512_maskz_loadu_ps(m0, src), b1 = _mm512_maskz_loadu_ps(m1, src + 16);
+                _mm512_store_ps(panel + k * NR, b0);
+                _mm512_store_ps(panel + k * NR + 16, b1);
+                int a = (int)(k & 3) * 2;
+                s[a] = _mm512_add_ps(s[a], b0);
+                s[a + 1] = _mm512_add_ps(s[a + 1], b1);
+            }
+            __m512 t0 = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[4], s[6]));
+            __m512 t1 = _mm512_add_ps(_mm512_add_ps(s[1], s[3]), _mm512_add_ps(s[5], s[7]));
+            _mm512_mask_storeu_ps(colsum + c0, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, colsum + c0), t0));
+            _mm512_mask_storeu_ps(colsum + c0 + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, colsum + c0 + 16), t1));
+        } else {
+            for (int64_t k = 0; k < kb; k++) {
+                const float *src = B + (r0 + k) * ldb + c0;
+                _mm512_store_ps(panel + k * NR, _mm512_maskz_loadu_ps(m0, src));
+                _mm512_store_ps(panel + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+            }
         }
         float *crow = C + c0;
         const float *ap = apk;
@@ -430,16 +449,19 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
 #endif
 
 void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t N,
-                    int64_t n0, int64_t n1, float *work)
+                    int64_t n0, int64_t n1, float *colsum, float *work)
 {
     if (m <= 0 || n1 <= n0) return;
 #ifdef HAVE_AVX512_PATH
     if (packs(m, N) && n0 % NR == 0 && (n1 % NR == 0 || n1 == N)) {
         for (int64_t r0 = 0; r0 < m; r0 += TN_KC)
-            tn_block(r0, RC_MIN(m, r0 + TN_KC), ng, g, B, ldb, N, C, ldc, n0 / NR, (n1 + NR - 1) / NR, work);
+            tn_block(r0, RC_MIN(m, r0 + TN_KC), ng, g, B, ldb, N, C, ldc, n0 / NR, (n1 + NR - 1) / NR, colsum, work);
         return;
     }
 #endif
+    if (colsum)
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t c = n0; c < n1; c++) colsum[c] += B[r * ldb + c];
     float *crow = C + n0;
     for (int gi = 0; gi < ng; gi++) {
         const rc_tall *t = &g[gi];

@@ -61,12 +61,14 @@ typedef struct rc_tall {
 rc_tall rc_tall_from(rc_tall g, int64_t m0);
 
 /* Columns [n0, n1) of C (n0 a multiple of 32, n1 too or N), so that threads can share one
- * product. work: rc_gemm_tn_floats(k) floats (k: all groups' columns), 64-byte aligned, one
- * per thread. The panels of B are packed on the way, a block of rows at a time, and read once
- * for every group; A's rows are read where they lie. Without AVX-512: CBLAS. */
+ * product. colsum (NULL: none): its columns [n0, n1) also get the column sums of B's m rows
+ * added (a bias gradient), in an order fixed by the shape. work: rc_gemm_tn_floats(k) floats
+ * (k: all groups' columns), 64-byte aligned, one per thread. The panels of B are packed on the
+ * way, a block of rows at a time, and read once for every group; A's rows are read where they
+ * lie. Without AVX-512: CBLAS. */
 size_t rc_gemm_tn_floats(int64_t k);
 void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t N,
-                    int64_t n0, int64_t n1, float *work);
+                    int64_t n0, int64_t n1, float *colsum, float *work);
 
 /* Tests: make later rc_pack_b calls leave B unpacked (the CBLAS path) when on. */
 void rc_gemm_packed_use_cblas(bool on);

@@ -219,7 +219,7 @@ static void lstm_cell_scalar(size_t n, float *g, size_t gs, const float *b, size
 
 /* Its gradient (rc_vlstm_cell_grad) one unit at a time, in the vector versions' order. */
 static void lstm_grad_scalar(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh,
-                             const float *dy, float *dc, float *dg, float *db)
+                             const float *dy, float *dc, float *dg)
 {
     for (size_t u = 0; u < n; u++) {
         float i = g[u], j = g[gs + u], f = g[2 * gs + u], o = g[3 * gs + u], t = tanh1(craw[u]), dm = dh[u] + dy[u];
@@ -228,7 +228,6 @@ static void lstm_grad_scalar(size_t n, const float *g, size_t gs, const float *c
         float di = dcr * j * i * (1 - i), dj = dcr * i * (1 - j * j), df = dcr * cprev[u] * f * (1 - f);
         dc[u] = dcr * f;
         dg[u] = di, dg[gs + u] = dj, dg[2 * gs + u] = df, dg[3 * gs + u] = dpo;
-        db[u] += di, db[gs + u] += dj, db[2 * gs + u] += df, db[3 * gs + u] += dpo;
     }
 }
 
@@ -378,10 +377,10 @@ static inline RC_AVX512 RC_INLINE void lstm16(const lanes16 *gl, const lanes16 *
     _mm512_mask_storeu_ps(m, k, _mm512_mul_ps(tanh512(cn), o));
 }
 
-/* Sixteen units of the cell's gradient: the gates and their gradients through `gl`, the bias
- * gradient through `bl`, the rest contiguous. */
-static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const lanes16 *bl, const float *g, size_t gs, const float *craw,
-                                         const float *cprev, const float *dh, const float *dy, float *dc, float *dg, float *db)
+/* Sixteen units of the cell's gradient: the gates and their gradients through `gl`, the rest
+ * contiguous. */
+static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const float *g, size_t gs, const float *craw,
+                                         const float *cprev, const float *dh, const float *dy, float *dc, float *dg)
 {
     __mmask16 k = gl->k1 | gl->k2;
     __m512 one = _mm512_set1_ps(1.0f);
@@ -399,21 +398,17 @@ static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const lane
     st16(gl, dg + gs, dj);
     st16(gl, dg + 2 * gs, df);
     st16(gl, dg + 3 * gs, dpo);
-    st16(bl, db, _mm512_add_ps(ld16(bl, db), di));
-    st16(bl, db + gs, _mm512_add_ps(ld16(bl, db + gs), dj));
-    st16(bl, db + 2 * gs, _mm512_add_ps(ld16(bl, db + 2 * gs), df));
-    st16(bl, db + 3 * gs, _mm512_add_ps(ld16(bl, db + 3 * gs), dpo));
 }
 
 /* One row: whole vectors, then the tail under a mask. */
 static inline lanes16 lanes_row(size_t w) { return (lanes16){(__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1), 0, 16, 0}; }
 
 static RC_AVX512 void lstm_grad_avx512(size_t n, const float *g, size_t gs, const float *craw, const float *cprev,
-                                       const float *dh, const float *dy, float *dc, float *dg, float *db)
+                                       const float *dh, const float *dy, float *dc, float *dg)
 {
     for (size_t u = 0; u < n; u += 16) {
         lanes16 l = lanes_row(n - u);
-        lstm_grad16(&l, &l, g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u, db + u);
+        lstm_grad16(&l, g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u);
     }
 }
 
@@ -457,19 +452,18 @@ static RC_AVX512 void lstm_cell_rows_avx512(size_t rows, size_t n, float *g, siz
 }
 
 static RC_AVX512 void lstm_grad_rows_avx512(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
-                                            const float *cprev, const float *dh, const float *dy, float *dc, float *dg, float *db)
+                                            const float *cprev, const float *dh, const float *dy, float *dc, float *dg)
 {
     if (rows < 2 || n < 16 || n % 16 == 0) {
         for (size_t r = 0; r < rows; r++)
             lstm_grad_avx512(n, g + r * gstride, gs, craw + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n,
-                             dg + r * gstride, db);
+                             dg + r * gstride);
         return;
     }
     for (size_t e = 0, total = rows * n; e < total; e += 16) {
         size_t r, u;
-        lanes16 gl = lanes_flat(e, n, total, gstride, &r, &u), bl = gl;
-        bl.skip = -(ptrdiff_t)u;
-        lstm_grad16(&gl, &bl, g + r * gstride + u, gs, craw + e, cprev + e, dh + e, dy + e, dc + e, dg + r * gstride + u, db + u);
+        lanes16 gl = lanes_flat(e, n, total, gstride, &r, &u);
+        lstm_grad16(&gl, g + r * gstride + u, gs, craw + e, cprev + e, dh + e, dy + e, dc + e, dg + r * gstride + u);
     }
 }
 
@@ -603,7 +597,7 @@ static inline RC_AVX2 void lstm8(__m256i k, float *g, size_t gs, const float *b,
 
 /* Eight units of the cell's gradient under lane mask k. */
 static inline RC_AVX2 void lstm_grad8(__m256i k, const float *g, size_t gs, const float *craw, const float *cprev,
-                                      const float *dh, const float *dy, float *dc, float *dg, float *db)
+                                      const float *dh, const float *dy, float *dc, float *dg)
 {
     __m256 one = _mm256_set1_ps(1.0f);
     __m256 i = _mm256_maskload_ps(g, k), j = _mm256_maskload_ps(g + gs, k), f = _mm256_maskload_ps(g + 2 * gs, k),
@@ -620,21 +614,17 @@ static inline RC_AVX2 void lstm_grad8(__m256i k, const float *g, size_t gs, cons
     _mm256_maskstore_ps(dg + gs, k, dj);
     _mm256_maskstore_ps(dg + 2 * gs, k, df);
     _mm256_maskstore_ps(dg + 3 * gs, k, dpo);
-    _mm256_maskstore_ps(db, k, _mm256_add_ps(_mm256_maskload_ps(db, k), di));
-    _mm256_maskstore_ps(db + gs, k, _mm256_add_ps(_mm256_maskload_ps(db + gs, k), dj));
-    _mm256_maskstore_ps(db + 2 * gs, k, _mm256_add_ps(_mm256_maskload_ps(db + 2 * gs, k), df));
-    _mm256_maskstore_ps(db + 3 * gs, k, _mm256_add_ps(_mm256_maskload_ps(db + 3 * gs, k), dpo));
 }
 
 static RC_AVX2 void lstm_grad_avx2(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh,
-                                   const float *dy, float *dc, float *dg, float *db)
+                                   const float *dy, float *dc, float *dg)
 {
     __m256i all = _mm256_set1_epi32(-1);
     size_t u = 0;
-    for (; u + 8 <= n; u += 8) lstm_grad8(all, g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u, db + u);
+    for (; u + 8 <= n; u += 8) lstm_grad8(all, g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u);
     if (u < n)
         lstm_grad8(_mm256_loadu_si256((const __m256i *)(g_tail_mask + 8 - (n - u))), g + u, gs, craw + u, cprev + u, dh + u, dy + u,
-                   dc + u, dg + u, db + u);
+                   dc + u, dg + u);
 }
 
 static RC_AVX2 void lstm_cell_avx2(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw,
@@ -653,11 +643,11 @@ static RC_AVX2 void lstm_cell_avx2(size_t n, float *g, size_t gs, const float *b
 typedef void (*rc_vfn)(float *y, const float *x, size_t n);
 typedef void (*rc_vcell)(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw, float *m);
 typedef void (*rc_vcell_grad)(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh,
-                              const float *dy, float *dc, float *dg, float *db);
+                              const float *dy, float *dc, float *dg);
 typedef void (*rc_vcell_rows)(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b, size_t bs, float fb,
                               float *c, float *craw, float *m);
 typedef void (*rc_vcell_grad_rows)(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
-                                   const float *cprev, const float *dh, const float *dy, float *dc, float *dg, float *db);
+                                   const float *cprev, const float *dh, const float *dy, float *dc, float *dg);
 typedef struct rc_vimpl {
     const char *name;
     rc_vfn sigmoid, tanh_, exp_;
@@ -713,9 +703,9 @@ void rc_vlstm_cell(size_t n, float *g, size_t gs, const float *b, size_t bs, flo
     impl()->lstm_cell(n, g, gs, b, bs, fb, c, craw, m);
 }
 void rc_vlstm_cell_grad(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh, const float *dy,
-                        float *dc, float *dg, float *db)
+                        float *dc, float *dg)
 {
-    impl()->lstm_grad(n, g, gs, craw, cprev, dh, dy, dc, dg, db);
+    impl()->lstm_grad(n, g, gs, craw, cprev, dh, dy, dc, dg);
 }
 
 void rc_vlstm_cell_rows(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b, size_t bs, float fb, float *c,
@@ -730,15 +720,15 @@ void rc_vlstm_cell_rows(size_t rows, size_t n, float *g, size_t gstride, size_t 
 }
 
 void rc_vlstm_cell_grad_rows(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
-                             const float *cprev, const float *dh, const float *dy, float *dc, float *dg, float *db)
+                             const float *cprev, const float *dh, const float *dy, float *dc, float *dg)
 {
     const rc_vimpl *v = impl();
     if (v->lstm_grad_rows) {
-        v->lstm_grad_rows(rows, n, g, gstride, gs, craw, cprev, dh, dy, dc, dg, db);
+        v->lstm_grad_rows(rows, n, g, gstride, gs, craw, cprev, dh, dy, dc, dg);
         return;
     }
     for (size_t r = 0; r < rows; r++)
-        v->lstm_grad(n, g + r * gstride, gs, craw + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n, dg + r * gstride, db);
+        v->lstm_grad(n, g + r * gstride, gs, craw + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n, dg + r * gstride);
 }
 
 const char *rc_vmath_impl(void) { return impl()->name; }

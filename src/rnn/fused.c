@@ -152,58 +152,99 @@ static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, in
     return true;
 }
 
+/* Two spinning threads meet (the per-step splits below, the weight gradient's row split). */
+typedef struct step_barrier {
+    _Atomic int count, gen;
+} step_barrier;
+
+static void barrier_wait(step_barrier *b)
+{
+    int g = atomic_load_explicit(&b->gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
+        return;
+    }
+    for (unsigned n = 0; atomic_load_explicit(&b->gen, memory_order_acquire) == g;) rc_spin_turn(&n);
+}
+
 /* Weight gradients: C[k, n] += A^T @ B[m, n] over all m packed rows, A's k columns in groups
- * (core/gemm_packed: B's panels are packed once for every group), shared between the two
- * threads when the product is large. C's columns are split on a panel edge where their panels
- * halve evenly; where they do not (7 panels, say), the sum over the rows is split instead: the
- * first half into C, the second into a zeroed copy added after. That choice depends on the
- * shape only, so one thread does the same sums in the same order and the result keeps its bits
- * whatever the thread count. False on OOM. */
+ * (core/gemm_packed: B's panels are packed once for every group), and colsum[n] (NULL: none)
+ * += B's column sums (the bias gradient, summed as the panels are packed), shared between the
+ * two threads when the product is large. C's columns are split on a panel edge where their
+ * panels halve evenly; where they do not (7 panels, say), the sum over the rows is split
+ * instead: the first half into C, the second into a zeroed copy added after. That choice
+ * depends on the shape only, so one thread does the same sums in the same order and the result
+ * keeps its bits whatever the thread count. False on OOM. */
 typedef struct tn_job {
     int64_t m, n, k, ldb, ldc;
     int ng;
     const rc_tall *g;
     const float *B;
-    float *C, *work[2];
-    float *C2; /* the row split: the second half's sum (k x n) */
+    float *C, *colsum, *work[2];
+    float *C2;         /* the row split: the second half's sums (k x n; then its column sums, n) */
+    step_barrier *bar; /* the row split on two threads at once: both add half of C2 */
 } tn_job;
+
+/* Rows [r0, r1) of C2 into C; row k (the column sums) into colsum. */
+static void add_c2(const tn_job *j, int64_t r0, int64_t r1)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        float *restrict c = r < j->k ? j->C + r * j->ldc : j->colsum;
+        const float *restrict c2 = j->C2 + r * j->n;
+        for (int64_t i = 0; i < j->n; i++) c[i] += c2[i];
+    }
+}
 
 static void tn_part(void *arg, int part)
 {
     const tn_job *j = arg;
     if (j->C2) {
-        int64_t mh = j->m / 2;
-        if (part <= 0) rc_gemm_tn_acc(mh, j->ng, j->g, j->B, j->ldb, j->C, j->ldc, j->n, 0, j->n, j->work[0]);
+        int64_t mh = j->m / 2, rows = j->k + (j->colsum != NULL);
+        if (part <= 0) rc_gemm_tn_acc(mh, j->ng, j->g, j->B, j->ldb, j->C, j->ldc, j->n, 0, j->n, j->colsum, j->work[0]);
         if (part != 0) {
             rc_tall g2[4];
             for (int i = 0; i < j->ng; i++) g2[i] = rc_tall_from(j->g[i], mh);
-            memset(j->C2, 0, (size_t)(j->k * j->n) * sizeof *j->C2);
-            rc_gemm_tn_acc(j->m - mh, j->ng, g2, j->B + mh * j->ldb, j->ldb, j->C2, j->n, j->n, 0, j->n, j->work[part > 0]);
+            memset(j->C2, 0, (size_t)(rows * j->n) * sizeof *j->C2);
+            rc_gemm_tn_acc(j->m - mh, j->ng, g2, j->B + mh * j->ldb, j->ldb, j->C2, j->n, j->n, 0, j->n,
+                           j->colsum ? j->C2 + j->k * j->n : NULL, j->work[part > 0]);
+        }
+        if (j->bar) {
+            barrier_wait(j->bar);
+            add_c2(j, part ? rows / 2 : 0, part ? rows : rows / 2);
         }
         return;
     }
     int64_t half = (j->n / 2 + 31) & ~(int64_t)31, n0 = part > 0 ? RC_MIN(half, j->n) : 0,
             n1 = part == 0 ? RC_MIN(half, j->n) : j->n;
-    rc_gemm_tn_acc(j->m, j->ng, j->g, j->B, j->ldb, j->C, j->ldc, j->n, n0, n1, j->work[part > 0]);
+    rc_gemm_tn_acc(j->m, j->ng, j->g, j->B, j->ldb, j->C, j->ldc, j->n, n0, n1, j->colsum, j->work[part > 0]);
 }
 
 static bool weight_grad(int64_t m, int64_t n, int ng, const rc_tall *g, const float *B, int64_t ldb, float *C, int64_t ldc,
-                        rc_arena *ar)
+                        float *colsum, rc_arena *ar)
 {
     if (m <= 0 || n <= 0) return true;
     int64_t k = 0;
     for (int i = 0; i < ng; i++) k += g[i].k;
     bool big = (double)m * (double)n * (double)k >= TWO_THREADS_MNK, two = tl_kernel && big && n > 32;
     size_t w = rc_gemm_tn_floats(k) * sizeof(float);
-    tn_job j = {.m = m, .n = n, .k = k, .ldb = ldb, .ldc = ldc, .ng = ng, .g = g, .B = B, .C = C};
-    if (big && (n + 31) / 32 % 2 && m >= 64 && ng <= 4 && !(j.C2 = rc_arena_alloc(ar, (size_t)(k * n) * sizeof(float), false)))
+    tn_job j = {.m = m, .n = n, .k = k, .ldb = ldb, .ldc = ldc, .ng = ng, .g = g, .B = B, .C = C, .colsum = colsum};
+    int64_t rows = k + (colsum != NULL);
+    if (big && (n + 31) / 32 % 2 && m >= 64 && ng <= 4 && !(j.C2 = rc_arena_alloc(ar, (size_t)(rows * n) * sizeof(float), false)))
         return false;
     if (!(j.work[0] = rc_arena_alloc(ar, w, false)) || ((two || j.C2) && !(j.work[1] = rc_arena_alloc(ar, w, false)))) return false;
-    if (two || j.C2) rc_kparallel2(tl_kernel, tn_part, &j);
+    step_barrier bar = {0};
+    if (j.C2) { /* both halves at once, then each thread adds half of C2 where it can */
+        j.bar = &bar;
+        if (rc_kparallel2_together(tl_kernel, tn_part, &j)) return true;
+        j.bar = NULL;
+        tn_part(&j, 0);
+        tn_part(&j, 1);
+        add_c2(&j, 0, rows);
+        return true;
+    }
+    if (two) rc_kparallel2(tl_kernel, tn_part, &j);
     else tn_part(&j, -1);
-    if (j.C2)
-        for (int64_t r = 0; r < k; r++)
-            for (int64_t c = 0; c < n; c++) C[r * ldc + c] += j.C2[r * n + c];
     return true;
 }
 
@@ -218,12 +259,6 @@ static bool project(const float *x, const int64_t *xrow, int64_t rows, int64_t d
     if (bias)
         for (int64_t r = 0; r < rows; r++) memcpy(out + r * n, bias, (size_t)n * sizeof *out);
     return gemm_packed_rows(rows, n, d, x, d, xrow, w, n, false, bias ? 1.0f : 0.0f, out, n, NULL, ar);
-}
-
-HOT static void colsum_acc(const float *restrict g, int64_t rows, int64_t n, float *restrict b)
-{
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t j = 0; j < n; j++) b[j] += g[r * n + j];
 }
 
 /* Sequence order: rows sorted by length (longest first); nact[t] rows run at step t. */
@@ -312,22 +347,6 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
     }
     seq_offsets(s);
     return s->dense || (s->at = rc_arena_alloc(ar, (size_t)(s->steps + 1) * sizeof *s->at, false)) != NULL;
-}
-
-/* Two spinning threads meet after every step (the per-step splits below). */
-typedef struct step_barrier {
-    _Atomic int count, gen;
-} step_barrier;
-
-static void barrier_wait(step_barrier *b)
-{
-    int g = atomic_load_explicit(&b->gen, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == 1) {
-        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
-        return;
-    }
-    for (unsigned n = 0; atomic_load_explicit(&b->gen, memory_order_acquire) == g;) rc_spin_turn(&n);
 }
 
 /* The recurrence splits the batch's rows between the two threads. Rows are independent through
@@ -1148,24 +1167,23 @@ static recur_code rnn_bwd(bctx *c)
     run_row_parts(&j.parts, c->s, rnn_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
     rc_tall g[2] = {xtall(c), tall(hp, H, H)};
-    if (!weight_grad(R, H, 2, g, dG, H, dK, H, c->ar)) return RECUR_OUT_OF_MEMORY;
-    colsum_acc(dG, R, H, db);
+    if (!weight_grad(R, H, 2, g, dG, H, dK, H, db, c->ar)) return RECUR_OUT_OF_MEMORY;
     if (c->dx && !gemm_packed_rows(R, D, H, dG, H, NULL, kern, H, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
 
 /* The common cell's backward pass (tanh, no clipping, peepholes or projection) over n rows, in
- * one vector pass (core/vmath): the output gradient read as dh + dy, the bias gradient
- * accumulated on the way. */
+ * one vector pass (core/vmath): the output gradient read as dh + dy. (The bias gradient, the
+ * gate gradients' column sums, comes with the weight gradient's product.) */
 static void lstm_bwd_rows_basic(int64_t n, int64_t H, const float *gt, const float *crt, const float *cprev, const float *dh,
-                                const float *dy, float *dc, float *g, float *db)
+                                const float *dy, float *dc, float *g)
 {
-    rc_vlstm_cell_grad_rows((size_t)n, (size_t)H, gt, (size_t)(4 * H), (size_t)H, crt, cprev, dh, dy, dc, g, db);
+    rc_vlstm_cell_grad_rows((size_t)n, (size_t)H, gt, (size_t)(4 * H), (size_t)H, crt, cprev, dh, dy, dc, g);
 }
 
 HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *gt, const float *crt,
                               const float *cprev, const float *dm, float *dc, float *g, float *dpe, float *mpre, float *a,
-                              const float *wf, const float *wi, const float *wo, float *db)
+                              const float *wf, const float *wi, const float *wo)
 {
     int64_t G = 4 * H;
     for (int64_t b = 0; b < n; b++) {
@@ -1199,7 +1217,6 @@ HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, con
             gb[3 * H + j] = do_pre;
             if (nc) nc[j] = a[j] * os[j];
         }
-        for (int64_t j = 0; j < G; j++) db[j] += gb[j];
     }
 }
 
@@ -1207,7 +1224,7 @@ typedef struct lstm_bwd_job {
     bctx *c;
     const rc_packed_b *whT, *wpT;
     const float *wf, *wi, *wo, *gates, *craw, *yraw;
-    float *dG, *hp, *dm, *cp, *mpre, *dmr, *a[2], *db[2], *dpe[2];
+    float *dG, *hp, *dm, *cp, *mpre, *dmr, *a[2], *dpe[2];
     row_parts parts;
     bool basic; /* the common cell (lstm_bwd_rows_basic) */
 } lstm_bwd_job;
@@ -1230,7 +1247,7 @@ static void lstm_bwd_part(void *arg, int part)
         if (t) clamp_vec(hpt, j->yraw + (s->off[t - 1] + r.r0) * P, n * P, proj ? l->proj_clip : 0);
         else memcpy(hpt, c->h0 + r.r0 * P, (size_t)(n * P) * sizeof *hpt);
     }
-    float *a = j->a[part > 0], *db = j->db[part > 0], *dpe = j->dpe[part > 0];
+    float *a = j->a[part > 0], *dpe = j->dpe[part > 0];
     for (int64_t t = S - 1; t >= 0; t--) {
         rows_range r = step_rows(s, &j->parts, part, t);
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
@@ -1243,7 +1260,7 @@ static void lstm_bwd_part(void *arg, int part)
             cprev = cp;
         }
         if (j->basic) {
-            lstm_bwd_rows_basic(n, H, j->gates + row * G, j->craw + row * H, cprev, dh, dyt, dc, j->dG + row * G, db);
+            lstm_bwd_rows_basic(n, H, j->gates + row * G, j->craw + row * H, cprev, dh, dyt, dc, j->dG + row * G);
         } else {
             float *dmt = proj ? j->dmr + row * P : dm;
             for (int64_t i = 0; i < n * P; i++) {
@@ -1253,7 +1270,7 @@ static void lstm_bwd_part(void *arg, int part)
             }
             if (proj) rc_gemm_packed(n, dmt, P, j->wpT, 0.0f, dm, H);
             lstm_bwd_rows(l, n, H, j->gates + row * G, j->craw + row * H, cprev, dm, dc, j->dG + row * G, dpe,
-                          j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo, db);
+                          j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo);
         }
         rc_gemm_packed(n, j->dG + row * G, G, j->whT, 0.0f, dh, P);
         step_done(s, &j->parts, part, t, t - 1);
@@ -1282,23 +1299,20 @@ static recur_code lstm_bwd(bctx *c)
     j.hp = hp_view ? NULL : TAKE_RAW(c, R * P);
     j.mpre = proj ? TAKE(c, R * H) : NULL, j.dmr = proj ? TAKE(c, R * P) : NULL;
     j.a[0] = TAKE(c, H), j.a[1] = TAKE(c, H);
-    j.db[0] = db, j.db[1] = two ? TAKE(c, G) : db; /* the second part sums apart, added after */
     j.dpe[0] = l->peepholes ? TAKE(c, 3 * H) : NULL, j.dpe[1] = l->peepholes && two ? TAKE(c, 3 * H) : j.dpe[0];
     rc_packed_b whT, wpT;
-    if (!j.dG || (!hp_view && !j.hp) || !j.dm || !j.cp || !j.a[0] || !j.a[1] || !j.db[1] || (proj && (!j.mpre || !j.dmr)) ||
+    if (!j.dG || (!hp_view && !j.hp) || !j.dm || !j.cp || !j.a[0] || !j.a[1] || (proj && (!j.mpre || !j.dmr)) ||
         (l->peepholes && (!j.dpe[0] || !j.dpe[1])) || !rc_pack_b(&whT, kern + D * G, G, true, G, P, c->ar) ||
         (proj && !rc_pack_b(&wpT, proj, P, true, P, H, c->ar)))
         return RECUR_OUT_OF_MEMORY;
     j.whT = &whT;
     j.wpT = proj ? &wpT : NULL;
     run_row_parts(&j.parts, c->s, lstm_bwd_part, &j); /* two parts exactly when `two` */
-    if (two) {
-        for (int64_t k = 0; k < G; k++) db[k] += j.db[1][k];
+    if (two)
         for (int64_t k = 0; l->peepholes && k < 3 * H; k++) j.dpe[0][k] += j.dpe[1][k];
-    }
     rc_tall g[2] = {xtall(c), tall(j.hp, P, P)};
     if (hp_view) g[1] = (rc_tall){.a0 = c->h0, .a1 = j.yraw, .split = B, .lda = P, .k = P};
-    if (!weight_grad(R, G, 2, g, j.dG, G, dK, G, c->ar)) return RECUR_OUT_OF_MEMORY;
+    if (!weight_grad(R, G, 2, g, j.dG, G, dK, G, db, c->ar)) return RECUR_OUT_OF_MEMORY;
     if (l->peepholes) {
         float *dwf = DW(c->dcap, c->first, l, 2), *dwi = DW(c->dcap, c->first, l, 3), *dwo = DW(c->dcap, c->first, l, 4);
         for (int64_t k = 0; k < H; k++) {
@@ -1307,7 +1321,7 @@ static recur_code lstm_bwd(bctx *c)
             dwo[k] += j.dpe[0][2 * H + k];
         }
     }
-    if (proj && !weight_grad(R, P, 1, &(rc_tall){.a0 = j.mpre, .lda = H, .k = H}, j.dmr, P, DW(c->dcap, c->first, l, pi), P, c->ar))
+    if (proj && !weight_grad(R, P, 1, &(rc_tall){.a0 = j.mpre, .lda = H, .k = H}, j.dmr, P, DW(c->dcap, c->first, l, pi), P, NULL, c->ar))
         return RECUR_OUT_OF_MEMORY;
     if (c->dx && !gemm_packed_rows(R, D, G, j.dG, G, NULL, kern, G, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
@@ -1353,7 +1367,6 @@ typedef struct gru_bwd_job {
     const rc_packed_b *wcT, *wgT;
     const float *gates, *hh; /* hh: the outputs (the history block) */
     float *dA, *rh, *drh, *dhn; /* dA: [rows, 3H], the gates' gradients then the candidate's */
-    float *db[2];               /* per part: the column sums of its dA rows (the bias gradients) */
     row_parts parts;
 } gru_bwd_job;
 
@@ -1376,7 +1389,6 @@ static void gru_bwd_part(void *arg, int part)
         rc_gemm_packed(n, dA + 2 * H, 3 * H, j->wcT, 0.0f, drh, H);
         gru_bwd_reset(n, H, g, hpt, drh, dA, 3 * H, dhn);
         rc_gemm_packed(n, dA, 3 * H, j->wgT, 1.0f, dhn, H);
-        colsum_acc(dA, n, 3 * H, j->db[part > 0]); /* while the rows are in cache */
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
         step_done(s, &j->parts, part, t, t - 1);
     }
@@ -1393,17 +1405,15 @@ static recur_code gru_bwd(bctx *c)
      * running every step they are h0 and then the outputs' first rows; otherwise a copy. */
     bool dense = c->s->dense;
     /* every packed row of these is written (RAW: no memset) */
-    float *hp = dense ? NULL : TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H),
-          *bsum = TAKE(c, 6 * H);
+    float *hp = dense ? NULL : TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H);
     j.dA = TAKE_RAW(c, R * 3 * H), j.rh = TAKE_RAW(c, R * H), j.drh = TAKE(c, B * H), j.dhn = TAKE(c, B * H);
     rc_packed_b wcT, wgT;
-    if (!j.dA || (!dense && !hp) || !wx || !dwx || !bsum || !j.rh || !j.drh || !j.dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
+    if (!j.dA || (!dense && !hp) || !wx || !dwx || !j.rh || !j.drh || !j.dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
         !rc_pack_b(&wgT, gk + D * 2 * H, 2 * H, true, 2 * H, H, c->ar))
         return RECUR_OUT_OF_MEMORY;
     j.wcT = &wcT;
     j.wgT = &wgT;
     if (!dense) prev_outputs(c, j.hh, H, hp);
-    j.db[0] = bsum, j.db[1] = bsum + 3 * H;
     run_row_parts(&j.parts, c->s, gru_bwd_part, &j);
     float *dgk = DW(c->dcap, c->first, l, 0), *dgb = DW(c->dcap, c->first, l, 1), *dck = DW(c->dcap, c->first, l, 2),
           *dcb = DW(c->dcap, c->first, l, 3);
@@ -1413,17 +1423,15 @@ static recur_code gru_bwd(bctx *c)
     memset(dwx, 0, (size_t)(D * 3 * H) * sizeof *dwx);
     rc_tall gx = xtall(c), gh = tall(hp, H, H), gr = tall(j.rh, H, H);
     if (dense) gh = (rc_tall){.a0 = c->h0, .a1 = j.hh, .split = B, .lda = H, .k = H};
-    if (!weight_grad(R, 3 * H, 1, &gx, j.dA, 3 * H, dwx, 3 * H, c->ar) ||
-        !weight_grad(R, 2 * H, 1, &gh, j.dA, 3 * H, dgk + D * 2 * H, 2 * H, c->ar) ||
-        !weight_grad(R, H, 1, &gr, j.dA + 2 * H, 3 * H, dck + D * H, H, c->ar))
+    if (!weight_grad(R, 3 * H, 1, &gx, j.dA, 3 * H, dwx, 3 * H, NULL, c->ar) ||
+        !weight_grad(R, 2 * H, 1, &gh, j.dA, 3 * H, dgk + D * 2 * H, 2 * H, dgb, c->ar) ||
+        !weight_grad(R, H, 1, &gr, j.dA + 2 * H, 3 * H, dck + D * H, H, dcb, c->ar))
         return RECUR_OUT_OF_MEMORY;
     for (int64_t d = 0; d < D; d++)
         for (int64_t k = 0; k < 3 * H; k++) {
             if (k < 2 * H) dgk[d * 2 * H + k] += dwx[d * 3 * H + k];
             else dck[d * H + k - 2 * H] += dwx[d * 3 * H + k];
         }
-    for (int64_t k = 0; k < 2 * H; k++) dgb[k] += bsum[k] + bsum[3 * H + k];
-    for (int64_t k = 0; k < H; k++) dcb[k] += bsum[2 * H + k] + bsum[5 * H + k];
     if (c->dx && !gemm_packed_rows(R, D, 3 * H, j.dA, 3 * H, NULL, wx, 3 * H, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
@@ -1487,11 +1495,9 @@ static recur_code gru_v2_bwd(bctx *c)
     run_row_parts(&j.parts, c->s, gru_v2_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *dR = DW(c->dcap, c->first, l, 1), *db = DW(c->dcap, c->first, l, 2);
     rc_tall gx = xtall(c);
-    if (!weight_grad(R, G, 1, &gx, dMx, G, dK, G, c->ar) ||
-        !weight_grad(R, G, 1, &(rc_tall){.a0 = hp, .lda = H, .k = H}, dMh, G, dR, G, c->ar))
+    if (!weight_grad(R, G, 1, &gx, dMx, G, dK, G, db, c->ar) ||
+        !weight_grad(R, G, 1, &(rc_tall){.a0 = hp, .lda = H, .k = H}, dMh, G, dR, G, db + G, c->ar))
         return RECUR_OUT_OF_MEMORY;
-    colsum_acc(dMx, R, G, db);
-    colsum_acc(dMh, R, G, db + G);
     if (c->dx && !gemm_packed_rows(R, D, G, dMx, G, NULL, kern, G, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
     return RECUR_OK;
 }
