@@ -6,7 +6,9 @@
  *   exp(x) = 2^k p(r): k = round(x log2(e)), r = x - k ln2 with ln2 in two parts (Cody-Waite;
  *   the FMA paths use ln2 rounded to float plus its remainder, the scalar path Cephes' 9-bit
  *   head so that k*head is exact without FMA), |r| <= ln2/2 (a hair more after rounding), and
- *   p a degree-6 polynomial with p(0) = 1, p'(0) = 1. x is clamped to [-110, 89] first (exp is
+ *   p a degree-6 polynomial with p(0) = 1, p'(0) = 1 (Horner's scheme in the scalar path; the
+ *   vector paths, bound by latency, evaluate p - 1 in Estrin's three levels and add the 1
+ *   last). x is clamped to [-110, 89] first (exp is
  *   0 resp. inf in float beyond), so k is in [-159, 128]. 2^k is applied with one rounding even
  *   into the subnormal range: vscalefps on AVX-512, elsewhere two exact power-of-two factors
  *   2^(k/2) and 2^(k - k/2), each a normal float.
@@ -59,6 +61,7 @@
 #define EXP_LO -110.0f           /* exp(x) rounds to 0 below about -103.98 */
 #define EXP_HI 89.0f             /* and overflows above about 88.72 */
 #define EXP_ZERO -104.0f         /* exp(x) < 2^-150 for x <= -104: rounds to 0 */
+#define RND_MAGIC 0x1.8p23f      /* v + 1.5 2^23 - 1.5 2^23: v rounded to an integer (|v| < 2^22) */
 #define TINY_BITS 0x32800000     /* 2^-26: exp(x) is 1, sigmoid(x) 1/2 in float below */
 #define EXP_C2 0x1.fffffcp-2f
 #define EXP_C3 0x1.555492p-3f
@@ -241,19 +244,23 @@ static void lstm_grad_scalar(size_t n, const float *g, size_t gs, const float *c
  * an underflow costs a microcode assist (~100 cycles) on Intel cores. */
 static inline RC_AVX512 __m512 exp_reduce512(__m512 x, __mmask16 live, __m512 *k)
 {
-    __m512 kf = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* k: x log2(e) rounded to an integer by adding and taking away 1.5 2^23 (one FMA and one
+     * subtraction: shorter than a multiply and a rounding instruction) */
+    const __m512 magic = _mm512_set1_ps(RND_MAGIC);
+    __m512 kf = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), magic), magic);
     __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(LN2_HI), x);
     r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(LN2_LO), r);
-    __m512 p = _mm512_set1_ps(EXP_C6);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C5));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_maskz_fmadd_ps(live, p, r, _mm512_set1_ps(1.0f));
+    /* p - 1 = r + r^2 (c2 + c3 r) + r^4 (c4 + c5 r + c6 r^2), in three levels of FMAs (Estrin)
+     * instead of six in a row: the sigmoid and tanh passes are bound by their latency */
+    __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 a = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C3), r, _mm512_set1_ps(EXP_C2));
+    __m512 b = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C5), r, _mm512_set1_ps(EXP_C4));
+    __m512 r4 = _mm512_mul_ps(r2, r2);
+    b = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C6), r2, b);
+    __m512 q = _mm512_fmadd_ps(a, r2, r);
+    q = _mm512_fmadd_ps(b, r4, q);
     *k = kf;
-    return p;
+    return _mm512_maskz_add_ps(live, q, _mm512_set1_ps(1.0f));
 }
 
 /* Lanes where |x| >= 2^-26 or x is NaN, from the bits. Below, exp(x) is 1 and sigmoid(x) 1/2
@@ -473,19 +480,19 @@ static RC_AVX512 void lstm_grad_rows_avx512(size_t rows, size_t n, const float *
 /* As exp_reduce512, with `live` a lane mask (all ones or zeros). */
 static inline RC_AVX2 __m256 exp_reduce256(__m256 x, __m256 live, __m256 *k)
 {
-    __m256 kf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 magic = _mm256_set1_ps(RND_MAGIC);
+    __m256 kf = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), magic), magic);
     __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(LN2_HI), x);
     r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(LN2_LO), r);
-    __m256 p = _mm256_set1_ps(EXP_C6);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C5));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    __m256 a = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C3), r, _mm256_set1_ps(EXP_C2));
+    __m256 b = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C5), r, _mm256_set1_ps(EXP_C4));
+    __m256 r4 = _mm256_mul_ps(r2, r2);
+    b = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C6), r2, b);
+    __m256 q = _mm256_fmadd_ps(a, r2, r);
+    q = _mm256_fmadd_ps(b, r4, q);
     *k = kf;
-    return _mm256_and_ps(p, live);
+    return _mm256_and_ps(_mm256_add_ps(q, _mm256_set1_ps(1.0f)), live);
 }
 
 static inline RC_AVX2 __m256 pow2_256(__m256i k) /* 2^k for k in [-126, 127] */
