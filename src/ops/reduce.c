@@ -168,6 +168,12 @@ HOT static double sum_f64(const float *x, int64_t n)
     return t[0];
 }
 
+/* From this many floats (64 KB) a sum or a spread over one block is cut in two halves, for two
+ * threads when free. The hand-off costs about a microsecond; below, one thread is faster. Above,
+ * each thread also reads or writes its own half of an RNN's batch rows where the RNN's threads
+ * left them, instead of moving the other thread's half between the cores. */
+#define HALVES_MIN (1 << 14)
+
 typedef struct half_sums {
     const float *x;
     int64_t n;
@@ -235,7 +241,7 @@ static recur_code reduce_fast(rc_kctx *k)
         double s = is_max ? -INFINITY : 0;
         int64_t m = 0;
         if (!is_max) { /* double partial sums: vectorised, and no float rounding */
-            if (mid >= (1 << 18)) { /* two halves, on two threads when free (the same sum either way) */
+            if (mid >= HALVES_MIN) { /* two halves, on two threads when free (the same sum either way) */
                 half_sums h = {.x = src, .n = mid};
                 rc_kparallel2(k, sum_half, &h);
                 s = h.s[0] + h.s[1];
@@ -336,7 +342,7 @@ static recur_code reduce_grad_kernel(rc_kctx *k)
     int64_t outer, mid, inner;
     if (dy->dtype == RECUR_F32 && reduced_block(x->shape, mask, &outer, &mid, &inner)) {
         spread j = {.dy = dy->data, .o = o->data, .cnt = (float)count, .mean = mean, .mid = mid, .inner = inner};
-        if (outer == 1) rc_kfor2(k, mid, (1 << 18) / RC_MAX(inner, 1) + 1, spread_mid, &j);
+        if (outer == 1) rc_kfor2(k, mid, HALVES_MIN / RC_MAX(inner, 1) + 1, spread_mid, &j);
         else spread_mid(&j, 0, mid);
         for (int64_t a = 1; a < outer; a++) {
             j.dy = (const float *)dy->data + a * inner;
