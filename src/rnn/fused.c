@@ -31,6 +31,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
 
@@ -157,10 +158,12 @@ typedef struct step_barrier {
     _Atomic int count, gen;
 } step_barrier;
 
-static void barrier_wait(step_barrier *b)
+/* The last thread to arrive runs last(arg, a) (if any) before it releases the other. */
+static void barrier_wait(step_barrier *b, void (*last)(void *, int64_t), void *arg, int64_t a)
 {
     int g = atomic_load_explicit(&b->gen, memory_order_acquire);
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == 1) {
+        if (last) last(arg, a);
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
         return;
@@ -210,7 +213,7 @@ static void tn_part(void *arg, int part)
                            j->colsum ? j->C2 + j->k * j->n : NULL, j->work[part > 0]);
         }
         if (j->bar) {
-            barrier_wait(j->bar);
+            barrier_wait(j->bar, NULL, NULL, 0);
             add_c2(j, part ? rows / 2 : 0, part ? rows : rows / 2);
         }
         return;
@@ -355,15 +358,29 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
  * wait for each other. With lengths, a split fixed for the whole sequence leaves one side with
  * more steps to run (the rows are sorted longest first), and one moved at every step makes the
  * threads meet a hundred times, each time waiting out the other's jitter: the split is chosen
- * for windows of SPLIT_WINDOW steps instead, balancing the rows each side runs over the window,
- * and the threads meet (a spin barrier) only where it moves. Splits are multiples of 4 rows
- * (the product's small row tile). */
+ * for windows of SPLIT_WINDOW steps instead, and the threads meet (a spin barrier) between
+ * windows. The two cores need not run at the same speed (on a virtual machine one of them
+ * often runs 5-25% slower, and which one changes), so the last thread to reach the barrier
+ * measures both threads' rows per second over the window before and chooses the next window's
+ * split to balance their time, not their rows. A row's results are the same bits whichever
+ * thread runs it (the products and the cell compute each row alone, in the same order), so the
+ * timing-dependent split changes nothing but the time; where per-thread sums would depend on it
+ * (peephole gradients), the caller asks for the split by rows (run_row_parts). */
 #define SPLIT_WINDOW 8
+
+/* The measured splits: both threads' rows and busy seconds over the current window, and the
+ * ratio of their speeds (rows per second of part 1 over part 0), smoothed over the windows. */
+typedef struct split_tune {
+    const seqinfo *s;
+    double ratio, start[2], busy[2];
+    int64_t rows[2];
+} split_tune;
 
 typedef struct row_parts {
     int64_t split;     /* fixed split: rows [0, split) and [split, B) */
     const int64_t *at; /* non-NULL: the split at each step (seqinfo.at) */
     step_barrier *bar; /* with `at` */
+    split_tune *tune;  /* with `at`: measured splits (NULL: by rows only) */
 } row_parts;
 
 typedef struct rows_range {
@@ -379,29 +396,72 @@ static inline rows_range step_rows(const seqinfo *s, const row_parts *p, int par
     return part ? (rows_range){h, n} : (rows_range){0, h};
 }
 
-/* The end of step t, before step `next` (t + 1 forward, t - 1 backward): where the split moves
- * between the two, wait for the other thread. */
-static inline void step_done(const seqinfo *s, const row_parts *p, int part, int64_t t, int64_t next)
+/* The split of window [t0, t1) that best balances the two parts' time, part 1 running `ratio`
+ * times as many rows per second as part 0; splits a multiple of `step` rows. */
+static int64_t window_split(const seqinfo *s, int64_t t0, int64_t t1, double ratio, int64_t step)
 {
-    if (p->bar && part >= 0 && next >= 0 && next < s->steps && p->at[next] != p->at[t]) barrier_wait(p->bar);
+    int64_t best = 0;
+    double gap = INFINITY;
+    for (int64_t h = 0; h <= s->nact[t0] + step - 1; h += step) {
+        int64_t lo = 0, hi = 0;
+        for (int64_t t = t0; t < t1; t++) {
+            lo += RC_MIN(h, s->nact[t]);
+            hi += s->nact[t] - RC_MIN(h, s->nact[t]);
+        }
+        double d = fabs((double)lo - (double)hi / ratio);
+        if (d < gap) gap = d, best = h;
+    }
+    return best;
 }
 
-/* seqinfo.at: per window of steps, the multiple of 4 that best balances the rows run below it
- * and above it over the window. */
+/* seqinfo.at: per window of steps, the multiple of 4 (the product's small row tile) that best
+ * balances the rows run below it and above it over the window. */
 static void window_splits(const seqinfo *s)
 {
     for (int64_t t0 = 0; t0 < s->steps; t0 += SPLIT_WINDOW) {
-        int64_t t1 = RC_MIN(s->steps, t0 + SPLIT_WINDOW), best = 0, gap = INT64_MAX;
-        for (int64_t h = 0; h <= s->nact[t0] + 3; h += 4) {
-            int64_t lo = 0, hi = 0;
-            for (int64_t t = t0; t < t1; t++) {
-                lo += RC_MIN(h, s->nact[t]);
-                hi += s->nact[t] - RC_MIN(h, s->nact[t]);
-            }
-            if (llabs(lo - hi) < gap) gap = llabs(lo - hi), best = h;
-        }
-        for (int64_t t = t0; t < t1; t++) s->at[t] = best;
+        int64_t t1 = RC_MIN(s->steps, t0 + SPLIT_WINDOW), h = window_split(s, t0, t1, 1.0, 4);
+        for (int64_t t = t0; t < t1; t++) s->at[t] = h;
     }
+}
+
+static double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* At the barrier before window `w` (the last thread to arrive): update the speed ratio from the
+ * window just run, and split window w by it. */
+static void retune(void *arg, int64_t w)
+{
+    split_tune *u = arg;
+    const seqinfo *s = u->s;
+    if (u->rows[0] > 0 && u->rows[1] > 0 && u->busy[0] > 0 && u->busy[1] > 0) {
+        double r = ((double)u->rows[1] / u->busy[1]) / ((double)u->rows[0] / u->busy[0]);
+        u->ratio = 0.5 * u->ratio + 0.5 * RC_MIN(2.0, RC_MAX(0.5, r));
+    }
+    u->rows[0] = u->rows[1] = 0;
+    int64_t t0 = w * SPLIT_WINDOW, t1 = RC_MIN(s->steps, t0 + SPLIT_WINDOW), h = window_split(s, t0, t1, u->ratio, 1);
+    for (int64_t t = t0; t < t1; t++) s->at[t] = h;
+}
+
+/* The end of step t, before step `next` (t + 1 forward, t - 1 backward): where the split may
+ * move between the two, wait for the other thread. */
+static inline void step_done(const seqinfo *s, const row_parts *p, int part, int64_t t, int64_t next)
+{
+    if (!p->bar || part < 0 || next < 0 || next >= s->steps) return;
+    split_tune *u = p->tune;
+    if (!u) {
+        if (p->at[next] != p->at[t]) barrier_wait(p->bar, NULL, NULL, 0);
+        return;
+    }
+    rows_range r = step_rows(s, p, part, t);
+    u->rows[part] += r.r1 - r.r0;
+    if (next / SPLIT_WINDOW == t / SPLIT_WINDOW) return;
+    u->busy[part] = mono_seconds() - u->start[part];
+    barrier_wait(p->bar, retune, u, next / SPLIT_WINDOW);
+    u->start[part] = mono_seconds();
 }
 
 /* Whether to give the recurrence two threads: a free second thread and rows for both. */
@@ -409,8 +469,8 @@ static bool split_rows(const seqinfo *s) { return tl_kernel && rc_kthreads(tl_ke
 
 /* Run fn(arg, part) on the rows as `p` divides them: on two threads where split_rows allows
  * (splits per window of steps for rows that stop at different steps, when both threads run at
- * once), otherwise fn(arg, -1) on every row. */
-static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int), void *arg)
+ * once: measured ones, or by rows only where `by_rows`), otherwise fn(arg, -1) on every row. */
+static void run_row_parts(row_parts *p, const seqinfo *s, bool by_rows, void (*fn)(void *, int), void *arg)
 {
     *p = (row_parts){0};
     if (!split_rows(s)) {
@@ -419,12 +479,15 @@ static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int
     }
     if (!s->dense) {
         step_barrier bar = {0};
+        split_tune tune = {.s = s, .ratio = 1.0};
         window_splits(s);
         p->at = s->at;
         p->bar = &bar;
+        p->tune = by_rows ? NULL : &tune;
+        tune.start[0] = tune.start[1] = mono_seconds();
         if (rc_kparallel2_together(tl_kernel, fn, arg)) return;
-        p->at = NULL;
-        p->bar = NULL;
+        window_splits(s); /* (fn did not run) */
+        *p = (row_parts){0};
     }
     /* a fixed split that balances the steps each side runs */
     int64_t r = 0, acc = 0;
@@ -750,7 +813,7 @@ static void lstm_fwd_units(void *arg, int part)
         const float *hprev = t ? j->yraw + s->off[t - 1] * P : j->h;
         for (int q = 0; q < 4; q++) rc_gemm_packed_cols(n, hprev, P, j->wh, 1.0f, g, G, q * H + u0, q * H + u0 + hn);
         lstm_cell_units(l, n, H, u0, hn, g, j->c, j->craw + row * H, yr, tmp, j->bias, j->wf, j->wi, j->wo);
-        barrier_wait(&u->bar);
+        barrier_wait(&u->bar, NULL, NULL, 0);
     }
 }
 
@@ -814,7 +877,7 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
             if (!project(x, s->xrow, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* (the cell pass adds the bias) */
             rc_pack_b_fill(&wh, 0, G);
         }
-        if (split_rows(s)) run_row_parts(&j.parts, s, lstm_fwd_part, &j);
+        if (split_rows(s)) run_row_parts(&j.parts, s, false, lstm_fwd_part, &j);
         else lstm_fwd_part(&j, -1);
     }
     if (!proj) {
@@ -917,7 +980,7 @@ static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const
     /* the input's rows of both kernels side by side: one product for every step's gate rows */
     gru_input_kernel(gk, ck, D, H, wx);
     if (!project(x, s->xrow, s->rows, D, wx, 3 * H, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* biases: in the steps */
-    run_row_parts(&j.parts, s, gru_fwd_part, &j);
+    run_row_parts(&j.parts, s, false, gru_fwd_part, &j);
     return RECUR_OK;
 }
 
@@ -997,7 +1060,7 @@ static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, co
     if (!hw || !rc_pack_b(&wr, rk, 3 * H, false, H, 3 * H, ar)) return RECUR_OUT_OF_MEMORY;
     if (!project(x, s->xrow, s->rows, D, kern, 3 * H, bias, xw, ar)) return RECUR_OUT_OF_MEMORY;
     simple_job j = {.l = l, .s = s, .w = &wr, .bias = bias + 3 * H, .a = xw, .b = hrec, .c = hh, .h = st->s[0], .y = y, .tmp = hw};
-    run_row_parts(&j.parts, s, gru_v2_fwd_part, &j);
+    run_row_parts(&j.parts, s, false, gru_v2_fwd_part, &j);
     return RECUR_OK;
 }
 
@@ -1010,7 +1073,7 @@ static recur_code rnn_fwd(const rc_fused_layer *l, recur_array *const *in, const
     if (!rc_pack_b(&wh, kern + D * H, H, false, H, H, ar)) return RECUR_OUT_OF_MEMORY;
     if (!project(x, s->xrow, s->rows, D, kern, H, bias, hist, ar)) return RECUR_OUT_OF_MEMORY;
     simple_job j = {.l = l, .s = s, .w = &wh, .a = hist, .h = st->s[0], .y = y};
-    run_row_parts(&j.parts, s, rnn_fwd_part, &j);
+    run_row_parts(&j.parts, s, false, rnn_fwd_part, &j);
     return RECUR_OK;
 }
 
@@ -1164,7 +1227,7 @@ static recur_code rnn_bwd(bctx *c)
     if (!dG || !hp || !d || !rc_pack_b(&whT, kern + D * H, H, true, H, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, c->hist, H, hp);
     simple_job j = {.l = l, .s = c->s, .w = &whT, .a = dG, .tmp = d, .bc = c};
-    run_row_parts(&j.parts, c->s, rnn_bwd_part, &j);
+    run_row_parts(&j.parts, c->s, false, rnn_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
     rc_tall g[2] = {xtall(c), tall(hp, H, H)};
     if (!weight_grad(R, H, 2, g, dG, H, dK, H, db, c->ar)) return RECUR_OUT_OF_MEMORY;
@@ -1307,7 +1370,7 @@ static recur_code lstm_bwd(bctx *c)
         return RECUR_OUT_OF_MEMORY;
     j.whT = &whT;
     j.wpT = proj ? &wpT : NULL;
-    run_row_parts(&j.parts, c->s, lstm_bwd_part, &j); /* two parts exactly when `two` */
+    run_row_parts(&j.parts, c->s, l->peepholes, lstm_bwd_part, &j); /* two parts exactly when `two`; the peepholes' gradient sums per part */
     if (two)
         for (int64_t k = 0; l->peepholes && k < 3 * H; k++) j.dpe[0][k] += j.dpe[1][k];
     rc_tall g[2] = {xtall(c), tall(j.hp, P, P)};
@@ -1414,7 +1477,7 @@ static recur_code gru_bwd(bctx *c)
     j.wcT = &wcT;
     j.wgT = &wgT;
     if (!dense) prev_outputs(c, j.hh, H, hp);
-    run_row_parts(&j.parts, c->s, gru_bwd_part, &j);
+    run_row_parts(&j.parts, c->s, false, gru_bwd_part, &j);
     float *dgk = DW(c->dcap, c->first, l, 0), *dgb = DW(c->dcap, c->first, l, 1), *dck = DW(c->dcap, c->first, l, 2),
           *dcb = DW(c->dcap, c->first, l, 3);
     /* The input's rows of both kernels side by side, [D, 3H]: one product each for their
@@ -1492,7 +1555,7 @@ static recur_code gru_v2_bwd(bctx *c)
     if (!dMx || !dMh || !hp || !dhn || !rc_pack_b(&wrT, rk, G, true, G, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, hh, H, hp);
     simple_job j = {.l = l, .s = c->s, .w = &wrT, .a = dMx, .b = dMh, .c = hp, .tmp = dhn, .bc = c};
-    run_row_parts(&j.parts, c->s, gru_v2_bwd_part, &j);
+    run_row_parts(&j.parts, c->s, false, gru_v2_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *dR = DW(c->dcap, c->first, l, 1), *db = DW(c->dcap, c->first, l, 2);
     rc_tall gx = xtall(c);
     if (!weight_grad(R, G, 1, &gx, dMx, G, dK, G, db, c->ar) ||
