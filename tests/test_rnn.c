@@ -438,6 +438,56 @@ TEST(kept_packed_weights_follow_variable_writes)
     recur_status_free(st);
 }
 
+/* Outputs at and past a row's length are zero, also when the run's output buffer is one a run
+ * with longer rows filled before (the fused kernels zero only those rows, and write the rest):
+ * both layouts, both paths, one and two threads (a batch the fused kernels split). */
+TEST(outputs_past_lengths_are_zero_in_reused_buffers)
+{
+    st = recur_status_new();
+    const int64_t B = 17, T = 9, D = 3, H = 5;
+    for (int c = 0; c < 8; c++) {
+        bool tm = c & 1, loop = c & 2;
+        int threads = c & 4 ? 2 : 1;
+        recur_graph *g = recur_graph_new();
+        recur_graph_set_seed(g, 5);
+        recur_shape xs = tm ? RECUR_SHAPE(T, B, D) : RECUR_SHAPE(B, T, D);
+        recur_tensor *x = recur_placeholder(g, RECUR_F32, xs, "x"), *len = recur_placeholder(g, RECUR_I32, RECUR_SHAPE(B), "len");
+        recur_tensor *y = recur_dynamic_rnn(g, recur_basic_lstm_cell(g, H, NULL), x,
+                                            &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = len, .time_major = tm})
+                              .outputs;
+        recur_tensor *z = recur_mul(g, y, recur_scalar_f32(g, 1.0f)); /* y itself stays internal: its buffer is reused */
+        ASSERT_GRAPH_OK(g);
+        recur_session *s = recur_session_new(g, &(recur_session_opts){.num_threads = threads, .rnn_path = loop ? RECUR_RNN_LOOP : RECUR_RNN_FUSED}, st);
+        recur_session_run_target(s, recur_global_variables_initializer(g), st);
+        recur_array *xv = recur_array_new(RECUR_F32, xs, NULL), *lv = recur_array_new(RECUR_I32, RECUR_SHAPE(B), NULL);
+        for (int64_t i = 0; i < recur_array_size(xv); i++) ((float *)recur_array_data(xv))[i] = (float)sin(0.7 * (double)i) + 0.5f;
+        for (int run = 0; run < 2; run++) {
+            for (int64_t b = 0; b < B; b++) recur_array_i32(lv)[b] = run ? (int32_t)((b * 5) % (T + 1)) : (int32_t)T;
+            recur_array *out = NULL;
+            recur_session_run(s, (recur_feed[]){{x, xv}, {len, lv}}, 2, &z, &out, 1, NULL, 0, st);
+            ASSERT_OK(st);
+            const float *o = recur_array_cdata(out);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t u = 0; u < H; u++) {
+                        float v = o[((tm ? t * B + b : b * T + t) * H) + u];
+                        bool past = t >= recur_array_i32(lv)[b];
+                        if (past ? v != 0.0f : v == 0.0f)
+                            rt_fail(__FILE__, __LINE__, "%s, %s, %d thread(s), run %d: row %lld step %lld unit %lld = %g (length %d)",
+                                    tm ? "time-major" : "batch-major", loop ? "loop" : "fused", threads, run, (long long)b, (long long)t,
+                                    (long long)u, v, recur_array_i32(lv)[b]);
+                    }
+            recur_array_free(out);
+        }
+        recur_array_free(xv);
+        recur_array_free(lv);
+        recur_session_free(s);
+        recur_graph_free(g);
+    }
+    recur_status_free(st);
+}
+
 RUN_TESTS(T(rnn_programs_match_tensorflow), T(build_time_errors), T(run_time_errors),
           T(custom_cell_runs_in_every_rnn_function), T(custom_cell_errors), T(dropout_wrapper_statistics),
-          T(float64_rnn_runs_on_the_loop_path), T(kept_packed_weights_follow_variable_writes))
+          T(float64_rnn_runs_on_the_loop_path), T(kept_packed_weights_follow_variable_writes),
+          T(outputs_past_lengths_are_zero_in_reused_buffers))

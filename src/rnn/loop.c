@@ -261,6 +261,20 @@ static bool training(rc_kctx *k, rc_loop *L)
     return false;
 }
 
+/* The output rows [B, T, O] (or [T, B, O]) of steps at or past each row's length, zeroed
+ * (lengths already checked to lie in [0, T]). */
+static void zero_past_lengths(recur_array *out, const recur_array *len, bool batch_major, int64_t T, int64_t B)
+{
+    size_t row = (size_t)(out->nbytes / (size_t)(T * B));
+    char *o = out->data;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t l = (int64_t)rc_array_get(len, b);
+        if (batch_major) memset(o + (size_t)(b * T + l) * row, 0, (size_t)(T - l) * row);
+        else
+            for (int64_t t = l; t < T; t++) memset(o + (size_t)(t * B + b) * row, 0, row);
+    }
+}
+
 static recur_code rnn_kernel(rc_kctx *k)
 {
     rc_loop *L = k->op->attr.ptr;
@@ -275,9 +289,11 @@ static recur_code rnn_kernel(rc_kctx *k)
     recur_array *out = rc_kout(k, 0, L->out->dtype, L->batch_major ? RECUR_SHAPE(B, T, O) : RECUR_SHAPE(T, B, O));
     if (!out) return recur_status_code(k->st);
     bool fused = L->fused.nlayers > 0 && k->run->s->opts.rnn_path != RECUR_RNN_LOOP && x->dtype == RECUR_F32;
-    /* Rows past their length stay zero. The fused kernels write every other output element;
-     * without lengths, that is all of them. (An empty array has no data pointer.) */
-    if (out->nbytes && (L->has_len || !fused)) memset(out->data, 0, out->nbytes);
+    /* Rows past their length stay zero. The fused kernels write every other output element
+     * (without lengths, all of them), so they get only those rows zeroed. (An empty array has
+     * no data pointer.) */
+    if (out->nbytes && !fused) memset(out->data, 0, out->nbytes);
+    else if (out->nbytes && L->has_len) zero_past_lengths(out, k->in[1], L->batch_major, T, B);
     recur_array *fin[RECUR_MAX_STATE];
     int s0 = L->has_len ? 2 : 1;
     for (int i = 0; i < L->nstate; i++) {
