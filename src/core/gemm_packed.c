@@ -203,23 +203,55 @@ static inline void panel_masks(int64_t w, __mmask16 *m0, __mmask16 *m1)
     *m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
 }
 
-/* A single row against four full panels at once: eight independent accumulators, where one
- * row against one panel would leave the FMA unit waiting on its own latency. */
-__attribute__((target("avx512f"))) static void row_x4(int64_t K, const float *a, const float *panel, int64_t pstride,
-                                                      float beta, float *C)
+/* The last mr (1 to 3) rows against np (1 or 2) panels at once, right after the panels' row
+ * tiles (so the panels are still in L1): 2 mr np accumulators. A row alone against one panel
+ * would wait on the FMA's latency with two, and taking those rows against the whole matrix
+ * after all panels would read it from L2 once more per row (the split of a batch's rows
+ * between threads, and the rows still running in a variable-length batch, leave such rows at
+ * most steps). Each element is summed over k in order, as in the tiles: the same bits. */
+__attribute__((target("avx512f"), always_inline)) static inline void tail_tile(int mr, int np, int64_t K, const float *A,
+                                                                                int64_t lda, const float *p0, const float *p1,
+                                                                                float beta, float *C, int64_t ldc,
+                                                                                const __mmask16 *m)
 {
-    __m512 c[8];
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; v++) c[v] = beta != 0 ? _mm512_loadu_ps(C + 16 * v) : _mm512_setzero_ps();
+    __m512 c[3][4];
+#pragma GCC unroll 3
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 2 * np; v++) c[r][v] = beta != 0 ? _mm512_maskz_loadu_ps(m[v], C + r * ldc + 16 * v) : _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
-        __m512 x = _mm512_set1_ps(a[k]);
-#pragma GCC unroll 8
-        for (int v = 0; v < 8; v++) c[v] = _mm512_fmadd_ps(x, _mm512_load_ps(panel + (v / 2) * pstride + k * NR + (v & 1) * 16), c[v]);
+        __m512 b[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < 2 * np; v++) b[v] = _mm512_load_ps((v < 2 ? p0 : p1) + k * NR + 16 * (v & 1));
+#pragma GCC unroll 3
+        for (int r = 0; r < mr; r++) {
+            __m512 a = _mm512_set1_ps(A[r * lda + k]);
+#pragma GCC unroll 4
+            for (int v = 0; v < 2 * np; v++) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+        }
     }
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; v++) _mm512_storeu_ps(C + 16 * v, c[v]);
+#pragma GCC unroll 3
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 2 * np; v++) _mm512_mask_storeu_ps(C + r * ldc + 16 * v, m[v], c[r][v]);
 }
 
+static void tail_rows(int mr, int np, int64_t K, const float *A, int64_t lda, const float *p0, const float *p1, float beta,
+                      float *C, int64_t ldc, const __mmask16 *m) __attribute__((target("avx512f")));
+static void tail_rows(int mr, int np, int64_t K, const float *A, int64_t lda, const float *p0, const float *p1, float beta,
+                      float *C, int64_t ldc, const __mmask16 *m)
+{
+#define RC_TAIL(r, n) tail_tile(r, n, K, A, lda, p0, p1, beta, C, ldc, m)
+    switch (mr * 2 + np - 1) { /* constants for the compiler: the accumulators stay in registers */
+    case 2: RC_TAIL(1, 1); break;
+    case 3: RC_TAIL(1, 2); break;
+    case 4: RC_TAIL(2, 1); break;
+    case 5: RC_TAIL(2, 2); break;
+    case 6: RC_TAIL(3, 1); break;
+    default: RC_TAIL(3, 2); break;
+    }
+#undef RC_TAIL
+}
 
 /* Rows are taken in blocks of MB so that a block's rows of C (MB x N floats) stay in L2
  * between the K blocks. */
@@ -229,31 +261,28 @@ __attribute__((target("avx512f"))) static void row_x4(int64_t K, const float *a,
 __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float *A, int64_t lda, const rc_packed_b *p,
                                                           float beta, float *C, int64_t ldc, int64_t q0, int64_t q1)
 {
-    int64_t K = p->K, N = p->N, np = q1, nfull = RC_MIN(N / NR, q1), m4 = M / 4 * 4;
+    int64_t K = p->K, N = p->N, m4 = M / 4 * 4;
     for (int64_t k0 = 0, kb; k0 < K; k0 += kb) {
         kb = K - k0 <= KC_LAST ? K - k0 : KC;
         float bk = k0 ? 1.0f : beta;
-        for (int64_t q = q0; q < np; q++) {
+        for (int64_t q = q0; q < q1; q++) {
             int64_t n0 = q * NR;
-            __mmask16 m0, m1;
-            panel_masks(RC_MIN(NR, N - n0), &m0, &m1);
+            __mmask16 m[4] = {0};
+            panel_masks(RC_MIN(NR, N - n0), &m[0], &m[1]);
             const float *panel = p->panels + q * K * NR + k0 * NR, *a = A + k0;
             float *c = C + n0;
             int64_t i = 0;
-            for (; i + MR <= M; i += MR) tile(MR, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m0, m1);
-            for (; i < m4; i += 4) tile(4, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m0, m1);
-        }
-        /* the last M % 4 rows, alone: four full panels at a time, then the rest */
-        for (int64_t i = m4; i < M; i++) {
-            int64_t q = q0;
-            for (; q + 4 <= nfull; q += 4)
-                row_x4(kb, A + i * lda + k0, p->panels + q * K * NR + k0 * NR, K * NR, bk, C + i * ldc + q * NR);
-            for (; q < np; q++) {
-                int64_t n0 = q * NR;
-                __mmask16 m0, m1;
-                panel_masks(RC_MIN(NR, N - n0), &m0, &m1);
-                tile(1, kb, A + i * lda + k0, lda, p->panels + q * K * NR + k0 * NR, bk, C + i * ldc + n0, ldc, m0, m1);
+            for (; i + MR <= M; i += MR) tile(MR, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m[0], m[1]);
+            for (; i < m4; i += 4) tile(4, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m[0], m[1]);
+            if (M == m4 || ((q - q0) % 2 == 0 && q + 1 < q1)) continue;
+            /* the last M % 4 rows, after every second panel (and the last): against the two */
+            int np = (q - q0) % 2 == 1 ? 2 : 1;
+            const float *p0 = np == 2 ? panel - K * NR : panel;
+            if (np == 2) {
+                m[2] = m[0], m[3] = m[1];
+                panel_masks(NR, &m[0], &m[1]);
             }
+            tail_rows((int)(M - m4), np, kb, a + m4 * lda, lda, p0, panel, bk, C + (q - np + 1) * NR + m4 * ldc, ldc, m);
         }
     }
 }
