@@ -425,7 +425,8 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
  * small model's shape (an input projection done per step inside the row split, and a weight
  * gradient whose 7 column panels do not halve, split over its rows instead) and with 64 units
  * (8 panels, split over its columns); GRU likewise (its three weight gradients split either
- * way); each without lengths (a fixed split of the rows) and with them (splits per window of
+ * way); an LSTM with peepholes and a clipped cell (the peepholes' gradients summed after the
+ * recurrence); each without lengths (a fixed split of the rows) and with them (splits per window of
  * steps, chosen from the threads' measured speed: they change from run to run, so the two-thread
  * runs are repeated, and every one must give the same bits). Only where recur's own products
  * run (AVX-512): CBLAS promises no such thing (OpenBLAS takes other kernels for 16 rows than
@@ -435,9 +436,9 @@ TEST(fused_results_keep_their_bits_on_one_and_two_threads)
     st = recur_status_new();
     const int64_t B = 32, T = 20, D = 10;
     enum { REPEAT = 3 };
-    for (int run = 0; run < 16; run++) {
+    for (int run = 0; run < 24; run++) {
         int fallback = run / 2 % 2, units = run % 2 ? 64 : 50; /* fallback: where CBLAS does the products */
-        bool own = !fallback && __builtin_cpu_supports("avx512f"), lens = run / 4 % 2, gru = run >= 8;
+        bool own = !fallback && __builtin_cpu_supports("avx512f"), lens = run / 4 % 2, gru = run / 8 == 1, peep = run / 8 == 2;
         rc_gemm_packed_use_cblas(fallback);
         recur_graph *g = recur_graph_new();
         recur_graph_set_seed(g, 4);
@@ -448,29 +449,32 @@ TEST(fused_results_keep_their_bits_on_one_and_two_threads)
             len = recur_constant(g, lv, "len");
             recur_array_free(lv);
         }
-        recur_cell *cell = gru ? recur_gru_cell(g, units, NULL) : recur_basic_lstm_cell(g, units, NULL);
+        recur_cell *cell = gru    ? recur_gru_cell(g, units, NULL)
+                           : peep ? recur_lstm_cell(g, units, &(recur_lstm_opts){.use_peepholes = true, .cell_clip = 0.8})
+                                  : recur_basic_lstm_cell(g, units, NULL);
+        const char *kind = gru ? "GRU" : peep ? "LSTM with peepholes" : "LSTM";
         recur_rnn_out r = recur_dynamic_rnn(g, cell, x, &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = len});
         recur_tensor *y = recur_reduce_sum(g, recur_square(g, recur_tanh(g, r.outputs)), NULL, 0, false);
         int ns = gru ? 2 : 3;
-        recur_tensor *fetch[9] = {r.outputs, r.state[0], gru ? NULL : r.state[1]};
-        int nv = grads_of_vars_and_x(g, y, x, fetch + ns, 6), n = ns + nv + 1;
-        ASSERT_EQ_INT(nv, gru ? 4 : 2); /* the kernels and the biases */
-        recur_array *xv = wave_input(B, T, D, 0.23, true), *res[2][9];
+        recur_tensor *fetch[10] = {r.outputs, r.state[0], gru ? NULL : r.state[1]};
+        int nv = grads_of_vars_and_x(g, y, x, fetch + ns, 7), n = ns + nv + 1;
+        ASSERT_EQ_INT(nv, gru || peep ? (gru ? 4 : 5) : 2); /* the kernels, the biases (and the peepholes) */
+        recur_array *xv = wave_input(B, T, D, 0.23, true), *res[2][10];
         run_fresh(g, &(recur_session_opts){.num_threads = 1, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, res[0]);
         for (int rep = 0; rep < REPEAT; rep++) {
             run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, res[1]);
             for (int i = 0; i < n; i++) {
                 ASSERT_EQ_INT((int)recur_array_size(res[0][i]), (int)recur_array_size(res[1][i]));
                 if (own && !same_bits(res[0][i], res[1][i]))
-                    rt_fail(__FILE__, __LINE__, "%s %d units%s%s: result %d differs between one thread and two", gru ? "GRU" : "LSTM",
-                            units, lens ? ", lengths" : "", fallback ? " (CBLAS)" : "", i);
+                    rt_fail(__FILE__, __LINE__, "%s %d units%s%s: result %d differs between one thread and two", kind, units,
+                            lens ? ", lengths" : "", fallback ? " (CBLAS)" : "", i);
                 recur_array_free(res[1][i]);
             }
         }
         for (int i = 0; i < n; i++) recur_array_free(res[0][i]);
         uint64_t pairs = 0;
         char what[48];
-        snprintf(what, sizeof what, "%s %d units%s", gru ? "GRU" : "LSTM", units, lens ? ", lengths" : "");
+        snprintf(what, sizeof what, "%s %d units%s", kind, units, lens ? ", lengths" : "");
         loop_vs_two_threads(g, x, xv, fetch, n, what, &pairs);
         recur_array_free(xv);
         recur_graph_free(g);

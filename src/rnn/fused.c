@@ -363,9 +363,8 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
  * often runs 5-25% slower, and which one changes), so the last thread to reach the barrier
  * measures both threads' rows per second over the window before and chooses the next window's
  * split to balance their time, not their rows. A row's results are the same bits whichever
- * thread runs it (the products and the cell compute each row alone, in the same order), so the
- * timing-dependent split changes nothing but the time; where per-thread sums would depend on it
- * (peephole gradients), the caller asks for the split by rows (run_row_parts). */
+ * thread runs it (the products and the cell compute each row alone, in the same order, and no
+ * gradient is summed per thread), so the timing-dependent split changes nothing but the time. */
 #define SPLIT_WINDOW 8
 
 /* The measured splits: both threads' rows and busy seconds over the current window, and the
@@ -380,7 +379,7 @@ typedef struct row_parts {
     int64_t split;     /* fixed split: rows [0, split) and [split, B) */
     const int64_t *at; /* non-NULL: the split at each step (seqinfo.at) */
     step_barrier *bar; /* with `at` */
-    split_tune *tune;  /* with `at`: measured splits (NULL: by rows only) */
+    split_tune *tune;  /* with `at`: the measured splits */
 } row_parts;
 
 typedef struct rows_range {
@@ -452,10 +451,6 @@ static inline void step_done(const seqinfo *s, const row_parts *p, int part, int
 {
     if (!p->bar || part < 0 || next < 0 || next >= s->steps) return;
     split_tune *u = p->tune;
-    if (!u) {
-        if (p->at[next] != p->at[t]) barrier_wait(p->bar, NULL, NULL, 0);
-        return;
-    }
     rows_range r = step_rows(s, p, part, t);
     u->rows[part] += r.r1 - r.r0;
     if (next / SPLIT_WINDOW == t / SPLIT_WINDOW) return;
@@ -468,9 +463,9 @@ static inline void step_done(const seqinfo *s, const row_parts *p, int part, int
 static bool split_rows(const seqinfo *s) { return tl_kernel && rc_kthreads(tl_kernel) > 1 && s->B >= 16; }
 
 /* Run fn(arg, part) on the rows as `p` divides them: on two threads where split_rows allows
- * (splits per window of steps for rows that stop at different steps, when both threads run at
- * once: measured ones, or by rows only where `by_rows`), otherwise fn(arg, -1) on every row. */
-static void run_row_parts(row_parts *p, const seqinfo *s, bool by_rows, void (*fn)(void *, int), void *arg)
+ * (measured splits per window of steps for rows that stop at different steps, when both
+ * threads run at once), otherwise fn(arg, -1) on every row. */
+static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int), void *arg)
 {
     *p = (row_parts){0};
     if (!split_rows(s)) {
@@ -483,7 +478,7 @@ static void run_row_parts(row_parts *p, const seqinfo *s, bool by_rows, void (*f
         window_splits(s);
         p->at = s->at;
         p->bar = &bar;
-        p->tune = by_rows ? NULL : &tune;
+        p->tune = &tune;
         tune.start[0] = tune.start[1] = mono_seconds();
         if (rc_kparallel2_together(tl_kernel, fn, arg)) return;
         window_splits(s); /* (fn did not run) */
@@ -877,7 +872,7 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
             if (!project(x, s->xrow, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* (the cell pass adds the bias) */
             rc_pack_b_fill(&wh, 0, G);
         }
-        if (split_rows(s)) run_row_parts(&j.parts, s, false, lstm_fwd_part, &j);
+        if (split_rows(s)) run_row_parts(&j.parts, s, lstm_fwd_part, &j);
         else lstm_fwd_part(&j, -1);
     }
     if (!proj) {
@@ -980,7 +975,7 @@ static recur_code gru_fwd(const rc_fused_layer *l, recur_array *const *in, const
     /* the input's rows of both kernels side by side: one product for every step's gate rows */
     gru_input_kernel(gk, ck, D, H, wx);
     if (!project(x, s->xrow, s->rows, D, wx, 3 * H, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* biases: in the steps */
-    run_row_parts(&j.parts, s, false, gru_fwd_part, &j);
+    run_row_parts(&j.parts, s, gru_fwd_part, &j);
     return RECUR_OK;
 }
 
@@ -1060,7 +1055,7 @@ static recur_code gru_v2_fwd(const rc_fused_layer *l, recur_array *const *in, co
     if (!hw || !rc_pack_b(&wr, rk, 3 * H, false, H, 3 * H, ar)) return RECUR_OUT_OF_MEMORY;
     if (!project(x, s->xrow, s->rows, D, kern, 3 * H, bias, xw, ar)) return RECUR_OUT_OF_MEMORY;
     simple_job j = {.l = l, .s = s, .w = &wr, .bias = bias + 3 * H, .a = xw, .b = hrec, .c = hh, .h = st->s[0], .y = y, .tmp = hw};
-    run_row_parts(&j.parts, s, false, gru_v2_fwd_part, &j);
+    run_row_parts(&j.parts, s, gru_v2_fwd_part, &j);
     return RECUR_OK;
 }
 
@@ -1073,7 +1068,7 @@ static recur_code rnn_fwd(const rc_fused_layer *l, recur_array *const *in, const
     if (!rc_pack_b(&wh, kern + D * H, H, false, H, H, ar)) return RECUR_OUT_OF_MEMORY;
     if (!project(x, s->xrow, s->rows, D, kern, H, bias, hist, ar)) return RECUR_OUT_OF_MEMORY;
     simple_job j = {.l = l, .s = s, .w = &wh, .a = hist, .h = st->s[0], .y = y};
-    run_row_parts(&j.parts, s, false, rnn_fwd_part, &j);
+    run_row_parts(&j.parts, s, rnn_fwd_part, &j);
     return RECUR_OK;
 }
 
@@ -1227,7 +1222,7 @@ static recur_code rnn_bwd(bctx *c)
     if (!dG || !hp || !d || !rc_pack_b(&whT, kern + D * H, H, true, H, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, c->hist, H, hp);
     simple_job j = {.l = l, .s = c->s, .w = &whT, .a = dG, .tmp = d, .bc = c};
-    run_row_parts(&j.parts, c->s, false, rnn_bwd_part, &j);
+    run_row_parts(&j.parts, c->s, rnn_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
     rc_tall g[2] = {xtall(c), tall(hp, H, H)};
     if (!weight_grad(R, H, 2, g, dG, H, dK, H, db, c->ar)) return RECUR_OUT_OF_MEMORY;
@@ -1245,7 +1240,7 @@ static void lstm_bwd_rows_basic(int64_t n, int64_t H, const float *gt, const flo
 }
 
 HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *gt, const float *crt,
-                              const float *cprev, const float *dm, float *dc, float *g, float *dpe, float *mpre, float *a,
+                              const float *cprev, const float *dm, float *dc, float *g, float *mpre, float *a,
                               const float *wf, const float *wi, const float *wo)
 {
     int64_t G = 4 * H;
@@ -1257,7 +1252,6 @@ HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, con
         float *nc = mpre ? mpre + b * H : NULL; /* m before the projection */
         act_vec(l->act, a, a, H);
         for (int64_t j = 0; j < H; j++) {
-            float cn = clampf(cr[j], l->cell_clip);
             float do_pre = dmb[j] * a[j] * os[j] * (1 - os[j]);
             float ad = l->act == RECUR_ACT_TANH ? 1 - a[j] * a[j]
                        : l->act == RECUR_ACT_SIGMOID ? a[j] * (1 - a[j])
@@ -1269,11 +1263,6 @@ HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, con
                        : l->act == RECUR_ACT_RELU ? (ja[j] > 0 ? 1.0f : 0.0f) : 1.0f;
             float di = dcr * ja[j] * is[j] * (1 - is[j]), dj = dcr * is[j] * jd, df = dcr * cp[j] * fs[j] * (1 - fs[j]);
             dcb[j] = dcr * fs[j] + (wf ? df * wf[j] : 0) + (wi ? di * wi[j] : 0);
-            if (dpe) {
-                dpe[j] += df * cp[j];
-                dpe[H + j] += di * cp[j];
-                dpe[2 * H + j] += do_pre * cn;
-            }
             gb[j] = di;
             gb[H + j] = dj;
             gb[2 * H + j] = df;
@@ -1287,7 +1276,7 @@ typedef struct lstm_bwd_job {
     bctx *c;
     const rc_packed_b *whT, *wpT;
     const float *wf, *wi, *wo, *gates, *craw, *yraw;
-    float *dG, *hp, *dm, *cp, *mpre, *dmr, *a[2], *dpe[2];
+    float *dG, *hp, *dm, *cp, *mpre, *dmr, *a[2];
     row_parts parts;
     bool basic; /* the common cell (lstm_bwd_rows_basic) */
 } lstm_bwd_job;
@@ -1310,7 +1299,7 @@ static void lstm_bwd_part(void *arg, int part)
         if (t) clamp_vec(hpt, j->yraw + (s->off[t - 1] + r.r0) * P, n * P, proj ? l->proj_clip : 0);
         else memcpy(hpt, c->h0 + r.r0 * P, (size_t)(n * P) * sizeof *hpt);
     }
-    float *a = j->a[part > 0], *dpe = j->dpe[part > 0];
+    float *a = j->a[part > 0];
     for (int64_t t = S - 1; t >= 0; t--) {
         rows_range r = step_rows(s, &j->parts, part, t);
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
@@ -1332,12 +1321,34 @@ static void lstm_bwd_part(void *arg, int part)
                 dmt[i] = d;
             }
             if (proj) rc_gemm_packed(n, dmt, P, j->wpT, 0.0f, dm, H);
-            lstm_bwd_rows(l, n, H, j->gates + row * G, j->craw + row * H, cprev, dm, dc, j->dG + row * G, dpe,
+            lstm_bwd_rows(l, n, H, j->gates + row * G, j->craw + row * H, cprev, dm, dc, j->dG + row * G,
                           j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo);
         }
         rc_gemm_packed(n, j->dG + row * G, G, j->whT, 0.0f, dh, P);
         step_done(s, &j->parts, part, t, t - 1);
     }
+}
+
+/* The peephole weights' gradients, after the recurrence: over every running row of every step,
+ * in one fixed order (so the same bits on one thread and two), df c_prev, di c_prev and do c,
+ * the cell states clipped as the forward used them (the initial one as it is). */
+static void peephole_grads(const bctx *c, const lstm_bwd_job *j, float *dwf, float *dwi, float *dwo)
+{
+    const seqinfo *s = c->s;
+    int64_t H = c->l->units, G = 4 * H;
+    float clip = c->l->cell_clip;
+    for (int64_t t = 0; t < s->steps; t++)
+        for (int64_t i = 0; i < s->nact[t]; i++) {
+            int64_t row = s->off[t] + i;
+            const float *g = j->dG + row * G, *cr = j->craw + row * H;
+            const float *cp = t ? j->craw + (s->off[t - 1] + i) * H : c->c0 + i * H;
+            for (int64_t k = 0; k < H; k++) {
+                float cpk = t ? clampf(cp[k], clip) : cp[k];
+                dwf[k] += g[2 * H + k] * cpk;
+                dwi[k] += g[k] * cpk;
+                dwo[k] += g[3 * H + k] * clampf(cr[k], clip);
+            }
+        }
 }
 
 static recur_code lstm_bwd(bctx *c)
@@ -1348,7 +1359,6 @@ static recur_code lstm_bwd(bctx *c)
     int pi = l->peepholes ? 5 : 2;
     const float *proj = l->proj > 0 ? WIN(c->in, l, pi) : NULL;
     float *dK = DW(c->dcap, c->first, l, 0), *db = DW(c->dcap, c->first, l, 1);
-    bool two = split_rows(c->s);
     lstm_bwd_job j = {.c = c, .gates = c->hist};
     j.craw = j.gates + T * B * G;
     j.yraw = j.craw + T * B * H;
@@ -1362,28 +1372,18 @@ static recur_code lstm_bwd(bctx *c)
     j.hp = hp_view ? NULL : TAKE_RAW(c, R * P);
     j.mpre = proj ? TAKE(c, R * H) : NULL, j.dmr = proj ? TAKE(c, R * P) : NULL;
     j.a[0] = TAKE(c, H), j.a[1] = TAKE(c, H);
-    j.dpe[0] = l->peepholes ? TAKE(c, 3 * H) : NULL, j.dpe[1] = l->peepholes && two ? TAKE(c, 3 * H) : j.dpe[0];
     rc_packed_b whT, wpT;
     if (!j.dG || (!hp_view && !j.hp) || !j.dm || !j.cp || !j.a[0] || !j.a[1] || (proj && (!j.mpre || !j.dmr)) ||
-        (l->peepholes && (!j.dpe[0] || !j.dpe[1])) || !rc_pack_b(&whT, kern + D * G, G, true, G, P, c->ar) ||
+        !rc_pack_b(&whT, kern + D * G, G, true, G, P, c->ar) ||
         (proj && !rc_pack_b(&wpT, proj, P, true, P, H, c->ar)))
         return RECUR_OUT_OF_MEMORY;
     j.whT = &whT;
     j.wpT = proj ? &wpT : NULL;
-    run_row_parts(&j.parts, c->s, l->peepholes, lstm_bwd_part, &j); /* two parts exactly when `two`; the peepholes' gradient sums per part */
-    if (two)
-        for (int64_t k = 0; l->peepholes && k < 3 * H; k++) j.dpe[0][k] += j.dpe[1][k];
+    run_row_parts(&j.parts, c->s, lstm_bwd_part, &j);
     rc_tall g[2] = {xtall(c), tall(j.hp, P, P)};
     if (hp_view) g[1] = (rc_tall){.a0 = c->h0, .a1 = j.yraw, .split = B, .lda = P, .k = P};
     if (!weight_grad(R, G, 2, g, j.dG, G, dK, G, db, c->ar)) return RECUR_OUT_OF_MEMORY;
-    if (l->peepholes) {
-        float *dwf = DW(c->dcap, c->first, l, 2), *dwi = DW(c->dcap, c->first, l, 3), *dwo = DW(c->dcap, c->first, l, 4);
-        for (int64_t k = 0; k < H; k++) {
-            dwf[k] += j.dpe[0][k];
-            dwi[k] += j.dpe[0][H + k];
-            dwo[k] += j.dpe[0][2 * H + k];
-        }
-    }
+    if (l->peepholes) peephole_grads(c, &j, DW(c->dcap, c->first, l, 2), DW(c->dcap, c->first, l, 3), DW(c->dcap, c->first, l, 4));
     if (proj && !weight_grad(R, P, 1, &(rc_tall){.a0 = j.mpre, .lda = H, .k = H}, j.dmr, P, DW(c->dcap, c->first, l, pi), P, NULL, c->ar))
         return RECUR_OUT_OF_MEMORY;
     if (c->dx && !gemm_packed_rows(R, D, G, j.dG, G, NULL, kern, G, true, 0.0f, c->dx, D, c->s->xrow, c->ar)) return RECUR_OUT_OF_MEMORY;
@@ -1477,7 +1477,7 @@ static recur_code gru_bwd(bctx *c)
     j.wcT = &wcT;
     j.wgT = &wgT;
     if (!dense) prev_outputs(c, j.hh, H, hp);
-    run_row_parts(&j.parts, c->s, false, gru_bwd_part, &j);
+    run_row_parts(&j.parts, c->s, gru_bwd_part, &j);
     float *dgk = DW(c->dcap, c->first, l, 0), *dgb = DW(c->dcap, c->first, l, 1), *dck = DW(c->dcap, c->first, l, 2),
           *dcb = DW(c->dcap, c->first, l, 3);
     /* The input's rows of both kernels side by side, [D, 3H]: one product each for their
@@ -1555,7 +1555,7 @@ static recur_code gru_v2_bwd(bctx *c)
     if (!dMx || !dMh || !hp || !dhn || !rc_pack_b(&wrT, rk, G, true, G, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, hh, H, hp);
     simple_job j = {.l = l, .s = c->s, .w = &wrT, .a = dMx, .b = dMh, .c = hp, .tmp = dhn, .bc = c};
-    run_row_parts(&j.parts, c->s, false, gru_v2_bwd_part, &j);
+    run_row_parts(&j.parts, c->s, gru_v2_bwd_part, &j);
     float *dK = DW(c->dcap, c->first, l, 0), *dR = DW(c->dcap, c->first, l, 1), *db = DW(c->dcap, c->first, l, 2);
     rc_tall gx = xtall(c);
     if (!weight_grad(R, G, 1, &gx, dMx, G, dK, G, db, c->ar) ||
