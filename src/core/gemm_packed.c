@@ -67,6 +67,13 @@ bool rc_pack_b_alloc(rc_packed_b *p, const float *b, int64_t ldb, bool trans, in
 }
 
 #ifdef HAVE_AVX512_PATH
+/* The lanes of a panel's two vectors that hold its w (<= 32) columns. */
+static inline void panel_masks(int64_t w, __mmask16 *m0, __mmask16 *m1)
+{
+    *m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+    *m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+}
+
 /* 16 x 16 floats transposed in registers: r[i] holds row i, then column i. */
 __attribute__((target("avx512f"), always_inline)) static inline void transpose16(__m512 r[16])
 {
@@ -115,8 +122,8 @@ __attribute__((target("avx512f"))) static void pack_panel_trans(const float *b, 
 __attribute__((target("avx512f"))) static void pack_panel(const float *b, int64_t ldb, int64_t K, int64_t c0, int64_t w,
                                                           float *dst)
 {
-    __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
-    __mmask16 m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+    __mmask16 m0, m1;
+    panel_masks(w, &m0, &m1);
     for (int64_t k = 0; k < K; k++) {
         const float *src = b + k * ldb + c0;
         _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, src));
@@ -195,13 +202,6 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
  * (K = 200 as one block, not 192 and 8: a block costs a pass over C's tiles). */
 #define KC 192
 #define KC_LAST (KC + KC / 4)
-
-/* The lanes of a panel's two vectors that hold its w (<= 32) columns. */
-static inline void panel_masks(int64_t w, __mmask16 *m0, __mmask16 *m1)
-{
-    *m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
-    *m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
-}
 
 /* The last mr (1 to 3) rows against np (1 or 2) panels at once, right after the panels' row
  * tiles (so the panels are still in L1): 2 mr np accumulators. A row alone against one panel
@@ -436,29 +436,24 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
         int64_t c0 = q * NR, w = RC_MIN(NR, N - c0);
         __mmask16 m0, m1;
         panel_masks(w, &m0, &m1);
-        if (colsum) { /* the block's column sums on the way: four rows in flight, added in a fixed order */
-            __m512 s[8];
-            for (int v = 0; v < 8; v++) s[v] = _mm512_setzero_ps();
-            int64_t k = 0;
-            for (; k < kb; k++) {
-                const float *src = B + (r0 + k) * ldb + c0;
-                __m512 b0 = _mm512_maskz_loadu_ps(m0, src), b1 = _mm512_maskz_loadu_ps(m1, src + 16);
-                _mm512_store_ps(panel + k * NR, b0);
-                _mm512_store_ps(panel + k * NR + 16, b1);
-                int a = (int)(k & 3) * 2;
-                s[a] = _mm512_add_ps(s[a], b0);
-                s[a + 1] = _mm512_add_ps(s[a + 1], b1);
-            }
+        /* the panel's block, and its column sums on the way (four rows in flight, added in a
+         * fixed order; kept where the caller asks for them) */
+        __m512 s[8];
+        for (int v = 0; v < 8; v++) s[v] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < kb; k++) {
+            const float *src = B + (r0 + k) * ldb + c0;
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, src), b1 = _mm512_maskz_loadu_ps(m1, src + 16);
+            _mm512_store_ps(panel + k * NR, b0);
+            _mm512_store_ps(panel + k * NR + 16, b1);
+            int a = (int)(k & 3) * 2;
+            s[a] = _mm512_add_ps(s[a], b0);
+            s[a + 1] = _mm512_add_ps(s[a + 1], b1);
+        }
+        if (colsum) {
             __m512 t0 = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[4], s[6]));
             __m512 t1 = _mm512_add_ps(_mm512_add_ps(s[1], s[3]), _mm512_add_ps(s[5], s[7]));
             _mm512_mask_storeu_ps(colsum + c0, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, colsum + c0), t0));
             _mm512_mask_storeu_ps(colsum + c0 + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, colsum + c0 + 16), t1));
-        } else {
-            for (int64_t k = 0; k < kb; k++) {
-                const float *src = B + (r0 + k) * ldb + c0;
-                _mm512_store_ps(panel + k * NR, _mm512_maskz_loadu_ps(m0, src));
-                _mm512_store_ps(panel + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
-            }
         }
         float *crow = C + c0;
         const float *ap = apk;

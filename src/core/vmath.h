@@ -37,9 +37,9 @@ void rc_vlstm_cell_grad(size_t n, const float *g, size_t gs, const float *craw, 
 
 /* The same over `rows` rows: row r's gates (and, backward, their gradients) at g + r gstride,
  * its cell state, craw, m (and cprev, dh, dy, dc) at r n of arrays [rows][n], the same biases
- * for every row. The same bits as the one-row
- * functions row by row; the AVX-512 version runs over the rows' units as one array, so n % 16
- * units per row cost no masked vector of their own. */
+ * for every row. The same bits as the one-row functions row by row; the AVX-512 version runs
+ * over the rows' units as one array, so n % 16 units per row cost no masked vector of their
+ * own. */
 void rc_vlstm_cell_rows(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b, size_t bs, float fb, float *c,
                         float *craw, float *m);
 void rc_vlstm_cell_grad_rows(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,

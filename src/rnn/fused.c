@@ -367,10 +367,12 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
  * gradient is summed per thread), so the timing-dependent split changes nothing but the time. */
 #define SPLIT_WINDOW 8
 
-/* The measured splits: both threads' rows and busy seconds over the current window, and the
- * ratio of their speeds (rows per second of part 1 over part 0), smoothed over the windows. */
+/* The measured splits: the barrier between windows, both threads' rows and busy seconds over
+ * the current window, and the ratio of their speeds (rows per second of part 1 over part 0),
+ * smoothed over the windows. */
 typedef struct split_tune {
     const seqinfo *s;
+    step_barrier bar;
     double ratio, start[2], busy[2];
     int64_t rows[2];
 } split_tune;
@@ -378,7 +380,6 @@ typedef struct split_tune {
 typedef struct row_parts {
     int64_t split;     /* fixed split: rows [0, split) and [split, B) */
     const int64_t *at; /* non-NULL: the split at each step (seqinfo.at) */
-    step_barrier *bar; /* with `at` */
     split_tune *tune;  /* with `at`: the measured splits */
 } row_parts;
 
@@ -449,13 +450,13 @@ static void retune(void *arg, int64_t w)
  * move between the two, wait for the other thread. */
 static inline void step_done(const seqinfo *s, const row_parts *p, int part, int64_t t, int64_t next)
 {
-    if (!p->bar || part < 0 || next < 0 || next >= s->steps) return;
+    if (!p->tune || part < 0 || next < 0 || next >= s->steps) return;
     split_tune *u = p->tune;
     rows_range r = step_rows(s, p, part, t);
     u->rows[part] += r.r1 - r.r0;
     if (next / SPLIT_WINDOW == t / SPLIT_WINDOW) return;
     u->busy[part] = mono_seconds() - u->start[part];
-    barrier_wait(p->bar, retune, u, next / SPLIT_WINDOW);
+    barrier_wait(&u->bar, retune, u, next / SPLIT_WINDOW);
     u->start[part] = mono_seconds();
 }
 
@@ -473,15 +474,12 @@ static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int
         return;
     }
     if (!s->dense) {
-        step_barrier bar = {0};
         split_tune tune = {.s = s, .ratio = 1.0};
         window_splits(s);
         p->at = s->at;
-        p->bar = &bar;
         p->tune = &tune;
         tune.start[0] = tune.start[1] = mono_seconds();
         if (rc_kparallel2_together(tl_kernel, fn, arg)) return;
-        window_splits(s); /* (fn did not run) */
         *p = (row_parts){0};
     }
     /* a fixed split that balances the steps each side runs */
