@@ -8,6 +8,7 @@
 #include "rnn_dsl.h"
 #include "exec/exec.h"
 #include "core/gemm_packed.h"
+#include "rnn/rnn_impl.h"
 
 static recur_status *st;
 
@@ -426,9 +427,10 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
  * gradient whose 7 column panels do not halve, split over its rows instead) and with 64 units
  * (8 panels, split over its columns); GRU likewise (its three weight gradients split either
  * way); an LSTM with peepholes and a clipped cell (the peepholes' gradients summed after the
- * recurrence); each without lengths (a fixed split of the rows) and with them (splits per window of
- * steps, chosen from the threads' measured speed: they change from run to run, so the two-thread
- * runs are repeated, and every one must give the same bits). Only where recur's own products
+ * recurrence); each without lengths and with them. Which thread runs which rows depends on
+ * timing (a thread that runs out of rows takes row tiles over from the other), so the
+ * two-thread runs are repeated, twice with one of the threads slowed down so that the other
+ * must take tiles over, and every one must give the same bits. Only where recur's own products
  * run (AVX-512): CBLAS promises no such thing (OpenBLAS takes other kernels for 16 rows than
  * for 32). Both paths agree with the step-loop path. */
 TEST(fused_results_keep_their_bits_on_one_and_two_threads)
@@ -462,7 +464,14 @@ TEST(fused_results_keep_their_bits_on_one_and_two_threads)
         recur_array *xv = wave_input(B, T, D, 0.23, true), *res[2][10];
         run_fresh(g, &(recur_session_opts){.num_threads = 1, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, res[0]);
         for (int rep = 0; rep < REPEAT; rep++) {
+            /* rep 1 and 2: one thread slowed down, so that the other takes some of its rows over */
+            uint64_t taken = rc_fused_tiles_taken();
+            rc_fused_test_stall(rep - 1, 300);
             run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, res[1]);
+            rc_fused_test_stall(-1, 0);
+            if (rep > 0 && rc_fused_tiles_taken() < taken + 2)
+                rt_fail(__FILE__, __LINE__, "%s %d units%s: part %d slowed down, but the other took over %d row tiles (want 2 or more)",
+                        kind, units, lens ? ", lengths" : "", rep - 1, (int)(rc_fused_tiles_taken() - taken));
             for (int i = 0; i < n; i++) {
                 ASSERT_EQ_INT((int)recur_array_size(res[0][i]), (int)recur_array_size(res[1][i]));
                 if (own && !same_bits(res[0][i], res[1][i]))

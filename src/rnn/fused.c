@@ -153,17 +153,15 @@ static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, in
     return true;
 }
 
-/* Two spinning threads meet (the per-step splits below, the weight gradient's row split). */
+/* Two spinning threads meet (the weight gradient's row split, the units split of small batches). */
 typedef struct step_barrier {
     _Atomic int count, gen;
 } step_barrier;
 
-/* The last thread to arrive runs last(arg, a) (if any) before it releases the other. */
-static void barrier_wait(step_barrier *b, void (*last)(void *, int64_t), void *arg, int64_t a)
+static void barrier_wait(step_barrier *b)
 {
     int g = atomic_load_explicit(&b->gen, memory_order_acquire);
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == 1) {
-        if (last) last(arg, a);
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
         return;
@@ -213,7 +211,7 @@ static void tn_part(void *arg, int part)
                            j->colsum ? j->C2 + j->k * j->n : NULL, j->work[part > 0]);
         }
         if (j->bar) {
-            barrier_wait(j->bar, NULL, NULL, 0);
+            barrier_wait(j->bar);
             add_c2(j, part ? rows / 2 : 0, part ? rows : rows / 2);
         }
         return;
@@ -275,7 +273,6 @@ typedef struct seqinfo {
     int64_t *off;   /* [T + 1] first packed row of step t; off[steps] = rows */
     int64_t rows;   /* running (step, row) pairs in all */
     bool dense;     /* every row runs every one of the steps: the packed layout is [steps][B] */
-    int64_t *at;    /* [steps] where two threads split the running rows at t (row_parts) */
     const int64_t *xrow; /* the first layer's x and dx in the caller's layout ([T][B] or [B][T]):
                           * packed row r is their row xrow[r] (NULL: x and dx are packed like
                           * the rest) */
@@ -313,7 +310,6 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
     s->B = x->shape.dims[!bm];
     s->steps = s->T;
     s->perm = NULL;
-    s->at = NULL;
     s->xrow = NULL;
     s->yrow = NULL;
     s->nact = rc_arena_alloc(ar, (size_t)(s->T + 1) * sizeof *s->nact, false);
@@ -349,145 +345,212 @@ static bool seq_setup(seqinfo *s, const recur_array *x, const recur_array *len, 
         s->nact[t] = n;
     }
     seq_offsets(s);
-    return s->dense || (s->at = rc_arena_alloc(ar, (size_t)(s->steps + 1) * sizeof *s->at, false)) != NULL;
+    return true;
 }
 
 /* The recurrence splits the batch's rows between the two threads. Rows are independent through
- * time, so the threads need to meet only where a row passes from one to the other. When every
- * row runs every step, each thread keeps half of the rows for the whole sequence and they never
- * wait for each other. With lengths, a split fixed for the whole sequence leaves one side with
- * more steps to run (the rows are sorted longest first), and one moved at every step makes the
- * threads meet a hundred times, each time waiting out the other's jitter: the split is chosen
- * for windows of SPLIT_WINDOW steps instead, and the threads meet (a spin barrier) between
- * windows. The two cores need not run at the same speed (on a virtual machine one of them
- * often runs 5-25% slower, and which one changes), so the last thread to reach the barrier
- * measures both threads' rows per second over the window before and chooses the next window's
- * split to balance their time, not their rows. A row's results are the same bits whichever
- * thread runs it (the products and the cell compute each row alone, in the same order, and no
- * gradient is summed per thread), so the timing-dependent split changes nothing but the time. */
-#define SPLIT_WINDOW 8
+ * time, so the threads need to meet only where a row passes from one to the other. The rows
+ * (sorted longest first) are cut into tiles of 8 or 4 (the product's register tiles); each
+ * thread starts with its own tiles, half of the batch's steps to run (for rows of one length,
+ * half of the rows), and runs them step by step without waiting for the other. The two cores
+ * need not run at the same speed: on a virtual machine one of them often runs 5-25% slower
+ * for a while, and which one changes from run to run, even within one recurrence. So a thread
+ * that has run all of its own tiles takes over the other's last tile, from the step after the
+ * one that thread is running, and then the next, while the other keeps at least one: per tile,
+ * the steps claimed (a compare-and-swap, by its owner for each step it begins and by the taker
+ * once for all the rest) and the steps done (the taker waits for the step before its first).
+ * A row's results are the same bits whichever thread runs it (the products and the cell
+ * compute each row alone, in the same order, and no gradient is summed per thread), so the
+ * timing-dependent split changes nothing but the time. */
+#define STEAL_ROWS 4 /* the product's small register tile */
+#define STEAL_TILES 64
 
-/* The measured splits: the barrier between windows, both threads' rows and busy seconds over
- * the current window, and the ratio of their speeds (rows per second of part 1 over part 0),
- * smoothed over the windows. */
-typedef struct split_tune {
-    const seqinfo *s;
-    step_barrier bar;
-    double ratio, start[2], busy[2];
-    int64_t rows[2];
-} split_tune;
+typedef struct steal_tile {
+    _Alignas(64) _Atomic int64_t claimed; /* steps begun or given away, in running order */
+    _Atomic int64_t done;                 /* steps finished */
+} steal_tile;
 
 typedef struct row_parts {
-    int64_t split;     /* fixed split: rows [0, split) and [split, B) */
-    const int64_t *at; /* non-NULL: the split at each step (seqinfo.at) */
-    split_tune *tune;  /* with `at`: the measured splits */
+    int64_t split;                   /* part 0 starts with rows [0, split), part 1 with the rest */
+    int nt, m;                       /* tiles; part 1's first */
+    int64_t tb[STEAL_TILES + 3];     /* tile k: rows [tb[k], tb[k + 1]) */
+    steal_tile *tile;                /* nt of them (run_row_parts' own) */
 } row_parts;
+
+/* Tests: make part `part` (0 or 1) spin `us` microseconds before each of its steps, so that the
+ * other takes tiles over (part -1: none); and the number of tiles taken over so far. */
+static _Atomic int g_stall_part = -1;
+static _Atomic unsigned g_stall_us;
+static _Atomic uint64_t g_taken;
+
+void rc_fused_test_stall(int part, unsigned us)
+{
+    atomic_store(&g_stall_us, us);
+    atomic_store(&g_stall_part, part);
+}
+
+uint64_t rc_fused_tiles_taken(void) { return atomic_load(&g_taken); }
 
 typedef struct rows_range {
     int64_t r0, r1; /* rows [r0, r1) */
 } rows_range;
 
-/* Part `part`'s running rows at step t (part -1: all of them). */
-static inline rows_range step_rows(const seqinfo *s, const row_parts *p, int part, int64_t t)
+/* Tiles of `rows` rows from r0 to r1 (the last one shorter), from tile k on; the next tile. */
+static int cut_tiles(row_parts *p, int k, int64_t r0, int64_t r1, int64_t rows)
 {
-    int64_t n = s->nact[t];
-    if (part < 0) return (rows_range){0, n};
-    int64_t h = RC_MIN(p->at ? p->at[t] : p->split, n);
-    return part ? (rows_range){h, n} : (rows_range){0, h};
-}
-
-/* The split of window [t0, t1) that best balances the two parts' time, part 1 running `ratio`
- * times as many rows per second as part 0; splits a multiple of `step` rows. */
-static int64_t window_split(const seqinfo *s, int64_t t0, int64_t t1, double ratio, int64_t step)
-{
-    int64_t best = 0;
-    double gap = INFINITY;
-    for (int64_t h = 0; h <= s->nact[t0] + step - 1; h += step) {
-        int64_t lo = 0, hi = 0;
-        for (int64_t t = t0; t < t1; t++) {
-            lo += RC_MIN(h, s->nact[t]);
-            hi += s->nact[t] - RC_MIN(h, s->nact[t]);
-        }
-        double d = fabs((double)lo - (double)hi / ratio);
-        if (d < gap) gap = d, best = h;
-    }
-    return best;
-}
-
-/* seqinfo.at: per window of steps, the multiple of 4 (the product's small row tile) that best
- * balances the rows run below it and above it over the window. */
-static void window_splits(const seqinfo *s)
-{
-    for (int64_t t0 = 0; t0 < s->steps; t0 += SPLIT_WINDOW) {
-        int64_t t1 = RC_MIN(s->steps, t0 + SPLIT_WINDOW), h = window_split(s, t0, t1, 1.0, 4);
-        for (int64_t t = t0; t < t1; t++) s->at[t] = h;
-    }
-}
-
-static double mono_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* At the barrier before window `w` (the last thread to arrive): update the speed ratio from the
- * window just run, and split window w by it. */
-static void retune(void *arg, int64_t w)
-{
-    split_tune *u = arg;
-    const seqinfo *s = u->s;
-    if (u->rows[0] > 0 && u->rows[1] > 0 && u->busy[0] > 0 && u->busy[1] > 0) {
-        double r = ((double)u->rows[1] / u->busy[1]) / ((double)u->rows[0] / u->busy[0]);
-        u->ratio = 0.5 * u->ratio + 0.5 * RC_MIN(2.0, RC_MAX(0.5, r));
-    }
-    u->rows[0] = u->rows[1] = 0;
-    int64_t t0 = w * SPLIT_WINDOW, t1 = RC_MIN(s->steps, t0 + SPLIT_WINDOW), h = window_split(s, t0, t1, u->ratio, 1);
-    for (int64_t t = t0; t < t1; t++) s->at[t] = h;
-}
-
-/* The end of step t, before step `next` (t + 1 forward, t - 1 backward): where the split may
- * move between the two, wait for the other thread. */
-static inline void step_done(const seqinfo *s, const row_parts *p, int part, int64_t t, int64_t next)
-{
-    if (!p->tune || part < 0 || next < 0 || next >= s->steps) return;
-    split_tune *u = p->tune;
-    rows_range r = step_rows(s, p, part, t);
-    u->rows[part] += r.r1 - r.r0;
-    if (next / SPLIT_WINDOW == t / SPLIT_WINDOW) return;
-    u->busy[part] = mono_seconds() - u->start[part];
-    barrier_wait(&u->bar, retune, u, next / SPLIT_WINDOW);
-    u->start[part] = mono_seconds();
+    for (int64_t r = r0; r < r1; r += rows) p->tb[k++] = r;
+    p->tb[k] = r1;
+    return k;
 }
 
 /* Whether to give the recurrence two threads: a free second thread and rows for both. */
 static bool split_rows(const seqinfo *s) { return tl_kernel && rc_kthreads(tl_kernel) > 1 && s->B >= 16; }
 
 /* Run fn(arg, part) on the rows as `p` divides them: on two threads where split_rows allows
- * (measured splits per window of steps for rows that stop at different steps, when both
- * threads run at once), otherwise fn(arg, -1) on every row. */
+ * (and they run at once), otherwise fn(arg, -1) on every row. */
 static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int), void *arg)
 {
-    *p = (row_parts){0};
+    p->nt = 0;
+    p->split = 0;
     if (!split_rows(s)) {
         fn(arg, -1);
         return;
     }
-    if (!s->dense) {
-        split_tune tune = {.s = s, .ratio = 1.0};
-        window_splits(s);
-        p->at = s->at;
-        p->tune = &tune;
-        tune.start[0] = tune.start[1] = mono_seconds();
-        if (rc_kparallel2_together(tl_kernel, fn, arg)) return;
-        *p = (row_parts){0};
-    }
-    /* a fixed split that balances the steps each side runs */
+    /* the split that balances the steps each side runs, on a tile edge */
     int64_t r = 0, acc = 0;
     for (; r < s->B && 2 * acc < s->rows; r++)
         for (int64_t t = 0; t < s->steps && s->nact[t] > r; t++) acc++;
     p->split = RC_MIN(RC_MAX((r + 4) / 8 * 8, 8), s->B - 8);
-    rc_kparallel2(tl_kernel, fn, arg);
+    /* tiles of 2 STEAL_ROWS (the product's full register tile), of STEAL_ROWS where a part
+     * would have fewer than two of them to give, and larger for batches of more than STEAL_TILES */
+    int64_t rows = RC_MIN(p->split, s->B - p->split) >= 4 * STEAL_ROWS ? 2 * STEAL_ROWS : STEAL_ROWS;
+    rows = (RC_MAX(rows, (s->B + STEAL_TILES - 1) / STEAL_TILES) + STEAL_ROWS - 1) / STEAL_ROWS * STEAL_ROWS;
+    p->m = cut_tiles(p, 0, 0, p->split, rows);
+    p->nt = cut_tiles(p, p->m, p->split, s->B, rows);
+    steal_tile tiles[STEAL_TILES + 2];
+    for (int k = 0; k < p->nt; k++) {
+        atomic_init(&tiles[k].claimed, 0);
+        atomic_init(&tiles[k].done, 0);
+    }
+    p->tile = tiles;
+    if (rc_kparallel2_together(tl_kernel, fn, arg)) return;
+    /* one after the other (no second thread free): each its own rows */
+    p->nt = 0;
+    fn(arg, 0);
+    fn(arg, 1);
+}
+
+/* The rows part `part` starts with at step t (part -1: all of them). */
+static inline rows_range start_rows(const seqinfo *s, const row_parts *p, int part, int64_t t)
+{
+    int64_t n = s->nact[t];
+    if (part < 0) return (rows_range){0, n};
+    int64_t h = RC_MIN(p->split, n);
+    return part ? (rows_range){h, n} : (rows_range){0, h};
+}
+
+/* The items of a part's recurrence, in running order (t up forward, down backward): each a
+ * step t and rows r of it that are running. Used as
+ *     for (step_iter it = steps_begin(s, &parts, part, fwd); steps_next(&it);) { it.t, it.r }
+ * steps_next marks the item before done and returns false when the part has nothing left. */
+typedef struct step_iter {
+    const seqinfo *s;
+    const row_parts *p;
+    int part;
+    bool tiles; /* false: one thread, or the two one after the other */
+    bool fwd, busy;
+    int64_t i;     /* items begun, as step indices in running order */
+    int base, top; /* own tiles still held: [base, top) */
+    int k, take;   /* the tile taken over (-1: none); the other part's next to take */
+    int64_t t;     /* the item: step t, rows r */
+    rows_range r;
+} step_iter;
+
+static inline step_iter steps_begin(const seqinfo *s, const row_parts *p, int part, bool fwd)
+{
+    step_iter it = {.s = s, .p = p, .part = part, .tiles = part >= 0 && p->nt > 0, .fwd = fwd, .k = -1};
+    if (it.tiles) {
+        it.base = part ? p->m : 0;
+        it.top = part ? p->nt : p->m;
+        it.take = part ? p->m - 1 : p->nt - 1;
+    }
+    return it;
+}
+
+/* Take over the other part's last tile still its own, if that part keeps another and the tile
+ * has a step left after the one being run: claim that next step, wait until the one before is
+ * done, and run the rest from there. */
+static bool take_tile(step_iter *it)
+{
+    const row_parts *p = it->p;
+    int64_t S = it->s->steps;
+    if (it->take <= (it->part ? 0 : p->m)) return false;
+    steal_tile *x = &p->tile[it->take];
+    unsigned turns = 0;
+    for (int64_t c = atomic_load_explicit(&x->claimed, memory_order_acquire);;) {
+        if (c >= S) return false;
+        if (c < 1) { /* not begun: its owner may still be setting up its rows (lstm_bwd_part) */
+            rc_spin_turn(&turns);
+            c = atomic_load_explicit(&x->claimed, memory_order_acquire);
+        } else if (atomic_compare_exchange_weak_explicit(&x->claimed, &c, c + 1, memory_order_acq_rel, memory_order_acquire)) {
+            for (turns = 0; atomic_load_explicit(&x->done, memory_order_acquire) < c;) rc_spin_turn(&turns);
+            atomic_fetch_add_explicit(&g_taken, 1, memory_order_relaxed);
+            it->k = it->take--;
+            it->i = c;
+            return true;
+        }
+    }
+}
+
+static void stall(int part)
+{
+    if (atomic_load_explicit(&g_stall_part, memory_order_relaxed) != part) return;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t ns = 1000 * (int64_t)atomic_load(&g_stall_us);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000 + (t.tv_nsec - t0.tv_nsec) < ns);
+}
+
+static bool steps_next(step_iter *it)
+{
+    const seqinfo *s = it->s;
+    const row_parts *p = it->p;
+    int64_t S = s->steps;
+    for (;;) {
+        if (it->busy && it->tiles) { /* the item before is done */
+            if (it->k >= 0) atomic_store_explicit(&p->tile[it->k].done, it->i, memory_order_release);
+            else
+                for (int q = it->base; q < it->top; q++) atomic_store_explicit(&p->tile[q].done, it->i, memory_order_release);
+        }
+        it->busy = false;
+        if (it->i >= S && (!it->tiles || !take_tile(it))) return false;
+        int64_t i = it->i++, t = it->fwd ? i : S - 1 - i;
+        it->t = t;
+        it->busy = true;
+        if (!it->tiles) {
+            it->r = start_rows(s, p, it->part, t);
+            return true;
+        }
+        stall(it->part);
+        if (it->k < 0) {
+            /* own tiles: the other thread takes the last ones first, so once one is still held,
+             * every one below it is */
+            bool held = false;
+            for (int q = it->top - 1; q >= it->base; q--) {
+                int64_t c = i;
+                if (atomic_compare_exchange_strong_explicit(&p->tile[q].claimed, &c, i + 1, memory_order_acq_rel,
+                                                            memory_order_relaxed))
+                    held = true;
+                else if (!held)
+                    it->top = q;
+            }
+            it->r = (rows_range){p->tb[it->base], RC_MIN(p->tb[it->top], s->nact[t])};
+        } else {
+            it->r = (rows_range){p->tb[it->k], RC_MIN(p->tb[it->k + 1], s->nact[t])};
+        }
+        if (it->r.r1 > it->r.r0) return true;
+    }
 }
 
 /* seqinfo.xrow for arrays in the caller's layout, [T][B] or [B][T]. NULL on OOM. */
@@ -692,8 +755,9 @@ static void lstm_fwd_part(void *arg, int part)
     const seqinfo *s = j->s;
     int64_t H = l->units, P = layer_out(l), G = 4 * H;
     float *tmp = j->tmp[part > 0];
-    for (int64_t t = 0; t < s->steps; t++) {
-        rows_range r = step_rows(s, &j->parts, part, t);
+    for (step_iter it = steps_begin(s, &j->parts, part, true); steps_next(&it);) {
+        int64_t t = it.t;
+        rows_range r = it.r;
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *c = j->c + r.r0 * H, *h = j->h + r.r0 * P;
         float *g = j->gates + row * G, *yr = j->yraw + row * P, *cr = j->craw + row * H;
@@ -720,7 +784,6 @@ static void lstm_fwd_part(void *arg, int part)
             clamp_vec(h, yr, n * P, l->proj_clip);
             put_rows(s, j->y, row, h, n, P);
         }
-        step_done(s, &j->parts, part, t, t + 1);
     }
 }
 
@@ -806,7 +869,7 @@ static void lstm_fwd_units(void *arg, int part)
         const float *hprev = t ? j->yraw + s->off[t - 1] * P : j->h;
         for (int q = 0; q < 4; q++) rc_gemm_packed_cols(n, hprev, P, j->wh, 1.0f, g, G, q * H + u0, q * H + u0 + hn);
         lstm_cell_units(l, n, H, u0, hn, g, j->c, j->craw + row * H, yr, tmp, j->bias, j->wf, j->wi, j->wo);
-        barrier_wait(&u->bar, NULL, NULL, 0);
+        barrier_wait(&u->bar);
     }
 }
 
@@ -938,8 +1001,9 @@ static void gru_fwd_part(void *arg, int part)
     const rc_fused_layer *l = j->l;
     const seqinfo *s = j->s;
     int64_t H = l->units;
-    for (int64_t t = 0; t < s->steps; t++) {
-        rows_range r = step_rows(s, &j->parts, part, t);
+    for (step_iter it = steps_begin(s, &j->parts, part, true); steps_next(&it);) {
+        int64_t t = it.t;
+        rows_range r = it.r;
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *h = j->h + r.r0 * H, *rh = j->rh + r.r0 * H;
         float *g = j->gates + row * 3 * H;
@@ -952,7 +1016,6 @@ static void gru_fwd_part(void *arg, int part)
         for (int64_t b = 0; b < n; b++) act_vec(l->act, g + b * 3 * H + 2 * H, g + b * 3 * H + 2 * H, H);
         gru_update_rows(n, H, g, h, j->hh + row * H);
         put_rows(s, j->y, row, j->hh + row * H, n, H);
-        step_done(s, &j->parts, part, t, t + 1);
     }
 }
 
@@ -1013,15 +1076,15 @@ static void gru_v2_fwd_part(void *arg, int part)
     const simple_job *j = arg;
     const seqinfo *s = j->s;
     int64_t H = j->l->units;
-    for (int64_t t = 0; t < s->steps; t++) {
-        rows_range r = step_rows(s, &j->parts, part, t);
+    for (step_iter it = steps_begin(s, &j->parts, part, true); steps_next(&it);) {
+        int64_t t = it.t;
+        rows_range r = it.r;
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *hw = j->tmp + r.r0 * 3 * H, *h = j->h + r.r0 * H;
         for (int64_t b = 0; b < n; b++) memcpy(hw + b * 3 * H, j->bias, (size_t)(3 * H) * sizeof *hw);
         rc_gemm_packed(n, h, H, j->w, 1.0f, hw, 3 * H);
         gru_v2_rows(j->l, n, H, j->a + row * 3 * H, hw, j->b + row * H, h, j->c + row * H);
         put_rows(s, j->y, row, h, n, H);
-        step_done(s, &j->parts, part, t, t + 1);
     }
 }
 
@@ -1030,15 +1093,15 @@ static void rnn_fwd_part(void *arg, int part)
     const simple_job *j = arg;
     const seqinfo *s = j->s;
     int64_t H = j->l->units;
-    for (int64_t t = 0; t < s->steps; t++) {
-        rows_range r = step_rows(s, &j->parts, part, t);
+    for (step_iter it = steps_begin(s, &j->parts, part, true); steps_next(&it);) {
+        int64_t t = it.t;
+        rows_range r = it.r;
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *g = j->a + row * H, *h = j->h + r.r0 * H;
         rc_gemm_packed(n, h, H, j->w, 1.0f, g, H);
         act_vec(j->l->act, g, g, n * H);
         memcpy(h, g, (size_t)(n * H) * sizeof *h);
         put_rows(s, j->y, row, g, n, H);
-        step_done(s, &j->parts, part, t, t + 1);
     }
 }
 
@@ -1198,15 +1261,15 @@ static void rnn_bwd_part(void *arg, int part)
     const bctx *c = j->bc;
     const seqinfo *s = c->s;
     int64_t H = j->l->units;
-    for (int64_t t = s->steps - 1; t >= 0; t--) {
-        rows_range r = step_rows(s, &j->parts, part, t);
+    for (step_iter it = steps_begin(s, &j->parts, part, false); steps_next(&it);) {
+        int64_t t = it.t;
+        rows_range r = it.r;
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         const float *dyt = dy_rows(c, part, row, n, H);
         float *d = j->tmp + r.r0 * H, *dh = c->dh + r.r0 * H;
         for (int64_t i = 0; i < n * H; i++) d[i] = dh[i] + dyt[i];
         act_grad(j->l->act, j->a + row * H, d, c->hist + row * H, n * H);
         rc_gemm_packed(n, j->a + row * H, H, j->w, 0.0f, dh, H);
-        step_done(s, &j->parts, part, t, t - 1);
     }
 }
 
@@ -1291,15 +1354,16 @@ static void lstm_bwd_part(void *arg, int part)
     bool proj = j->wpT != NULL;
     /* previous outputs: clamp(y_raw[t-1]) (hp NULL: the weight gradient reads y_raw itself) */
     for (int64_t t = 0; j->hp && t < S; t++) {
-        rows_range r = step_rows(s, &j->parts, part, t);
+        rows_range r = start_rows(s, &j->parts, part, t);
         int64_t n = r.r1 - r.r0;
         float *hpt = j->hp + (s->off[t] + r.r0) * P;
         if (t) clamp_vec(hpt, j->yraw + (s->off[t - 1] + r.r0) * P, n * P, proj ? l->proj_clip : 0);
         else memcpy(hpt, c->h0 + r.r0 * P, (size_t)(n * P) * sizeof *hpt);
     }
     float *a = j->a[part > 0];
-    for (int64_t t = S - 1; t >= 0; t--) {
-        rows_range r = step_rows(s, &j->parts, part, t);
+    for (step_iter it = steps_begin(s, &j->parts, part, false); steps_next(&it);) {
+        int64_t t = it.t;
+        rows_range r = it.r;
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *dh = c->dh + r.r0 * P, *dc = c->dc + r.r0 * H, *dm = j->dm + r.r0 * H, *cp = j->cp + r.r0 * H;
         const float *dyt = dy_rows(c, part, row, n, P), *yr = j->yraw + row * P;
@@ -1323,7 +1387,6 @@ static void lstm_bwd_part(void *arg, int part)
                           j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo);
         }
         rc_gemm_packed(n, j->dG + row * G, G, j->whT, 0.0f, dh, P);
-        step_done(s, &j->parts, part, t, t - 1);
     }
 }
 
@@ -1438,8 +1501,9 @@ static void gru_bwd_part(void *arg, int part)
     const rc_fused_layer *l = c->l;
     const seqinfo *s = c->s;
     int64_t H = l->units;
-    for (int64_t t = s->steps - 1; t >= 0; t--) {
-        rows_range r = step_rows(s, &j->parts, part, t);
+    for (step_iter it = steps_begin(s, &j->parts, part, false); steps_next(&it);) {
+        int64_t t = it.t;
+        rows_range r = it.r;
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *dh = c->dh + r.r0 * H, *drh = j->drh + r.r0 * H, *dhn = j->dhn + r.r0 * H;
         /* the previous outputs: the first rows of the step before (rows run longest first) */
@@ -1451,7 +1515,6 @@ static void gru_bwd_part(void *arg, int part)
         gru_bwd_reset(n, H, g, hpt, drh, dA, 3 * H, dhn);
         rc_gemm_packed(n, dA, 3 * H, j->wgT, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
-        step_done(s, &j->parts, part, t, t - 1);
     }
 }
 
@@ -1530,15 +1593,15 @@ static void gru_v2_bwd_part(void *arg, int part)
     const seqinfo *s = c->s;
     int64_t H = j->l->units, G = 3 * H, TB = s->T * s->B;
     const float *zrh = c->hist, *hrec = zrh + TB * G;
-    for (int64_t t = s->steps - 1; t >= 0; t--) {
-        rows_range r = step_rows(s, &j->parts, part, t);
+    for (step_iter it = steps_begin(s, &j->parts, part, false); steps_next(&it);) {
+        int64_t t = it.t;
+        rows_range r = it.r;
         int64_t n = r.r1 - r.r0, row = s->off[t] + r.r0;
         float *dh = c->dh + r.r0 * H, *dhn = j->tmp + r.r0 * H, *mh = j->b + row * G;
         gru_v2_bwd_rows(j->l, n, H, zrh + row * G, hrec + row * H, j->c + row * H, dh, dy_rows(c, part, row, n, H), j->a + row * G, mh,
                         dhn);
         rc_gemm_packed(n, mh, G, j->w, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
-        step_done(s, &j->parts, part, t, t - 1);
     }
 }
 
