@@ -34,7 +34,11 @@ DESCRIPTIONS = {
 
 DEFAULT_ITERS = {True: 20, False: 100}  # timed iterations: training cases, inference cases
 # Millisecond-scale cases get more, so that their medians hold still on a shared machine.
-CASE_ITERS = {"seed": 300, "infer1": 300}
+CASE_ITERS = {"seed": 700, "infer1": 700}
+# Interleaved rounds per case (run.py): each a process per framework. The millisecond-scale
+# cases cost little per round and sample more stretches of the machine's drifting speed.
+DEFAULT_ROUNDS = 5
+CASE_ROUNDS = {"seed": 7, "infer1": 7}
 QUICK_ITERS = {True: 3, False: 10}
 # Untimed iterations before the timed ones (as bench_recur): at least WARMUP of them, and for
 # at least WARMUP_S seconds. On a virtual machine a core that was idle comes back slowly: the

@@ -29,6 +29,7 @@
 #include "core/gemm_packed.h"
 #include "core/vmath.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -377,7 +378,7 @@ typedef struct row_parts {
     steal_tile *tile;                /* nt of them (run_row_parts' own) */
 } row_parts;
 
-/* Tests: make part `part` (0 or 1) spin `us` microseconds before each of its steps, so that the
+/* Tests: make part `part` (0 or 1) sleep `us` microseconds before each of its steps, so that the
  * other takes tiles over (part -1: none); and the number of tiles taken over so far. */
 static _Atomic int g_stall_part = -1;
 static _Atomic unsigned g_stall_us;
@@ -502,14 +503,15 @@ static bool take_tile(step_iter *it)
     }
 }
 
+/* rc_fused_test_stall: a sleep (not a spin), so that the other thread runs meanwhile even where
+ * the two share a core or take turns (valgrind) */
 static void stall(int part)
 {
     if (atomic_load_explicit(&g_stall_part, memory_order_relaxed) != part) return;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int64_t ns = 1000 * (int64_t)atomic_load(&g_stall_us);
-    do clock_gettime(CLOCK_MONOTONIC, &t);
-    while ((t.tv_sec - t0.tv_sec) * 1000000000 + (t.tv_nsec - t0.tv_nsec) < ns);
+    unsigned us = atomic_load(&g_stall_us);
+    struct timespec d = {.tv_sec = us / 1000000, .tv_nsec = 1000 * (long)(us % 1000000)};
+    while (nanosleep(&d, &d) && errno == EINTR) {
+    }
 }
 
 static bool steps_next(step_iter *it)

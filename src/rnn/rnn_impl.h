@@ -188,7 +188,7 @@ recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist
                              recur_array **dinit, recur_array **dcap, int first_capture, rc_arena *scratch);
 
 /* Tests of the two-thread recurrences (fused.c): rc_fused_test_stall makes the thread running
- * part `part` (0 or 1) spin `us` microseconds before each of its steps, so that the other runs
+ * part `part` (0 or 1) sleep `us` microseconds before each of its steps, so that the other runs
  * out of rows first and takes some of the slow one's over (part -1: no stall; process-wide);
  * rc_fused_tiles_taken counts the row tiles taken over so far, in all sessions. */
 void rc_fused_test_stall(int part, unsigned us);
