@@ -492,6 +492,49 @@ TEST(fused_results_keep_their_bits_on_one_and_two_threads)
     recur_status_free(st);
 }
 
+/* A batch of more rows than the row tiles allow at their smallest (600 rows: tiles of 12), with
+ * and without lengths, one thread slowed down in turn: the other takes tiles over, and the
+ * outputs and gradients keep the one-thread bits (AVX-512 path). */
+TEST(large_batches_move_row_tiles_and_keep_their_bits)
+{
+    st = recur_status_new();
+    const int64_t B = 600, T = 6, D = 3, H = 16;
+    int32_t lens[600];
+    for (int64_t b = 0; b < B; b++) lens[b] = (int32_t)((b * 5 + 1) % T + 1);
+    bool own = __builtin_cpu_supports("avx512f");
+    for (int withlen = 0; withlen < 2; withlen++) {
+        recur_graph *g = recur_graph_new();
+        recur_graph_set_seed(g, 6);
+        recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
+        recur_rnn_out r = recur_dynamic_rnn(g, recur_basic_lstm_cell(g, H, NULL), x,
+                                            &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = withlen ? lengths(g, lens, B) : NULL});
+        recur_tensor *y = recur_reduce_sum(g, recur_square(g, recur_tanh(g, r.outputs)), NULL, 0, false);
+        recur_tensor *fetch[8] = {r.outputs};
+        int n = 1 + grads_of_vars_and_x(g, y, x, fetch + 1, 7) + 1;
+        recur_array *xv = wave_input(B, T, D, 0.17, false), *one[8], *two[8];
+        run_fresh(g, &(recur_session_opts){.num_threads = 1, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, one);
+        for (int part = 0; part < 2; part++) {
+            uint64_t taken = rc_fused_tiles_taken();
+            rc_fused_test_stall(part, 300);
+            run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, two);
+            rc_fused_test_stall(-1, 0);
+            if (rc_fused_tiles_taken() < taken + 2)
+                rt_fail(__FILE__, __LINE__, "B %d%s: part %d slowed down, but the other took over %d row tiles (want 2 or more)", (int)B,
+                        withlen ? ", lengths" : "", part, (int)(rc_fused_tiles_taken() - taken));
+            for (int i = 0; i < n; i++) {
+                if (own && !same_bits(one[i], two[i]))
+                    rt_fail(__FILE__, __LINE__, "B %d%s, part %d slowed down: result %d differs between one thread and two", (int)B,
+                            withlen ? ", lengths" : "", part, i);
+                recur_array_free(two[i]);
+            }
+        }
+        for (int i = 0; i < n; i++) recur_array_free(one[i]);
+        recur_array_free(xv);
+        recur_graph_free(g);
+    }
+    recur_status_free(st);
+}
+
 /* A run that reads no gradient of the RNN's input skips that product in the fused backward: the
  * weight gradients are the same bits as in a run that also fetches it, with and without
  * check_numerics (which reads every output, the unfilled one included). */
@@ -759,5 +802,5 @@ TEST(embedding_gradient_stays_sparse)
     recur_status_free(st);
 }
 
-RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(fused_results_keep_their_bits_on_one_and_two_threads), T(weight_gradients_without_the_input_gradient), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
+RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(fused_results_keep_their_bits_on_one_and_two_threads), T(large_batches_move_row_tiles_and_keep_their_bits), T(weight_gradients_without_the_input_gradient), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
           T(unconnected_stop_gradient_and_sums), T(embedding_gradient_stays_sparse))
