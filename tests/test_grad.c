@@ -345,6 +345,20 @@ static bool same_bits(const recur_array *a, const recur_array *b)
            !memcmp(recur_array_cdata(a), recur_array_cdata(b), (size_t)recur_array_size(a) * sizeof(float));
 }
 
+/* A two-thread fused run of `fetch` into res, the thread of part `slow` (0 or 1; -1: neither)
+ * sleeping before each of its steps: then the other must take at least two row tiles over. */
+static void run_two_threads_slowed(recur_graph *g, recur_tensor *x, const recur_array *xv, recur_tensor *const *fetch, int n,
+                                   int slow, const char *what, recur_array **res)
+{
+    uint64_t taken = rc_fused_tiles_taken();
+    rc_fused_test_stall(slow, 300);
+    run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, res);
+    rc_fused_test_stall(-1, 0);
+    if (slow >= 0 && rc_fused_tiles_taken() < taken + 2)
+        rt_fail(__FILE__, __LINE__, "%s: part %d slowed down, but the other took over %d row tiles (want 2 or more)", what, slow,
+                (int)(rc_fused_tiles_taken() - taken));
+}
+
 /* Also reports how many pairs of ops the two-thread session ran side by side. */
 static double loop_vs_two_threads(recur_graph *g, recur_tensor *x, const recur_array *xv, recur_tensor *const *fetch, int n,
                                   const char *what, uint64_t *pairs)
@@ -462,28 +476,21 @@ TEST(fused_results_keep_their_bits_on_one_and_two_threads)
         int nv = grads_of_vars_and_x(g, y, x, fetch + ns, 7), n = ns + nv + 1;
         ASSERT_EQ_INT(nv, gru || peep ? (gru ? 4 : 5) : 2); /* the kernels, the biases (and the peepholes) */
         recur_array *xv = wave_input(B, T, D, 0.23, true), *res[2][10];
+        char what[48];
+        snprintf(what, sizeof what, "%s %d units%s", kind, units, lens ? ", lengths" : "");
         run_fresh(g, &(recur_session_opts){.num_threads = 1, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, res[0]);
         for (int rep = 0; rep < REPEAT; rep++) {
             /* rep 1 and 2: one thread slowed down, so that the other takes some of its rows over */
-            uint64_t taken = rc_fused_tiles_taken();
-            rc_fused_test_stall(rep - 1, 300);
-            run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, res[1]);
-            rc_fused_test_stall(-1, 0);
-            if (rep > 0 && rc_fused_tiles_taken() < taken + 2)
-                rt_fail(__FILE__, __LINE__, "%s %d units%s: part %d slowed down, but the other took over %d row tiles (want 2 or more)",
-                        kind, units, lens ? ", lengths" : "", rep - 1, (int)(rc_fused_tiles_taken() - taken));
+            run_two_threads_slowed(g, x, xv, fetch, n, rep - 1, what, res[1]);
             for (int i = 0; i < n; i++) {
                 ASSERT_EQ_INT((int)recur_array_size(res[0][i]), (int)recur_array_size(res[1][i]));
                 if (own && !same_bits(res[0][i], res[1][i]))
-                    rt_fail(__FILE__, __LINE__, "%s %d units%s%s: result %d differs between one thread and two", kind, units,
-                            lens ? ", lengths" : "", fallback ? " (CBLAS)" : "", i);
+                    rt_fail(__FILE__, __LINE__, "%s%s: result %d differs between one thread and two", what, fallback ? " (CBLAS)" : "", i);
                 recur_array_free(res[1][i]);
             }
         }
         for (int i = 0; i < n; i++) recur_array_free(res[0][i]);
         uint64_t pairs = 0;
-        char what[48];
-        snprintf(what, sizeof what, "%s %d units%s", kind, units, lens ? ", lengths" : "");
         loop_vs_two_threads(g, x, xv, fetch, n, what, &pairs);
         recur_array_free(xv);
         recur_graph_free(g);
@@ -514,13 +521,7 @@ TEST(large_batches_move_row_tiles_and_keep_their_bits)
         recur_array *xv = wave_input(B, T, D, 0.17, false), *one[8], *two[8];
         run_fresh(g, &(recur_session_opts){.num_threads = 1, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, one);
         for (int part = 0; part < 2; part++) {
-            uint64_t taken = rc_fused_tiles_taken();
-            rc_fused_test_stall(part, 300);
-            run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, two);
-            rc_fused_test_stall(-1, 0);
-            if (rc_fused_tiles_taken() < taken + 2)
-                rt_fail(__FILE__, __LINE__, "B %d%s: part %d slowed down, but the other took over %d row tiles (want 2 or more)", (int)B,
-                        withlen ? ", lengths" : "", part, (int)(rc_fused_tiles_taken() - taken));
+            run_two_threads_slowed(g, x, xv, fetch, n, part, withlen ? "B 600, lengths" : "B 600", two);
             for (int i = 0; i < n; i++) {
                 if (own && !same_bits(one[i], two[i]))
                     rt_fail(__FILE__, __LINE__, "B %d%s, part %d slowed down: result %d differs between one thread and two", (int)B,

@@ -436,8 +436,8 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
         int64_t c0 = q * NR, w = RC_MIN(NR, N - c0);
         __mmask16 m0, m1;
         panel_masks(w, &m0, &m1);
-        /* the panel's block, and its column sums on the way (four rows in flight, added in a
-         * fixed order; kept where the caller asks for them) */
+        /* the panel's block, and its column sums on the way where the caller asks for them
+         * (four rows in flight, added in a fixed order) */
         __m512 s[8];
         for (int v = 0; v < 8; v++) s[v] = _mm512_setzero_ps();
         for (int64_t k = 0; k < kb; k++) {
@@ -445,9 +445,11 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
             __m512 b0 = _mm512_maskz_loadu_ps(m0, src), b1 = _mm512_maskz_loadu_ps(m1, src + 16);
             _mm512_store_ps(panel + k * NR, b0);
             _mm512_store_ps(panel + k * NR + 16, b1);
-            int a = (int)(k & 3) * 2;
-            s[a] = _mm512_add_ps(s[a], b0);
-            s[a + 1] = _mm512_add_ps(s[a + 1], b1);
+            if (colsum) {
+                int a = (int)(k & 3) * 2;
+                s[a] = _mm512_add_ps(s[a], b0);
+                s[a + 1] = _mm512_add_ps(s[a + 1], b1);
+            }
         }
         if (colsum) {
             __m512 t0 = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[4], s[6]));

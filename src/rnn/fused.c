@@ -935,8 +935,7 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
             if (!project(x, s->xrow, s->rows, D, kern, G, NULL, j.gates, ar)) return RECUR_OUT_OF_MEMORY; /* (the cell pass adds the bias) */
             rc_pack_b_fill(&wh, 0, G);
         }
-        if (split_rows(s)) run_row_parts(&j.parts, s, lstm_fwd_part, &j);
-        else lstm_fwd_part(&j, -1);
+        run_row_parts(&j.parts, s, lstm_fwd_part, &j);
     }
     if (!proj) {
         /* the final state: each row's output at its last step; the outputs: the history block */
