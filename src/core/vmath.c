@@ -363,11 +363,42 @@ static inline RC_AVX512 RC_INLINE void st16(const lanes16 *l, float *p, __m512 v
     if (l->k2) _mm512_mask_storeu_ps(p + l->skip, (__mmask16)(l->k2 >> l->w1), _mm512_maskz_compress_ps(l->k2, v));
 }
 
-/* Sixteen units of the LSTM cell: the gates (g) and biases (b) read through `gl` and `bl`, the
- * cell state, craw and m (contiguous) under k = k1 | k2. No fused multiply-adds: the scalar and
- * AVX2 versions round the same products and sums. */
-static inline RC_AVX512 RC_INLINE void lstm16(const lanes16 *gl, const lanes16 *bl, float *g, size_t gs, const float *b, size_t bs,
-                                    __m512 fb, float *c, float *craw, float *m)
+/* The flat row passes: `rows` rows of n units as one array of rows n floats, sixteen at a time,
+ * so that a row of n units takes n / 16 vectors instead of a masked tail each. The vector at
+ * flat unit e lies in row r from unit u, and past the row's end (n >= 16: into the next row
+ * only) the next row's first units, whose gates are `stride` floats on. r and u advance with e,
+ * without a division per vector. */
+typedef struct flat16 {
+    size_t e, total, n, r, u;
+} flat16;
+
+static inline lanes16 flat_lanes(const flat16 *f, size_t stride)
+{
+    size_t len = f->total - f->e < 16 ? f->total - f->e : 16, w1 = f->n - f->u < len ? f->n - f->u : len;
+    __mmask16 k1 = (__mmask16)((1u << w1) - 1), k = (__mmask16)(len >= 16 ? 0xffff : (1u << len) - 1);
+    return (lanes16){k1, (__mmask16)(k & ~k1), (unsigned)w1, (ptrdiff_t)stride - (ptrdiff_t)f->u};
+}
+
+static inline void flat_next(flat16 *f)
+{
+    f->e += 16;
+    f->u += 16;
+    if (f->u >= f->n) f->u -= f->n, f->r++;
+}
+
+/* The LSTM cell in two halves, so that a pass can run them a vector apart (below). First half,
+ * sixteen units: the gates (g) and biases (b) read through `gl` and `bl`, their activations
+ * stored back, the new cell state cn to c and craw (contiguous, under k = k1 | k2); cn and o
+ * kept for the second half, m = tanh(cn) o. No fused multiply-adds: the scalar and AVX2
+ * versions round the same products and sums. */
+typedef struct cell_rest {
+    __m512 cn, o;
+    float *m;
+    __mmask16 k;
+} cell_rest;
+
+static inline RC_AVX512 RC_INLINE cell_rest lstm16_gates(const lanes16 *gl, const lanes16 *bl, float *g, size_t gs, const float *b,
+                                                         size_t bs, __m512 fb, float *c, float *craw, float *m)
 {
     __mmask16 k = gl->k1 | gl->k2;
     __m512 i = sigmoid512(_mm512_add_ps(ld16(gl, g), ld16(bl, b)));
@@ -381,18 +412,42 @@ static inline RC_AVX512 RC_INLINE void lstm16(const lanes16 *gl, const lanes16 *
     st16(gl, g + 3 * gs, o);
     _mm512_mask_storeu_ps(c, k, cn);
     _mm512_mask_storeu_ps(craw, k, cn);
-    _mm512_mask_storeu_ps(m, k, _mm512_mul_ps(tanh512(cn), o));
+    return (cell_rest){cn, o, m, k};
 }
 
-/* Sixteen units of the cell's gradient: the gates and their gradients through `gl`, the rest
- * contiguous. */
-static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const float *g, size_t gs, const float *craw,
-                                         const float *cprev, const float *dh, const float *dy, float *dc, float *dg)
+static inline RC_AVX512 RC_INLINE void lstm16_out(const cell_rest *p)
+{
+    _mm512_mask_storeu_ps(p->m, p->k, _mm512_mul_ps(tanh512(p->cn), p->o));
+}
+
+/* The cell over rows (n >= 16, or one row), software-pipelined: each vector's output tanh(cn) o
+ * is computed with the next vector's gates. A vector's two halves are two activations deep in
+ * a row (about 180 cycles); run as they come, the out-of-order window holds fewer vectors than
+ * it takes to keep the vector units busy. The same operations on every lane: the same bits. */
+static RC_AVX512 void cell_flat(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b, size_t bs, float fb,
+                                float *c, float *craw, float *m)
+{
+    __m512 vfb = _mm512_set1_ps(fb);
+    flat16 f = {0, rows * n, n, 0, 0};
+    cell_rest prev = {0};
+    for (bool first = true; f.e < f.total; flat_next(&f), first = false) {
+        lanes16 gl = flat_lanes(&f, gstride), bl = gl;
+        bl.skip = -(ptrdiff_t)f.u; /* the biases: the next row starts over at b */
+        cell_rest cur = lstm16_gates(&gl, &bl, g + f.r * gstride + f.u, gs, b + f.u, bs, vfb, c + f.e, craw + f.e, m + f.e);
+        if (!first) lstm16_out(&prev);
+        prev = cur;
+    }
+    if (f.total) lstm16_out(&prev);
+}
+
+/* Sixteen units of the cell's gradient, given t = tanh(craw) (computed a vector ahead by the
+ * pass below): the gates and their gradients through `gl`, the rest contiguous. */
+static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const float *g, size_t gs, __m512 t, const float *cprev,
+                                                   const float *dh, const float *dy, float *dc, float *dg)
 {
     __mmask16 k = gl->k1 | gl->k2;
     __m512 one = _mm512_set1_ps(1.0f);
     __m512 i = ld16(gl, g), j = ld16(gl, g + gs), f = ld16(gl, g + 2 * gs), o = ld16(gl, g + 3 * gs);
-    __m512 t = tanh512(_mm512_maskz_loadu_ps(k, craw));
     __m512 dm = _mm512_add_ps(_mm512_maskz_loadu_ps(k, dh), _mm512_maskz_loadu_ps(k, dy));
     __m512 dpo = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dm, t), o), _mm512_sub_ps(one, o));
     __m512 dcr = _mm512_add_ps(_mm512_maskz_loadu_ps(k, dc),
@@ -407,71 +462,55 @@ static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const floa
     st16(gl, dg + 3 * gs, dpo);
 }
 
-/* One row: whole vectors, then the tail under a mask. */
-static inline lanes16 lanes_row(size_t w) { return (lanes16){(__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1), 0, 16, 0}; }
+static inline __mmask16 first_lanes(size_t left) { return (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1); }
+
+/* The gradient over rows (n >= 16, or one row), each vector's tanh(craw) taken a vector ahead. */
+static RC_AVX512 void grad_flat(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
+                                const float *cprev, const float *dh, const float *dy, float *dc, float *dg)
+{
+    flat16 f = {0, rows * n, n, 0, 0};
+    __m512 tn = f.total ? tanh512(_mm512_maskz_loadu_ps(first_lanes(f.total), craw)) : _mm512_setzero_ps();
+    for (; f.e < f.total; flat_next(&f)) {
+        lanes16 gl = flat_lanes(&f, gstride);
+        __m512 t = tn;
+        if (f.e + 16 < f.total) tn = tanh512(_mm512_maskz_loadu_ps(first_lanes(f.total - f.e - 16), craw + f.e + 16));
+        lstm_grad16(&gl, g + f.r * gstride + f.u, gs, t, cprev + f.e, dh + f.e, dy + f.e, dc + f.e, dg + f.r * gstride + f.u);
+    }
+}
 
 static RC_AVX512 void lstm_grad_avx512(size_t n, const float *g, size_t gs, const float *craw, const float *cprev,
                                        const float *dh, const float *dy, float *dc, float *dg)
 {
-    for (size_t u = 0; u < n; u += 16) {
-        lanes16 l = lanes_row(n - u);
-        lstm_grad16(&l, g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u);
-    }
+    grad_flat(1, n, g, 0, gs, craw, cprev, dh, dy, dc, dg);
 }
 
 static RC_AVX512 void lstm_cell_avx512(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c,
                                        float *craw, float *m)
 {
-    __m512 vfb = _mm512_set1_ps(fb);
-    for (size_t u = 0; u < n; u += 16) {
-        lanes16 l = lanes_row(n - u);
-        lstm16(&l, &l, g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
-    }
+    cell_flat(1, n, g, 0, gs, b, bs, fb, c, craw, m);
 }
 
-/* The flat row passes (rc_vlstm_cell_rows): the rows' units as one array of rows n floats,
- * sixteen at a time, so a row of n units takes n / 16 vectors instead of a masked tail each.
- * The vector at flat unit e: row r = e / n from unit u = e % n, and past the row's end the
- * next row's first units (gates `gstride` further on, the biases from their start again). */
-static inline lanes16 lanes_flat(size_t e, size_t n, size_t total, size_t stride, size_t *r, size_t *u)
-{
-    size_t len = total - e < 16 ? total - e : 16;
-    *r = e / n, *u = e % n;
-    size_t w1 = n - *u < len ? n - *u : len;
-    __mmask16 k1 = (__mmask16)((1u << w1) - 1), k = (__mmask16)(len >= 16 ? 0xffff : (1u << len) - 1);
-    return (lanes16){k1, (__mmask16)(k & ~k1), (unsigned)w1, (ptrdiff_t)stride - (ptrdiff_t)*u};
-}
-
+/* Rows of fewer than 16 units go row by row: a vector would span more than two rows. */
 static RC_AVX512 void lstm_cell_rows_avx512(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b,
                                             size_t bs, float fb, float *c, float *craw, float *m)
 {
-    if (rows < 2 || n < 16 || n % 16 == 0) {
-        for (size_t r = 0; r < rows; r++) lstm_cell_avx512(n, g + r * gstride, gs, b, bs, fb, c + r * n, craw + r * n, m + r * n);
+    if (n >= 16) {
+        cell_flat(rows, n, g, gstride, gs, b, bs, fb, c, craw, m);
         return;
     }
-    __m512 vfb = _mm512_set1_ps(fb);
-    for (size_t e = 0, total = rows * n; e < total; e += 16) {
-        size_t r, u;
-        lanes16 gl = lanes_flat(e, n, total, gstride, &r, &u), bl = gl;
-        bl.skip = -(ptrdiff_t)u; /* the biases: the next row starts over at b */
-        lstm16(&gl, &bl, g + r * gstride + u, gs, b + u, bs, vfb, c + e, craw + e, m + e);
-    }
+    for (size_t r = 0; r < rows; r++) cell_flat(1, n, g + r * gstride, 0, gs, b, bs, fb, c + r * n, craw + r * n, m + r * n);
 }
 
 static RC_AVX512 void lstm_grad_rows_avx512(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
                                             const float *cprev, const float *dh, const float *dy, float *dc, float *dg)
 {
-    if (rows < 2 || n < 16 || n % 16 == 0) {
-        for (size_t r = 0; r < rows; r++)
-            lstm_grad_avx512(n, g + r * gstride, gs, craw + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n,
-                             dg + r * gstride);
+    if (n >= 16) {
+        grad_flat(rows, n, g, gstride, gs, craw, cprev, dh, dy, dc, dg);
         return;
     }
-    for (size_t e = 0, total = rows * n; e < total; e += 16) {
-        size_t r, u;
-        lanes16 gl = lanes_flat(e, n, total, gstride, &r, &u);
-        lstm_grad16(&gl, g + r * gstride + u, gs, craw + e, cprev + e, dh + e, dy + e, dc + e, dg + r * gstride + u);
-    }
+    for (size_t r = 0; r < rows; r++)
+        grad_flat(1, n, g + r * gstride, 0, gs, craw + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n,
+                  dg + r * gstride);
 }
 
 /* ---------------------------------------------------------------- AVX2 + FMA */
