@@ -59,14 +59,16 @@ def run_json(cmd, framework, timeout=CASE_TIMEOUT):
         return None, "timed out after %d s" % timeout
     except OSError as e:
         return None, str(e)
-    rec = None
-    for line in reversed(p.stdout.splitlines()):
+    recs = []
+    for line in p.stdout.splitlines():
         if line.startswith("{"):
             try:
-                rec = json.loads(line)
-                break
+                recs.append(json.loads(line))
             except ValueError:
                 pass
+    rec = recs[-1] if recs else None
+    if rec and len(recs) > 1:  # a paired run (bench_recur --paired-with): the last line, with the others
+        rec = dict(rec, paired_records=recs[:-1])
     if rec and rec.get("error") == "not installed":
         return None, "not installed"
     if p.returncode == 0 and rec:
@@ -78,6 +80,9 @@ def run_json(cmd, framework, timeout=CASE_TIMEOUT):
 
 def case_cmd(framework, case, iters, build, sgemm=False):
     if framework == "recur":
+        if case == "padded":  # the varlen bar's baseline: in turns with varlen, iteration by iteration
+            return [os.path.join(build, "bench_recur"), "varlen", "--paired-with", "padded", "--iters", str(iters),
+                    "--threads", str(THREADS)]
         return [os.path.join(build, "bench_recur"), case, "--iters", str(iters), "--threads", str(THREADS)] + \
             (["--sgemm-every", "1"] if sgemm else [])
     py = [sys.executable]
@@ -217,8 +222,7 @@ def print_table(results, peak, case_list):
                 sp = speedup(results, case)
                 note = "%.2fx (%s)" % sp if sp else "-"
                 if case == "padded":
-                    v = find(results, "varlen", "recur")
-                    note = "padded / varlen time: %.2fx" % (r["median_ms"] / v["median_ms"]) if v else "-"
+                    note = "padded / varlen time, pairs of iterations: %.2fx" % r["pair_ratio_median"] if r.get("pair_ratio_median") else "-"
             print("%-10s %-13s %10s %9.1f %8s %8s %8.1f  %s" % (case, r["framework"], fmt_ms(r["median_ms"]), r["gflops"], frac, best,
                                                           r["rss_mb"], note))
 
@@ -231,12 +235,17 @@ def find(results, case, framework):
 
 
 def speedup(results, case):
-    """(fastest peer's ms / recur's ms, that peer) or None."""
+    """(fastest peer's ms / recur's ms, that peer) or None. In the bracketed cases
+    (cases.BRACKETED) the median over that peer's runs of its median over the geometric mean of
+    the medians of the recur runs just before and after it; elsewhere the ratio of the medians."""
     me = find(results, case, "recur")
     peers = [r for r in results if r["case"] == case and r["framework"] != "recur" and r.get("status") == "ok"]
     if not me or not peers:
         return None
     best = min(peers, key=lambda r: r["median_ms"])
+    around = me.get("bracket_ratios", {}).get(best["framework"])
+    if around:
+        return statistics.median(around), best["framework"]
     return best["median_ms"] / me["median_ms"], best["framework"]
 
 
@@ -268,8 +277,15 @@ def bars(results, peak, clf, case_list, paired):
                 return out.append((name, "SKIP", "no peer ran %s" % case))
             good = sp[0] >= min_speedup if min_speedup else sp[0] > 1.0
             ok &= good
-            parts.append("%.2fx the fastest peer (%s), need %s [%s]" %
-                         (sp[0], sp[1], ">= %.1fx" % min_speedup if min_speedup else "> 1x", "ok" if good else "miss"))
+            me = find(results, case, "recur")
+            around = me.get("bracket_ratios", {}).get(sp[1])
+            how = ""
+            if around:
+                peer = find(results, case, sp[1])
+                how = " (median of %d runs' ratios to the recur runs around them: %s; ratio of the overall medians %.2fx)" % (
+                    len(around), ", ".join("%.2f" % x for x in around), peer["median_ms"] / me["median_ms"])
+            parts.append("%.2fx the fastest peer (%s)%s, need %s [%s]" %
+                         (sp[0], sp[1], how, ">= %.1fx" % min_speedup if min_speedup else "> 1x", "ok" if good else "miss"))
         if min_frac:
             if fr is None:
                 return out.append((name, "SKIP", "no SGEMM rate"))
@@ -283,13 +299,17 @@ def bars(results, peak, clf, case_list, paired):
         check(case, case, faster=True, min_frac=FRAC_BARS[case])
     check("varlen", "varlen", min_speedup=1.5)
     v, p = find(results, "varlen", "recur"), find(results, "padded", "recur")
-    if v and p and paired:
-        # each round's two medians come from runs back to back: their ratio cancels the machine's
-        # drift between rounds, which the ratio of the two overall medians does not
-        r = statistics.median(paired)
+    pairs = [r for rnd in paired for r in rnd]
+    if v and p and pairs:
+        # each ratio is between two iterations run one right after the other (bench_recur
+        # --paired-with): it cancels the machine's drift, which the ratio of the medians of runs
+        # seconds or minutes apart does not
+        r = statistics.median(pairs)
         out.append(("varlen vs padded", "PASS" if r >= 1.6 else "MISS",
-                    "recur varlen %.2fx faster than recur padded (median of %d rounds' ratios, each of two runs back to back; "
-                    "ratio of the overall medians %.2fx), need >= 1.6x" % (r, len(paired), p["median_ms"] / v["median_ms"])))
+                    "recur varlen %.2fx faster than recur padded (median of %d pairs of iterations run in turns, in %d rounds: "
+                    "round medians %s; padded's median over varlen's in its own runs %.2fx), need >= 1.6x" %
+                    (r, len(pairs), len(paired), ", ".join("%.2f" % statistics.median(x) for x in paired if x),
+                     p["median_ms"] / v["median_ms"])))
     else:
         out.append(("varlen vs padded", "SKIP", "needs recur's varlen and padded"))
     check("gru256", "gru256", faster=True, min_frac=FRAC_BARS["gru256"])
@@ -372,7 +392,7 @@ def main():
         if case == "padded" and "varlen" in todo:
             continue
         groups.append([case] + (["padded"] if case == "varlen" and "padded" in todo else []))
-    paired = []  # varlen vs padded: recur's two medians in each round, run back to back
+    paired = []  # varlen vs padded: each pair of recur's iterations (bench_recur --paired-with), per round
     for group in groups:
         rounds = rounds_of(group[0])
         iters = {}
@@ -382,10 +402,7 @@ def main():
             iters[case] = max(1, -(-n // rounds))
         entries = [(case, fw) for case in group for fw in frameworks if fw == "recur" or case not in cases.RECUR_ONLY]
         runs = {e: [] for e in entries}  # the records of each round
-        # recur's varlen and padded runs go back to back (in turns, which first), as one unit
-        units = [[e] for e in entries if e != ("padded", "recur")]
-        if ("padded", "recur") in entries and ("varlen", "recur") in entries:
-            next(u for u in units if u[0] == ("varlen", "recur")).append(("padded", "recur"))
+        units = [[e] for e in entries]
         errors, sgemm_ms, recur_rss = {}, {case: [] for case in group}, {case: [] for case in group}
         # Rounds: every framework runs the case once per round, in an order that turns round by
         # round, so that all of them sample the same stretch of time on a machine whose speed
@@ -394,8 +411,19 @@ def main():
         # their rate is what its "% SGEMM" divides by; its RSS comes from the first run, which
         # holds no SGEMM operands. Elsewhere recur runs as its peers do, with nothing between its
         # iterations: an SGEMM's 48 MB leave the next iteration to start with cold caches.
+        # In the bracketed cases (cases.BRACKETED) recur runs before and after every peer run:
+        # R P1 R P2 R P3 R, the peers in turns; each peer run's ratio is to the recur runs around
+        # it, so that the drift between rounds, and within one, cancels.
+        bracketed = group[0] in cases.BRACKETED and ("recur" in frameworks) and len(units) > 1
+        brackets = {}  # peer -> [its median over the geometric mean of the recur medians around it]
         for rnd in range(rounds):
             order = [e for u in units[rnd % len(units):] + units[:rnd % len(units)] for e in (u if rnd % 2 == 0 else u[::-1])]
+            if bracketed:
+                peers_now = [e for e in order if e[1] != "recur"]
+                order = [(group[0], "recur")]
+                for e in peers_now:
+                    order += [e, (group[0], "recur")]
+            seq = []  # this round's (framework, median) in running order
             for case, fw in order:
                 if fw in missing or (case, fw) in errors:
                     continue
@@ -414,10 +442,17 @@ def main():
                     sgemm_ms[case] += rec.get("sgemm_ms", [])
                     if not with_sgemm or rounds == 1:
                         recur_rss[case].append(rec["rss_mb"])
+                seq.append((fw, statistics.median(rec["ms"])))
                 print(" %s ms" % fmt_ms(statistics.median(rec["ms"])), file=sys.stderr, flush=True)
-            v, p = runs.get(("varlen", "recur")), runs.get(("padded", "recur"))
-            if v and p and len(v) == len(p) == rnd + 1:
-                paired.append(statistics.median(p[-1]["ms"]) / statistics.median(v[-1]["ms"]))
+            for i in range(1, len(seq) - 1):
+                if bracketed and seq[i][0] != "recur" and seq[i - 1][0] == seq[i + 1][0] == "recur":
+                    brackets.setdefault(seq[i][0], []).append(seq[i][1] / (seq[i - 1][1] * seq[i + 1][1]) ** 0.5)
+            p = runs.get(("padded", "recur"))
+            if p and len(p) == rnd + 1 and p[-1].get("paired_records"):
+                # recur's padded run takes turns with varlen iteration by iteration: each pair's
+                # two times come from the same tenth of a second
+                v = p[-1]["paired_records"][0]["ms"]
+                paired.append([b / a for a, b in zip(v, p[-1]["ms"]) if a > 0])
         for case, fw in entries:
             row = {"case": case, "framework": fw}
             if fw in missing:
@@ -443,6 +478,12 @@ def main():
                                frac_same_time=round(done / med * 1e-6 / ref, 4))
                 if fw == "recur" and peak:
                     row["frac_best"] = round(done / min(ms) * 1e-6 / peak, 4)
+                if fw == "recur" and brackets:
+                    row["bracket_ratios"] = {k: [round(x, 4) for x in v] for k, v in brackets.items()}
+                if case == "padded" and fw == "recur" and paired:
+                    # run in turns with varlen in one process (case_cmd): its RSS holds both models
+                    row.update(pair_ratio_median=round(statistics.median([x for rnd in paired for x in rnd]), 4),
+                               note="run in turns with varlen, iteration by iteration, in one process: RSS of both models")
                 for k in ("version", "keras_version", "cpu_util", "threads_used", "graph_mode"):
                     if k in rec:
                         row[k] = rec[k]
@@ -490,7 +531,7 @@ def main():
     info["versions"] = dict(versions, recur=recur_version(build))
     doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": info, "threads": THREADS, "quick": a.quick,
            "sgemm": sg, "peak_gflops": peak, "results": results, "classifier": clf, "classifier_note": clf_note,
-           "varlen_padded_round_ratios": [round(r, 4) for r in paired],
+           "varlen_padded_pair_ratios": [[round(r, 4) for r in rnd] for rnd in paired],
            "bars": [{"bar": n, "status": s, "detail": d} for n, s, d in bar_list]}
     out_path = os.path.join(ROOT, a.out)  # an absolute --out stays as it is
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
