@@ -157,37 +157,48 @@ bool rc_pack_b(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t 
 #ifdef HAVE_AVX512_PATH
 /* One tile: rows [0, mr) of A against one panel, into C (masked to the panel's w columns).
  * Element (r, k) of A is at A[r * rs + k * ks]: rows of A (rs = lda, ks = 1), or the strips the
- * weight gradients pack a tall matrix's columns into (rs = 1, ks = MR). */
-__attribute__((target("avx512f"), always_inline)) static inline void tile_s(int mr, int64_t K, const float *A, int64_t rs,
+ * weight gradients pack a tall matrix's columns into (rs = 1, ks = MR). nv (a constant): the
+ * panel's vectors computed, 2, or 1 for a last panel of at most 16 columns (N = 200 leaves one
+ * of 8), whose second vector holds only zero padding. */
+__attribute__((target("avx512f"), always_inline)) static inline void tile_v(int mr, int nv, int64_t K, const float *A, int64_t rs,
                                                                              int64_t ks, const float *panel, float beta,
                                                                              float *C, int64_t ldc, __mmask16 m0,
                                                                              __mmask16 m1)
 {
-    __m512 c0[MR], c1[MR]; /* fully unrolled (mr is a constant here), so they live in registers */
+    __m512 c0[MR], c1[MR]; /* fully unrolled (mr and nv are constants here), so they live in registers */
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         if (beta != 0) {
             c0[r] = _mm512_maskz_loadu_ps(m0, C + r * ldc);
-            c1[r] = _mm512_maskz_loadu_ps(m1, C + r * ldc + 16);
+            c1[r] = nv > 1 ? _mm512_maskz_loadu_ps(m1, C + r * ldc + 16) : _mm512_setzero_ps();
         } else {
             c0[r] = _mm512_setzero_ps();
             c1[r] = _mm512_setzero_ps();
         }
     }
     for (int64_t k = 0; k < K; k++) {
-        __m512 b0 = _mm512_load_ps(panel + k * NR), b1 = _mm512_load_ps(panel + k * NR + 16);
+        __m512 b0 = _mm512_load_ps(panel + k * NR), b1 = nv > 1 ? _mm512_load_ps(panel + k * NR + 16) : b0;
 #pragma GCC unroll 8
         for (int r = 0; r < mr; r++) {
             __m512 a = _mm512_set1_ps(A[r * rs + k * ks]);
             c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-            c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+            if (nv > 1) c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
         }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
-        _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+        if (nv > 1) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
     }
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void tile_s(int mr, int64_t K, const float *A, int64_t rs,
+                                                                             int64_t ks, const float *panel, float beta,
+                                                                             float *C, int64_t ldc, __mmask16 m0,
+                                                                             __mmask16 m1)
+{
+    if (m1) tile_v(mr, 2, K, A, rs, ks, panel, beta, C, ldc, m0, m1);
+    else tile_v(mr, 1, K, A, rs, ks, panel, beta, C, ldc, m0, m1);
 }
 
 __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr, int64_t K, const float *A, int64_t lda,
