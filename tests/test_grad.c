@@ -634,6 +634,47 @@ TEST(two_thread_small_batch_lstm_matches_the_loop_path)
     recur_status_free(st);
 }
 
+/* One sequence splits the units between the threads and projects its inputs in chunks as the
+ * recurrence goes, a thread that waits for the other taking the other's chunks too: with either
+ * thread slowed down, the other computes chunks of the slow one's columns, and the outputs and
+ * final states are the same bits as in a run with neither slowed (AVX-512 path). */
+TEST(one_sequence_projection_chunks_move_and_keep_their_bits)
+{
+    st = recur_status_new();
+    const int64_t T = 41, D = 20, H = 128;
+    if (!__builtin_cpu_supports("avx512f")) {
+        recur_status_free(st);
+        return;
+    }
+    recur_graph *g = recur_graph_new();
+    recur_graph_set_seed(g, 7);
+    recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(1, T, D), "x");
+    recur_rnn_out r = recur_dynamic_rnn(g, recur_basic_lstm_cell(g, H, NULL), x, &(recur_rnn_opts){.dtype = RECUR_F32});
+    recur_tensor *fetch[3] = {r.outputs, r.state[0], r.state[1]};
+    recur_array *xv = wave_input(1, T, D, 0.29, false), *base[3], *slowed[3];
+    run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, 3, base);
+    for (int part = 0; part < 2; part++) {
+        uint64_t taken = rc_fused_chunks_taken();
+        rc_fused_test_stall(part, 300);
+        run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, 3, slowed);
+        rc_fused_test_stall(-1, 0);
+        if (rc_fused_chunks_taken() < taken + 2)
+            rt_fail(__FILE__, __LINE__, "part %d slowed down, but the other took %d of its projection chunks (want 2 or more)", part,
+                    (int)(rc_fused_chunks_taken() - taken));
+        for (int i = 0; i < 3; i++) {
+            if (!same_bits(base[i], slowed[i]))
+                rt_fail(__FILE__, __LINE__, "part %d slowed down: result %d differs from the run with neither slowed", part, i);
+            recur_array_free(slowed[i]);
+        }
+    }
+    for (int i = 0; i < 3; i++) recur_array_free(base[i]);
+    uint64_t pairs = 0;
+    loop_vs_two_threads(g, x, xv, fetch, 3, "one sequence, 128 units", &pairs);
+    recur_array_free(xv);
+    recur_graph_free(g);
+    recur_status_free(st);
+}
+
 /* ------------------------------------------------------------------ TensorFlow parity */
 
 TEST(rnn_gradients_match_tensorflow)
@@ -803,5 +844,5 @@ TEST(embedding_gradient_stays_sparse)
     recur_status_free(st);
 }
 
-RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(fused_results_keep_their_bits_on_one_and_two_threads), T(large_batches_move_row_tiles_and_keep_their_bits), T(weight_gradients_without_the_input_gradient), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
+RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(fused_results_keep_their_bits_on_one_and_two_threads), T(large_batches_move_row_tiles_and_keep_their_bits), T(weight_gradients_without_the_input_gradient), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(one_sequence_projection_chunks_move_and_keep_their_bits), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
           T(unconnected_stop_gradient_and_sums), T(embedding_gradient_stays_sparse))

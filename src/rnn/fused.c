@@ -14,9 +14,10 @@
  * input gradients are a few large GEMMs over all packed rows at the end.
  *
  * Two threads (when the session's second thread is free): the large GEMMs split C between
- * them; the recurrences split the batch's rows (independent through time; with lengths, the
- * rows still running are halved at every step), or for a small LSTM batch its units, meeting
- * after every step.
+ * them; the recurrences split the batch's rows (independent through time; row tiles move from
+ * the slower thread to the faster), or for a small LSTM batch its units, meeting after every
+ * step (for one sequence, the input projection goes in chunks as the recurrence runs, taken by
+ * whichever thread is waiting).
  *
  * Shapes: x [T, B, D]; kernels as the cells store them ([D+H, nG*H], input rows first);
  * outputs [T, B, O]; states [B, S]. History per layer, in blocks of T*B packed rows:
@@ -391,6 +392,9 @@ void rc_fused_test_stall(int part, unsigned us)
 }
 
 uint64_t rc_fused_tiles_taken(void) { return atomic_load(&g_taken); }
+
+static _Atomic uint64_t g_chunks_taken;
+uint64_t rc_fused_chunks_taken(void) { return atomic_load(&g_chunks_taken); }
 
 typedef struct rows_range {
     int64_t r0, r1; /* rows [r0, r1) */
@@ -803,6 +807,15 @@ typedef struct lstm_units_job {
     struct {
         _Alignas(64) _Atomic int64_t steps; /* one sequence: steps this thread has finished */
     } side[2];
+    /* One sequence: the input projection as the recurrence goes (proj_take), in chunks of
+     * PROJ_ROWS rows by one 32-column panel of one thread's columns, taken in order, by that
+     * thread first and by the other once its own are all taken. */
+    struct {
+        _Alignas(64) _Atomic int64_t next; /* chunks taken */
+        _Atomic int64_t *done;             /* per block of PROJ_ROWS rows: its chunks done */
+    } proj[2];
+    _Atomic int packed;                 /* threads done packing their columns of wx */
+    int64_t proj_count, proj_per_block; /* chunks of one thread's columns; per block */
 } lstm_units_job;
 
 /* Spin until thread `side` has finished `n` steps (lstm_fwd_units_one). */
@@ -811,29 +824,82 @@ static void steps_wait(lstm_units_job *u, int side, int64_t n)
     for (unsigned turns = 0; atomic_load_explicit(&u->side[side].steps, memory_order_acquire) < n;) rc_spin_turn(&turns);
 }
 
+#define PROJ_ROWS 8
+
+/* Take the next chunk of the input projection and compute it; false when none is left. The
+ * chunks write the same bits as one product over all rows: each element is summed over k in
+ * order whatever the rows around it. */
+static bool proj_take_of(lstm_units_job *u, int p)
+{
+    if (atomic_load_explicit(&u->proj[p].next, memory_order_relaxed) >= u->proj_count) return false;
+    int64_t i = atomic_fetch_add_explicit(&u->proj[p].next, 1, memory_order_relaxed);
+    if (i >= u->proj_count) return false;
+    const lstm_fwd_job *j = u->j;
+    int64_t H = j->l->units, D = u->wx->K, G = 4 * H, hn = H / 2, b = i / u->proj_per_block, c = i % u->proj_per_block;
+    int64_t col = c / (hn / 32) * H + p * hn + c % (hn / 32) * 32, r0 = b * PROJ_ROWS;
+    rc_gemm_packed_cols(RC_MIN(PROJ_ROWS, j->s->rows - r0), u->x + r0 * D, D, u->wx, 0.0f, j->gates + r0 * G, G, col, col + 32);
+    atomic_fetch_add_explicit(&u->proj[p].done[b], 1, memory_order_release);
+    return true;
+}
+
+static bool proj_take(lstm_units_job *u, int part)
+{
+    if (proj_take_of(u, part)) return true;
+    if (!proj_take_of(u, !part)) return false;
+    atomic_fetch_add_explicit(&g_chunks_taken, 1, memory_order_relaxed);
+    return true;
+}
+
+/* Wait until the projection of this thread's columns for rows [0, rows) is done, taking chunks
+ * meanwhile. */
+static void proj_need(lstm_units_job *u, int part, int64_t rows)
+{
+    for (int64_t b = 0; b * PROJ_ROWS < rows; b++)
+        for (unsigned turns = 0; atomic_load_explicit(&u->proj[part].done[b], memory_order_acquire) < u->proj_per_block;)
+            if (!proj_take(u, part)) rc_spin_turn(&turns);
+}
+
+/* steps_wait, taking chunks of the projection meanwhile (a chunk, then a look at the other). */
+static void steps_wait_projecting(lstm_units_job *u, int part, int64_t n)
+{
+    for (unsigned turns = 0; atomic_load_explicit(&u->side[!part].steps, memory_order_acquire) < n;)
+        if (!proj_take(u, part)) rc_spin_turn(&turns);
+}
+
 /* One sequence (the column blocks): each thread publishes its half of a step's output as soon
  * as its cell update is done, multiplies it into its gates for the next step, and only then
- * waits for the other half, so the exchange between the cores overlaps half of the product. */
+ * waits for the other half, so the exchange between the cores overlaps half of the product.
+ * The input projection is not done ahead but as the recurrence goes, in chunks either thread
+ * takes: a thread waiting for the other's half takes chunks meanwhile, and a step's gates wait
+ * for their rows' chunks before their first recurrent term. On a shared machine one core often
+ * runs a fifth or more slower than the other for seconds at a time; the faster one then waits
+ * at every step, and spends those waits on the projection the slower one would have done. */
 static void lstm_fwd_units_one(lstm_units_job *u, int part, const float *blk)
 {
     const lstm_fwd_job *j = u->j;
     const rc_fused_layer *l = j->l;
     const seqinfo *s = j->s;
     int64_t H = l->units, P = H, G = 4 * H, hn = H / 2, u0 = part * hn, o0 = hn - u0;
+    /* every panel of wx is packed before either thread takes chunks */
+    atomic_fetch_add_explicit(&u->packed, 1, memory_order_acq_rel);
+    for (unsigned turns = 0; atomic_load_explicit(&u->packed, memory_order_acquire) < 2;) rc_spin_turn(&turns);
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t row = s->off[t];
         float *g = j->gates + row * G, *yr = j->yraw + row * P;
+        stall(part);
         if (!t) {
+            proj_need(u, part, row + 1);
             for (int q = 0; q < 4; q++) rc_gemv_block(P, j->h, blk + q * P * hn, hn, 1.0f, g + q * H + u0);
         } else {
             const float *hprev = j->yraw + s->off[t - 1] * P;
-            steps_wait(u, !part, t);
+            steps_wait_projecting(u, part, t);
             for (int q = 0; q < 4; q++) rc_gemv_block(hn, hprev + o0, blk + q * P * hn + o0 * hn, hn, 1.0f, g + q * H + u0);
         }
         lstm_cell_units(l, 1, H, u0, hn, g, j->c, j->craw + row * H, yr, j->tmp[part], j->bias, j->wf, j->wi, j->wo);
         atomic_store_explicit(&u->side[part].steps, t + 1, memory_order_release);
         if (t + 1 < s->steps) {
             float *gn = j->gates + s->off[t + 1] * G;
+            proj_need(u, part, s->off[t + 1] + 1);
             for (int q = 0; q < 4; q++) rc_gemv_block(hn, yr + u0, blk + q * P * hn + u0 * hn, hn, 1.0f, gn + q * H + u0);
         }
     }
@@ -859,9 +925,9 @@ static void lstm_fwd_units(void *arg, int part)
             if (blk) rc_pack_block(u->wh->b, u->wh->ldb, P, c0, hn, blk + q * P * hn);
             else rc_pack_b_fill(u->wh, c0, c1);
         }
-        rc_gemm_packed_cols(s->rows, u->x, u->wx->K, u->wx, 0.0f, j->gates, G, c0, c1);
+        if (!blk) rc_gemm_packed_cols(s->rows, u->x, u->wx->K, u->wx, 0.0f, j->gates, G, c0, c1);
     }
-    if (blk) {
+    if (blk) { /* the input projection as the recurrence goes */
         lstm_fwd_units_one(u, part, blk);
         return;
     }
@@ -914,8 +980,16 @@ static recur_code lstm_fwd(const rc_fused_layer *l, recur_array *const *in, cons
         if (!mem && !(mem = rc_arena_alloc(ar, (nx + nh) * sizeof(float), false))) return RECUR_OUT_OF_MEMORY;
         rc_pack_b_init(&wx, kern, G, false, D, G, mem);
         lstm_units_job u = {.j = &j, .wx = &wx, .wh = &wh, .x = x, .fill = !kept};
-        if (B == 1) u.blocks = mem + nx;
-        else rc_pack_b_init(&wh, kern + D * G, G, false, P, G, mem + nx);
+        if (B == 1) {
+            u.blocks = mem + nx;
+            u.proj_per_block = G / 2 / 32;
+            u.proj_count = (s->rows + PROJ_ROWS - 1) / PROJ_ROWS * u.proj_per_block;
+            for (int p = 0; p < 2; p++)
+                if (!(u.proj[p].done = rc_arena_alloc(ar, (size_t)(u.proj_count / u.proj_per_block) * sizeof *u.proj[p].done, true)))
+                    return RECUR_OUT_OF_MEMORY;
+        } else {
+            rc_pack_b_init(&wh, kern + D * G, G, false, P, G, mem + nx);
+        }
         units = wx.panels && rc_kparallel2_together(tl_kernel, lstm_fwd_units, &u);
         if (units && cache && cache->mem == mem)
             *cache = (rc_fused_cache){.kern = kern, .epoch = epoch, .B = B, .valid = true, .mem = mem, .cap = cache->cap};

@@ -190,8 +190,11 @@ recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist
 /* Tests of the two-thread recurrences (fused.c): rc_fused_test_stall makes the thread running
  * part `part` (0 or 1) sleep `us` microseconds before each of its steps, so that the other runs
  * out of rows first and takes some of the slow one's over (part -1: no stall; process-wide);
- * rc_fused_tiles_taken counts the row tiles taken over so far, in all sessions. */
+ * rc_fused_tiles_taken counts the row tiles taken over so far, in all sessions, and
+ * rc_fused_chunks_taken the chunks of one sequence's input projection that the thread not
+ * owning their columns computed. */
 void rc_fused_test_stall(int part, unsigned us);
 uint64_t rc_fused_tiles_taken(void);
+uint64_t rc_fused_chunks_taken(void);
 
 #endif
