@@ -345,18 +345,32 @@ static bool same_bits(const recur_array *a, const recur_array *b)
            !memcmp(recur_array_cdata(a), recur_array_cdata(b), (size_t)recur_array_size(a) * sizeof(float));
 }
 
+/* What the other thread takes over from a slowed one: the recurrences' row tiles, or one
+ * sequence's projection chunks. */
+typedef struct taken_kind {
+    uint64_t (*count)(void);
+    const char *name;
+} taken_kind;
+static const taken_kind ROW_TILES = {rc_fused_tiles_taken, "row tiles"}, PROJ_CHUNKS = {rc_fused_chunks_taken, "projection chunks"};
+
 /* A two-thread fused run of `fetch` into res, the thread of part `slow` (0 or 1; -1: neither)
- * sleeping before each of its steps: then the other must take at least two row tiles over. */
-static void run_two_threads_slowed(recur_graph *g, recur_tensor *x, const recur_array *xv, recur_tensor *const *fetch, int n,
-                                   int slow, const char *what, recur_array **res)
+ * sleeping before each of its steps: then the other must take at least two of `kind` over. */
+static void run_two_threads_slowed_taking(recur_graph *g, recur_tensor *x, const recur_array *xv, recur_tensor *const *fetch,
+                                          int n, int slow, const char *what, const taken_kind *kind, recur_array **res)
 {
-    uint64_t taken = rc_fused_tiles_taken();
+    uint64_t taken = kind->count();
     rc_fused_test_stall(slow, 300);
     run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, n, res);
     rc_fused_test_stall(-1, 0);
-    if (slow >= 0 && rc_fused_tiles_taken() < taken + 2)
-        rt_fail(__FILE__, __LINE__, "%s: part %d slowed down, but the other took over %d row tiles (want 2 or more)", what, slow,
-                (int)(rc_fused_tiles_taken() - taken));
+    if (slow >= 0 && kind->count() < taken + 2)
+        rt_fail(__FILE__, __LINE__, "%s: part %d slowed down, but the other took over %d %s (want 2 or more)", what, slow,
+                (int)(kind->count() - taken), kind->name);
+}
+
+static void run_two_threads_slowed(recur_graph *g, recur_tensor *x, const recur_array *xv, recur_tensor *const *fetch, int n,
+                                   int slow, const char *what, recur_array **res)
+{
+    run_two_threads_slowed_taking(g, x, xv, fetch, n, slow, what, &ROW_TILES, res);
 }
 
 /* Also reports how many pairs of ops the two-thread session ran side by side. */
@@ -654,13 +668,7 @@ TEST(one_sequence_projection_chunks_move_and_keep_their_bits)
     recur_array *xv = wave_input(1, T, D, 0.29, false), *base[3], *slowed[3];
     run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, 3, base);
     for (int part = 0; part < 2; part++) {
-        uint64_t taken = rc_fused_chunks_taken();
-        rc_fused_test_stall(part, 300);
-        run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED}, x, xv, fetch, 3, slowed);
-        rc_fused_test_stall(-1, 0);
-        if (rc_fused_chunks_taken() < taken + 2)
-            rt_fail(__FILE__, __LINE__, "part %d slowed down, but the other took %d of its projection chunks (want 2 or more)", part,
-                    (int)(rc_fused_chunks_taken() - taken));
+        run_two_threads_slowed_taking(g, x, xv, fetch, 3, part, "one sequence, 128 units", &PROJ_CHUNKS, slowed);
         for (int i = 0; i < 3; i++) {
             if (!same_bits(base[i], slowed[i]))
                 rt_fail(__FILE__, __LINE__, "part %d slowed down: result %d differs from the run with neither slowed", part, i);

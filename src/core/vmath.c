@@ -372,11 +372,14 @@ typedef struct flat16 {
     size_t e, total, n, r, u;
 } flat16;
 
+/* The first min(left, 16) lanes. */
+static inline __mmask16 first_lanes(size_t left) { return (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1); }
+
 static inline lanes16 flat_lanes(const flat16 *f, size_t stride)
 {
-    size_t len = f->total - f->e < 16 ? f->total - f->e : 16, w1 = f->n - f->u < len ? f->n - f->u : len;
-    __mmask16 k1 = (__mmask16)((1u << w1) - 1), k = (__mmask16)(len >= 16 ? 0xffff : (1u << len) - 1);
-    return (lanes16){k1, (__mmask16)(k & ~k1), (unsigned)w1, (ptrdiff_t)stride - (ptrdiff_t)f->u};
+    size_t left = f->total - f->e, len = left < 16 ? left : 16, w1 = f->n - f->u < len ? f->n - f->u : len;
+    __mmask16 k1 = first_lanes(w1);
+    return (lanes16){k1, (__mmask16)(first_lanes(len) & ~k1), (unsigned)w1, (ptrdiff_t)stride - (ptrdiff_t)f->u};
 }
 
 static inline void flat_next(flat16 *f)
@@ -461,8 +464,6 @@ static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const floa
     st16(gl, dg + 2 * gs, df);
     st16(gl, dg + 3 * gs, dpo);
 }
-
-static inline __mmask16 first_lanes(size_t left) { return (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1); }
 
 /* The gradient over rows (n >= 16, or one row), each vector's tanh(craw) taken a vector ahead. */
 static RC_AVX512 void grad_flat(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,

@@ -814,7 +814,7 @@ typedef struct lstm_units_job {
         _Alignas(64) _Atomic int64_t next; /* chunks taken */
         _Atomic int64_t *done;             /* per block of PROJ_ROWS rows: its chunks done */
     } proj[2];
-    _Atomic int packed;                 /* threads done packing their columns of wx */
+    _Atomic int packed;                 /* threads done packing their columns of wx (when fill) */
     int64_t proj_count, proj_per_block; /* chunks of one thread's columns; per block */
 } lstm_units_job;
 
@@ -851,11 +851,11 @@ static bool proj_take(lstm_units_job *u, int part)
 }
 
 /* Wait until the projection of this thread's columns for rows [0, rows) is done, taking chunks
- * meanwhile. */
-static void proj_need(lstm_units_job *u, int part, int64_t rows)
+ * meanwhile. *ready: the blocks already seen done (the rows asked for only grow). */
+static void proj_need(lstm_units_job *u, int part, int64_t rows, int64_t *ready)
 {
-    for (int64_t b = 0; b * PROJ_ROWS < rows; b++)
-        for (unsigned turns = 0; atomic_load_explicit(&u->proj[part].done[b], memory_order_acquire) < u->proj_per_block;)
+    for (; *ready * PROJ_ROWS < rows; ++*ready)
+        for (unsigned turns = 0; atomic_load_explicit(&u->proj[part].done[*ready], memory_order_acquire) < u->proj_per_block;)
             if (!proj_take(u, part)) rc_spin_turn(&turns);
 }
 
@@ -880,15 +880,18 @@ static void lstm_fwd_units_one(lstm_units_job *u, int part, const float *blk)
     const rc_fused_layer *l = j->l;
     const seqinfo *s = j->s;
     int64_t H = l->units, P = H, G = 4 * H, hn = H / 2, u0 = part * hn, o0 = hn - u0;
-    /* every panel of wx is packed before either thread takes chunks */
-    atomic_fetch_add_explicit(&u->packed, 1, memory_order_acq_rel);
-    for (unsigned turns = 0; atomic_load_explicit(&u->packed, memory_order_acquire) < 2;) rc_spin_turn(&turns);
+    /* every panel of wx is packed (when this run packs them) before either thread takes chunks */
+    if (u->fill) {
+        atomic_fetch_add_explicit(&u->packed, 1, memory_order_acq_rel);
+        for (unsigned turns = 0; atomic_load_explicit(&u->packed, memory_order_acquire) < 2;) rc_spin_turn(&turns);
+    }
+    int64_t ready = 0; /* blocks of this thread's projection seen done */
     for (int64_t t = 0; t < s->steps; t++) {
         int64_t row = s->off[t];
         float *g = j->gates + row * G, *yr = j->yraw + row * P;
         stall(part);
         if (!t) {
-            proj_need(u, part, row + 1);
+            proj_need(u, part, row + 1, &ready);
             for (int q = 0; q < 4; q++) rc_gemv_block(P, j->h, blk + q * P * hn, hn, 1.0f, g + q * H + u0);
         } else {
             const float *hprev = j->yraw + s->off[t - 1] * P;
@@ -899,7 +902,7 @@ static void lstm_fwd_units_one(lstm_units_job *u, int part, const float *blk)
         atomic_store_explicit(&u->side[part].steps, t + 1, memory_order_release);
         if (t + 1 < s->steps) {
             float *gn = j->gates + s->off[t + 1] * G;
-            proj_need(u, part, s->off[t + 1] + 1);
+            proj_need(u, part, s->off[t + 1] + 1, &ready);
             for (int q = 0; q < 4; q++) rc_gemv_block(hn, yr + u0, blk + q * P * hn + u0 * hn, hn, 1.0f, gn + q * H + u0);
         }
     }
