@@ -33,10 +33,9 @@ DESCRIPTIONS = {
 }
 
 DEFAULT_ITERS = {True: 20, False: 100}  # timed iterations: training cases, inference cases
-# Millisecond-scale cases get more, so that their medians hold still on a shared machine.
-CASE_ITERS = {"seed": 700, "infer1": 700}
-# recur's padded case runs in turns with varlen (bench_recur --paired-with): this many pairs.
-CASE_ITERS["padded"] = 60
+# Millisecond-scale cases get more, so that their medians hold still on a shared machine; recur's
+# padded case runs in turns with varlen (bench_recur --paired-with), and gets this many pairs.
+CASE_ITERS = {"seed": 700, "infer1": 700, "padded": 60}
 # Interleaved rounds per case (run.py): each a process per framework. The millisecond-scale
 # cases cost little per round and sample more stretches of the machine's drifting speed.
 DEFAULT_ROUNDS = 5

@@ -299,16 +299,15 @@ def bars(results, peak, clf, case_list, paired):
         check(case, case, faster=True, min_frac=FRAC_BARS[case])
     check("varlen", "varlen", min_speedup=1.5)
     v, p = find(results, "varlen", "recur"), find(results, "padded", "recur")
-    pairs = [r for rnd in paired for r in rnd]
-    if v and p and pairs:
+    if v and p and p.get("pair_ratio_median"):
         # each ratio is between two iterations run one right after the other (bench_recur
         # --paired-with): it cancels the machine's drift, which the ratio of the medians of runs
         # seconds or minutes apart does not
-        r = statistics.median(pairs)
+        r = p["pair_ratio_median"]
         out.append(("varlen vs padded", "PASS" if r >= 1.6 else "MISS",
                     "recur varlen %.2fx faster than recur padded (median of %d pairs of iterations run in turns, in %d rounds: "
                     "round medians %s; padded's median over varlen's in its own runs %.2fx), need >= 1.6x" %
-                    (r, len(pairs), len(paired), ", ".join("%.2f" % statistics.median(x) for x in paired if x),
+                    (r, sum(len(x) for x in paired), len(paired), ", ".join("%.2f" % statistics.median(x) for x in paired if x),
                      p["median_ms"] / v["median_ms"])))
     else:
         out.append(("varlen vs padded", "SKIP", "needs recur's varlen and padded"))
@@ -402,7 +401,6 @@ def main():
             iters[case] = max(1, -(-n // rounds))
         entries = [(case, fw) for case in group for fw in frameworks if fw == "recur" or case not in cases.RECUR_ONLY]
         runs = {e: [] for e in entries}  # the records of each round
-        units = [[e] for e in entries]
         errors, sgemm_ms, recur_rss = {}, {case: [] for case in group}, {case: [] for case in group}
         # Rounds: every framework runs the case once per round, in an order that turns round by
         # round, so that all of them sample the same stretch of time on a machine whose speed
@@ -414,10 +412,10 @@ def main():
         # In the bracketed cases (cases.BRACKETED) recur runs before and after every peer run:
         # R P1 R P2 R P3 R, the peers in turns; each peer run's ratio is to the recur runs around
         # it, so that the drift between rounds, and within one, cancels.
-        bracketed = group[0] in cases.BRACKETED and ("recur" in frameworks) and len(units) > 1
+        bracketed = group[0] in cases.BRACKETED and ("recur" in frameworks) and len(entries) > 1
         brackets = {}  # peer -> [its median over the geometric mean of the recur medians around it]
         for rnd in range(rounds):
-            order = [e for u in units[rnd % len(units):] + units[:rnd % len(units)] for e in (u if rnd % 2 == 0 else u[::-1])]
+            order = entries[rnd % len(entries):] + entries[:rnd % len(entries)]
             if bracketed:
                 peers_now = [e for e in order if e[1] != "recur"]
                 order = [(group[0], "recur")]
@@ -480,9 +478,10 @@ def main():
                     row["frac_best"] = round(done / min(ms) * 1e-6 / peak, 4)
                 if fw == "recur" and brackets:
                     row["bracket_ratios"] = {k: [round(x, 4) for x in v] for k, v in brackets.items()}
-                if case == "padded" and fw == "recur" and paired:
+                pairs = [x for rnd in paired for x in rnd]
+                if case == "padded" and fw == "recur" and pairs:
                     # run in turns with varlen in one process (case_cmd): its RSS holds both models
-                    row.update(pair_ratio_median=round(statistics.median([x for rnd in paired for x in rnd]), 4),
+                    row.update(pair_ratio_median=statistics.median(pairs),
                                note="run in turns with varlen, iteration by iteration, in one process: RSS of both models")
                 for k in ("version", "keras_version", "cpu_util", "threads_used", "graph_mode"):
                     if k in rec:
