@@ -353,8 +353,10 @@ TEST(gemv_block_matches_a_double_reference)
 TEST(packed_gemm_matches_a_double_reference)
 {
     /* The recurrent-step product: every edge of the 8-row tiles, 32-column panels and K blocks,
-     * both layouts of B, beta 0 and 1, on the packed path and the CBLAS fallback. */
-    const int64_t Ms[] = {0, 1, 3, 4, 7, 8, 9, 13, 64, 65, 139}, Ns[] = {1, 15, 16, 17, 31, 32, 33, 200}, Ks[] = {0, 1, 5, 191, 192, 193, 240, 241, 400, 433};
+     * the last 1 to 4 columns as dot products (N 17, 20, 33, 35, 50 with K >= 32), both
+     * layouts of B, beta 0 and 1, on the packed path and the CBLAS fallback. */
+    const int64_t Ms[] = {0, 1, 3, 4, 7, 8, 9, 13, 64, 65, 139}, Ns[] = {1, 15, 16, 17, 20, 31, 32, 33, 35, 50, 200},
+                  Ks[] = {0, 1, 5, 31, 32, 191, 192, 193, 240, 241, 400, 433};
     srand(7);
     for (int fb = 0; fb < 2; fb++) {
         rc_gemm_packed_use_cblas(fb);
@@ -376,6 +378,14 @@ TEST(packed_gemm_matches_a_double_reference)
                         for (int beta = 0; beta < 2; beta++) {
                             memcpy(C, C0, sizeof(float) * (size_t)(M * ldc));
                             rc_gemm_packed(M, A, lda, &p, (float)beta, C, ldc);
+                            /* on the packed path a row on its own (a tile of one, the threads'
+                             * splits) gets the same bits */
+                            for (int64_t i = 0; !fb && i < M; i += 5) {
+                                float row[201];
+                                memcpy(row, C0 + i * ldc, sizeof(float) * (size_t)N);
+                                rc_gemm_packed(1, A + i * lda, lda, &p, (float)beta, row, ldc);
+                                ASSERT_TRUE(memcmp(row, C + i * ldc, sizeof(float) * (size_t)N) == 0);
+                            }
                             for (int64_t i = 0; i < M; i++)
                                 for (int64_t j = 0; j < ldc; j++) {
                                     if (j == N) { /* the column past N is never touched */

@@ -47,7 +47,14 @@ static bool g_fallback; /* tests: take the CBLAS path */
 
 void rc_gemm_packed_use_cblas(bool on) { g_fallback = on; }
 
-size_t rc_pack_b_floats(int64_t K, int64_t N) { return K > 0 && N > 0 ? (size_t)((N + NR - 1) / NR * K * NR) : 0; }
+/* The columns computed as dot products (see gemm_packed.h), and the panels before them. */
+static int64_t tail_cols(int64_t K, int64_t N) { return N > 16 && K >= 32 && N % 16 >= 1 && N % 16 <= 4 ? N % 16 : 0; }
+static int64_t panel_count(int64_t K, int64_t N) { return (N - tail_cols(K, N) + NR - 1) / NR; }
+
+size_t rc_pack_b_floats(int64_t K, int64_t N)
+{
+    return K > 0 && N > 0 ? (size_t)(panel_count(K, N) * K * NR + tail_cols(K, N) * K) : 0;
+}
 
 /* Whether a K x N matrix gets panels (otherwise products go to CBLAS with the original). */
 static bool packs(int64_t K, int64_t N) { return !g_fallback && cpu_has_avx512() && K > 0 && N > 0; }
@@ -55,7 +62,7 @@ static bool packs(int64_t K, int64_t N) { return !g_fallback && cpu_has_avx512()
 void rc_pack_b_init(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, float *mem)
 {
     *p = (rc_packed_b){.K = K, .N = N, .b = b, .ldb = ldb, .trans = trans};
-    if (packs(K, N)) p->panels = mem;
+    if (packs(K, N)) p->panels = mem, p->tail = tail_cols(K, N);
 }
 
 bool rc_pack_b_alloc(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar)
@@ -136,12 +143,17 @@ void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1)
 {
     if (!p->panels) return;
 #ifdef HAVE_AVX512_PATH
-    for (int64_t q = n0 / NR; q * NR < RC_MIN(n1, p->N); q++) {
-        int64_t c0 = q * NR, w = RC_MIN(NR, p->N - c0);
-        float *dst = p->panels + q * p->K * NR;
-        if (p->trans) pack_panel_trans(p->b, p->ldb, p->K, c0, w, dst);
-        else pack_panel(p->b, p->ldb, p->K, c0, w, dst);
+    int64_t K = p->K, Np = p->N - p->tail; /* the panels' columns */
+    for (int64_t q = n0 / NR; q * NR < RC_MIN(n1, Np); q++) {
+        int64_t c0 = q * NR, w = RC_MIN(NR, Np - c0);
+        float *dst = p->panels + q * K * NR;
+        if (p->trans) pack_panel_trans(p->b, p->ldb, K, c0, w, dst);
+        else pack_panel(p->b, p->ldb, K, c0, w, dst);
     }
+    /* the tail's columns, each as one row of K */
+    float *tails = p->panels + panel_count(K, p->N) * K * NR;
+    for (int64_t c = RC_MAX(n0, Np); c < RC_MIN(n1, p->N); c++)
+        for (int64_t k = 0; k < K; k++) tails[(c - Np) * K + k] = p->trans ? p->b[c * p->ldb + k] : p->b[k * p->ldb + c];
 #else
     (void)n0, (void)n1;
 #endif
@@ -274,7 +286,7 @@ static void tail_rows(int mr, int np, int64_t K, const float *A, int64_t lda, co
 __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float *A, int64_t lda, const rc_packed_b *p,
                                                           float beta, float *C, int64_t ldc, int64_t q0, int64_t q1)
 {
-    int64_t K = p->K, N = p->N, m4 = M / 4 * 4;
+    int64_t K = p->K, N = p->N - p->tail, m4 = M / 4 * 4;
     int64_t nkb = RC_MAX((K + KC_MAX - 1) / KC_MAX, 1), kbs = (K + nkb - 1) / nkb; /* blocks, their size */
     for (int64_t k0 = 0, kb; k0 < K; k0 += kb) {
         kb = RC_MIN(kbs, K - k0);
@@ -301,15 +313,74 @@ __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float
     }
 }
 
+/* The tail's t columns (the constant 1 to 4) for mr rows (a constant): each element a dot
+ * product of A's row and the column's row of K, in 16 lanes over k (the last vector masked),
+ * whose lanes are then added by _mm512_reduce_add_ps. Every element is computed the same way
+ * whatever rows share its call: the same bits for any split of the rows. */
+__attribute__((target("avx512f"), always_inline)) static inline void dot_tile(int mr, int t, int64_t K, const float *A, int64_t lda,
+                                                                               const float *tails, float beta, float *C,
+                                                                               int64_t ldc)
+{
+    __m512 acc[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < t; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 16) {
+        __mmask16 km = (__mmask16)(K - k >= 16 ? 0xffff : (1u << (K - k)) - 1);
+        __m512 b[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < t; c++) b[c] = _mm512_maskz_loadu_ps(km, tails + c * K + k);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            __m512 a = _mm512_maskz_loadu_ps(km, A + r * lda + k);
+#pragma GCC unroll 4
+            for (int c = 0; c < t; c++) acc[r][c] = _mm512_fmadd_ps(a, b[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < t; c++) {
+            float d = _mm512_reduce_add_ps(acc[r][c]);
+            C[r * ldc + c] = beta != 0 ? C[r * ldc + c] + d : d;
+        }
+}
+
+/* The tail columns of rows [0, M): eight rows at a time for up to two columns, four for more
+ * (at most 16 accumulators), the rest one by one. */
+__attribute__((target("avx512f"))) static void tail_dots(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta,
+                                                         float *C, int64_t ldc)
+{
+    int64_t K = p->K, t = p->tail;
+    const float *tails = p->panels + panel_count(K, p->N) * K * NR;
+    C += p->N - t;
+#define RC_DOTS(mr, tc)                                                                                            \
+    do {                                                                                                           \
+        int64_t i = 0;                                                                                             \
+        for (; i + (mr) <= M; i += (mr)) dot_tile(mr, tc, K, A + i * lda, lda, tails, beta, C + i * ldc, ldc);     \
+        for (; i < M; i++) dot_tile(1, tc, K, A + i * lda, lda, tails, beta, C + i * ldc, ldc);                  \
+    } while (0)
+    switch (t) {
+    case 1: RC_DOTS(8, 1); break;
+    case 2: RC_DOTS(8, 2); break;
+    case 3: RC_DOTS(4, 3); break;
+    default: RC_DOTS(4, 4); break;
+    }
+#undef RC_DOTS
+}
+
+/* Panels [q0, q1), and the tail columns when `tail`. */
 static void gemm_avx512(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc,
-                        int64_t q0, int64_t q1)
+                        int64_t q0, int64_t q1, bool tail)
 {
     if (p->K <= KC_MAX) {
         gemm_block(M, A, lda, p, beta, C, ldc, q0, q1);
-        return;
+    } else {
+        for (int64_t i0 = 0; i0 < M; i0 += MB)
+            gemm_block(RC_MIN(MB, M - i0), A + i0 * lda, lda, p, beta, C + i0 * ldc, ldc, q0, q1);
     }
-    for (int64_t i0 = 0; i0 < M; i0 += MB)
-        gemm_block(RC_MIN(MB, M - i0), A + i0 * lda, lda, p, beta, C + i0 * ldc, ldc, q0, q1);
+    if (tail && p->tail) tail_dots(M, A, lda, p, beta, C, ldc);
 }
 #endif
 
@@ -370,7 +441,7 @@ void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p
     }
 #ifdef HAVE_AVX512_PATH
     if (p->panels) {
-        gemm_avx512(M, A, lda, p, beta, C, ldc, 0, (N + NR - 1) / NR);
+        gemm_avx512(M, A, lda, p, beta, C, ldc, 0, panel_count(K, N), true);
         return;
     }
 #endif
@@ -388,7 +459,8 @@ void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed
     }
 #ifdef HAVE_AVX512_PATH
     if (p->panels && n0 % NR == 0 && (n1 % NR == 0 || n1 == p->N)) {
-        gemm_avx512(M, A, lda, p, beta, C, ldc, n0 / NR, (n1 + NR - 1) / NR);
+        bool last = n1 == p->N;
+        gemm_avx512(M, A, lda, p, beta, C, ldc, n0 / NR, last ? panel_count(p->K, p->N) : n1 / NR, last);
         return;
     }
 #endif
@@ -402,6 +474,7 @@ void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed
 /* Rows of the reduction per block: one panel's block of B (TN_KC x 32 floats, 24 KB) is packed
  * just before its tiles use it, so it is read from L1. */
 #define TN_KC 192
+#define PACK_AHEAD 8 /* rows */
 
 size_t rc_gemm_tn_floats(int64_t k)
 {
@@ -451,18 +524,37 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
         __mmask16 m0, m1;
         panel_masks(w, &m0, &m1);
         /* the panel's block, and its column sums on the way where the caller asks for them
-         * (four rows in flight, added in a fixed order) */
+         * (row k added into pair k % 4 of the sums, in registers; the pairs added in a fixed
+         * order). B's rows are a stride apart: each row's two lines are prefetched PACK_AHEAD
+         * rows ahead, as the copy is otherwise bound by their latency. */
         __m512 s[8];
         for (int v = 0; v < 8; v++) s[v] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < kb; k++) {
+        int64_t k = 0;
+        for (; k + 4 <= kb; k += 4) {
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                const float *src = B + (r0 + k + u) * ldb + c0;
+                if (k + u + PACK_AHEAD < kb) {
+                    _mm_prefetch((const char *)(src + PACK_AHEAD * ldb), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(src + PACK_AHEAD * ldb + 31), _MM_HINT_T0);
+                }
+                __m512 b0 = _mm512_maskz_loadu_ps(m0, src), b1 = _mm512_maskz_loadu_ps(m1, src + 16);
+                _mm512_store_ps(panel + (k + u) * NR, b0);
+                _mm512_store_ps(panel + (k + u) * NR + 16, b1);
+                if (colsum) {
+                    s[2 * u] = _mm512_add_ps(s[2 * u], b0);
+                    s[2 * u + 1] = _mm512_add_ps(s[2 * u + 1], b1);
+                }
+            }
+        }
+        for (int u = 0; k < kb; k++, u++) {
             const float *src = B + (r0 + k) * ldb + c0;
             __m512 b0 = _mm512_maskz_loadu_ps(m0, src), b1 = _mm512_maskz_loadu_ps(m1, src + 16);
             _mm512_store_ps(panel + k * NR, b0);
             _mm512_store_ps(panel + k * NR + 16, b1);
             if (colsum) {
-                int a = (int)(k & 3) * 2;
-                s[a] = _mm512_add_ps(s[a], b0);
-                s[a + 1] = _mm512_add_ps(s[a + 1], b1);
+                s[2 * u] = _mm512_add_ps(s[2 * u], b0);
+                s[2 * u + 1] = _mm512_add_ps(s[2 * u + 1], b1);
             }
         }
         if (colsum) {
