@@ -1302,6 +1302,8 @@ typedef struct bctx {
     float *dyg[2];          /* with s->yrow: each part's rows of dy at a step (dy_rows) */
     float *dx;              /* gradient of the layer input, packed rows (or the caller's, by s->xrow) */
     float *dh, *dc;         /* in: gradient of the final state; out: of the initial state */
+    bool dh0;               /* the initial state's gradients are read (else, for an LSTM, dh
+                             * is not carried past the first step: rc_fused_backward) */
     rc_arena *ar;
 } bctx;
 
@@ -1464,7 +1466,7 @@ static void lstm_bwd_part(void *arg, int part)
             lstm_bwd_rows(l, n, H, j->gates + row * G, j->craw + row * H, cprev, dm, dc, j->dG + row * G,
                           j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo);
         }
-        rc_gemm_packed(n, j->dG + row * G, G, j->whT, 0.0f, dh, P);
+        if (t || c->dh0) rc_gemm_packed(n, j->dG + row * G, G, j->whT, 0.0f, dh, P);
     }
 }
 
@@ -1730,21 +1732,23 @@ static const float *layer_outputs(const rc_fused_layer *l, const float *h, int64
 
 static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, recur_array *const *fwd_in,
                                  const recur_array *len, recur_array *const *init, const recur_array *dout, recur_array *dx,
-                                 recur_array **dinit, recur_array **dcap, int first_capture, rc_arena *ar);
+                                 recur_array **dinit, uint32_t dinit_read, recur_array **dcap, int first_capture,
+                                 rc_arena *ar);
 
 recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, recur_array *const *fwd_in,
                              const recur_array *len, recur_array *const *init, const recur_array *dout, recur_array *dx,
-                             recur_array **dinit, recur_array **dcap, int first_capture, rc_arena *ar)
+                             recur_array **dinit, uint32_t dinit_read, recur_array **dcap, int first_capture, rc_arena *ar)
 {
     tl_kernel = k;
-    recur_code code = fused_backward(k, spec, hist, fwd_in, len, init, dout, dx, dinit, dcap, first_capture, ar);
+    recur_code code = fused_backward(k, spec, hist, fwd_in, len, init, dout, dx, dinit, dinit_read, dcap, first_capture, ar);
     tl_kernel = NULL;
     return code;
 }
 
 static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, recur_array *const *fwd_in,
                                  const recur_array *len, recur_array *const *init, const recur_array *dout, recur_array *dx,
-                                 recur_array **dinit, recur_array **dcap, int first_capture, rc_arena *ar)
+                                 recur_array **dinit, uint32_t dinit_read, recur_array **dcap, int first_capture,
+                                 rc_arena *ar)
 {
     rc_arena_reset(ar);
     const recur_array *x = fwd_in[0];
@@ -1811,7 +1815,9 @@ static recur_code fused_backward(rc_kctx *k, const rc_fused *spec, const float *
         } else {
             h0 = ist.s[0];
         }
+        uint32_t mine = (uint32_t)(((uint64_t)1 << l->nstate) - 1) << l->state0;
         bctx c = {.l = l, .s = &s, .in = fwd_in, .dcap = dcap, .first = first_capture, .x = xin, .hist = hl[i], .h0 = h0,
+                  .dh0 = (dinit_read & mine) != 0,
                   .c0 = c0, .dy = dy, .dyg = {dyg[0], dyg[1]}, .dx = dxl, .dh = lstm ? dst.s[1] : dst.s[0], .dc = lstm ? dst.s[0] : NULL, .ar = ar};
         code = backward_of(l)(&c);
         if (code) goto fail;

@@ -218,8 +218,11 @@ static recur_code rnn_grad_kernel(rc_kctx *k)
     if (!c) {
         if (ls->fused_ran) {
             grad_state *gs = grad_state_of(k);
+            uint32_t read = 0;
+            for (int i = 0; i < n; i++)
+                if (rc_kout_needed(k, 1 + i)) read |= 1u << i;
             c = gs ? rc_fused_backward(k, &L->fused, ls->fused_hist, &k->in[fo], L->has_len ? k->in[fo + 1] : NULL, &k->in[s0],
-                                       k->in[1], want_dx ? dX : NULL, dS, dC, L->first_capture, &gs->scratch)
+                                       k->in[1], want_dx ? dX : NULL, dS, read, dC, L->first_capture, &gs->scratch)
                    : rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
         } else {
             c = generic_backward(k, G, ls, dX, dS, dC);
