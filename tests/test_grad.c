@@ -513,51 +513,62 @@ TEST(fused_results_keep_their_bits_on_one_and_two_threads)
     recur_status_free(st);
 }
 
-/* An LSTM whose initial state's gradients no one fetches skips the recurrent product of its
- * first step (it serves only them): the weight gradients keep their bits whether those are
- * fetched or not, and fetched they agree with the step-loop path. */
+/* A layer whose initial state's gradients no one fetches skips the recurrent product of its
+ * first step that serves only them: the weight gradients keep their bits whether those are
+ * fetched or not, and fetched they agree with the step-loop path (LSTM, both GRUs, basic RNN). */
 TEST(initial_state_gradients_only_when_read)
 {
     st = recur_status_new();
     const int64_t B = 32, T = 9, D = 6, H = 50;
-    recur_graph *g = recur_graph_new();
-    recur_graph_set_seed(g, 5);
-    recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x"), *init[2];
-    for (int i = 0; i < 2; i++) {
-        recur_array *v = recur_array_new(RECUR_F32, RECUR_SHAPE(B, H), NULL);
-        for (int64_t e = 0; e < B * H; e++) recur_array_f32(v)[e] = (float)sin(0.3 * (double)e + i);
-        init[i] = recur_constant(g, v, i ? "h0" : "c0");
-        recur_array_free(v);
-    }
-    recur_rnn_out r = recur_dynamic_rnn(g, recur_basic_lstm_cell(g, H, NULL), x, &(recur_rnn_opts){.initial_state = init});
-    recur_tensor *y = recur_reduce_sum(g, recur_square(g, recur_tanh(g, r.outputs)), NULL, 0, false);
-    recur_tensor *vars[2], *grads[4];
-    ASSERT_EQ_INT((int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 2), 2);
-    recur_tensor *xs[4] = {vars[0], vars[1], init[0], init[1]};
-    ASSERT_TRUE(recur_gradients(g, &y, 1, xs, 4, NULL, grads));
-    ASSERT_GRAPH_OK(g);
-    recur_array *xv = wave_input(B, T, D, 0.19, false), *w[2], *all[4], *loop[4];
-    for (int threads = 1; threads <= 2; threads++) {
-        recur_session_opts o = {.num_threads = threads, .rnn_path = RECUR_RNN_FUSED};
-        run_fresh(g, &o, x, xv, grads, 2, w);
-        run_fresh(g, &o, x, xv, grads, 4, all);
-        for (int i = 0; i < 2; i++) ASSERT_TRUE(same_bits(w[i], all[i]));
-        run_fresh(g, &(recur_session_opts){.num_threads = threads, .rnn_path = RECUR_RNN_LOOP}, x, xv, grads, 4, loop);
-        for (int i = 0; i < 4; i++) {
-            const float *a = recur_array_cdata(all[i]), *b = recur_array_cdata(loop[i]);
-            double worst = 0, mag = 0;
-            ASSERT_EQ_INT((int)recur_array_size(all[i]), (int)recur_array_size(loop[i]));
-            for (int64_t e = 0; e < recur_array_size(loop[i]); e++) {
-                worst = fmax(worst, fabs((double)a[e] - b[e]));
-                mag = fmax(mag, fabs((double)b[e]));
-            }
-            if (worst > 1e-4 * (mag + 1)) rt_fail(__FILE__, __LINE__, "%d threads: gradient %d differs from the loop path by %g", threads, i, worst);
+    const char *names[] = {"LSTM", "GRU", "GRU (reset after)", "basic RNN"};
+    for (int kind = 0; kind < 4; kind++) {
+        recur_graph *g = recur_graph_new();
+        recur_graph_set_seed(g, 5);
+        recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x"), *init[2];
+        int ns = kind ? 1 : 2;
+        for (int i = 0; i < ns; i++) {
+            recur_array *v = recur_array_new(RECUR_F32, RECUR_SHAPE(B, H), NULL);
+            for (int64_t e = 0; e < B * H; e++) recur_array_f32(v)[e] = (float)sin(0.3 * (double)e + i);
+            init[i] = recur_constant(g, v, i ? "h0" : "s0");
+            recur_array_free(v);
         }
-        for (int i = 0; i < 4; i++) recur_array_free(all[i]), recur_array_free(loop[i]);
-        for (int i = 0; i < 2; i++) recur_array_free(w[i]);
+        recur_cell *cell = kind == 0 ? recur_basic_lstm_cell(g, H, NULL)
+                           : kind == 1 ? recur_gru_cell(g, H, NULL)
+                           : kind == 2 ? recur_gru_cell_v2(g, H, NULL)
+                                       : recur_basic_rnn_cell(g, H, NULL);
+        recur_rnn_out r = recur_dynamic_rnn(g, cell, x, &(recur_rnn_opts){.initial_state = init});
+        recur_tensor *y = recur_reduce_sum(g, recur_square(g, recur_tanh(g, r.outputs)), NULL, 0, false);
+        recur_tensor *xs[8], *grads[8];
+        int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, xs, 6), n = nv + ns;
+        for (int i = 0; i < ns; i++) xs[nv + i] = init[i];
+        ASSERT_TRUE(recur_gradients(g, &y, 1, xs, n, NULL, grads));
+        ASSERT_GRAPH_OK(g);
+        recur_array *xv = wave_input(B, T, D, 0.19, false), *w[8], *all[8], *loop[8];
+        for (int threads = 1; threads <= 2; threads++) {
+            recur_session_opts o = {.num_threads = threads, .rnn_path = RECUR_RNN_FUSED};
+            run_fresh(g, &o, x, xv, grads, nv, w);
+            run_fresh(g, &o, x, xv, grads, n, all);
+            for (int i = 0; i < nv; i++)
+                if (!same_bits(w[i], all[i]))
+                    rt_fail(__FILE__, __LINE__, "%s, %d threads: weight gradient %d changes with the initial state's", names[kind], threads, i);
+            run_fresh(g, &(recur_session_opts){.num_threads = threads, .rnn_path = RECUR_RNN_LOOP}, x, xv, grads, n, loop);
+            for (int i = 0; i < n; i++) {
+                const float *a = recur_array_cdata(all[i]), *b = recur_array_cdata(loop[i]);
+                double worst = 0, mag = 0;
+                ASSERT_EQ_INT((int)recur_array_size(all[i]), (int)recur_array_size(loop[i]));
+                for (int64_t e = 0; e < recur_array_size(loop[i]); e++) {
+                    worst = fmax(worst, fabs((double)a[e] - b[e]));
+                    mag = fmax(mag, fabs((double)b[e]));
+                }
+                if (worst > 1e-4 * (mag + 1))
+                    rt_fail(__FILE__, __LINE__, "%s, %d threads: gradient %d differs from the loop path by %g", names[kind], threads, i, worst);
+            }
+            for (int i = 0; i < n; i++) recur_array_free(all[i]), recur_array_free(loop[i]);
+            for (int i = 0; i < nv; i++) recur_array_free(w[i]);
+        }
+        recur_array_free(xv);
+        recur_graph_free(g);
     }
-    recur_array_free(xv);
-    recur_graph_free(g);
     recur_status_free(st);
 }
 

@@ -1302,8 +1302,8 @@ typedef struct bctx {
     float *dyg[2];          /* with s->yrow: each part's rows of dy at a step (dy_rows) */
     float *dx;              /* gradient of the layer input, packed rows (or the caller's, by s->xrow) */
     float *dh, *dc;         /* in: gradient of the final state; out: of the initial state */
-    bool dh0;               /* the initial state's gradients are read (else, for an LSTM, dh
-                             * is not carried past the first step: rc_fused_backward) */
+    bool dh0;               /* the initial state's gradients are read (else dh is not carried
+                             * past the first step: rc_fused_backward) */
     rc_arena *ar;
 } bctx;
 
@@ -1349,7 +1349,7 @@ static void rnn_bwd_part(void *arg, int part)
         float *d = j->tmp + r.r0 * H, *dh = c->dh + r.r0 * H;
         for (int64_t i = 0; i < n * H; i++) d[i] = dh[i] + dyt[i];
         act_grad(j->l->act, j->a + row * H, d, c->hist + row * H, n * H);
-        rc_gemm_packed(n, j->a + row * H, H, j->w, 0.0f, dh, H);
+        if (t || c->dh0) rc_gemm_packed(n, j->a + row * H, H, j->w, 0.0f, dh, H);
     }
 }
 
@@ -1593,6 +1593,7 @@ static void gru_bwd_part(void *arg, int part)
         gru_bwd_rows(l, n, H, g, hpt, dh, dy_rows(c, part, row, n, H), dA, 3 * H, dhn);
         rc_gemm_packed(n, dA + 2 * H, 3 * H, j->wcT, 0.0f, drh, H);
         gru_bwd_reset(n, H, g, hpt, drh, dA, 3 * H, dhn);
+        if (!t && !c->dh0) continue; /* (the reset gate's gradient above needed drh) */
         rc_gemm_packed(n, dA, 3 * H, j->wgT, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
     }
@@ -1680,6 +1681,7 @@ static void gru_v2_bwd_part(void *arg, int part)
         float *dh = c->dh + r.r0 * H, *dhn = j->tmp + r.r0 * H, *mh = j->b + row * G;
         gru_v2_bwd_rows(j->l, n, H, zrh + row * G, hrec + row * H, j->c + row * H, dh, dy_rows(c, part, row, n, H), j->a + row * G, mh,
                         dhn);
+        if (!t && !c->dh0) continue;
         rc_gemm_packed(n, mh, G, j->w, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
     }

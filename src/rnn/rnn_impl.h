@@ -182,9 +182,9 @@ recur_code rc_fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array 
 /* Backward. fwd_in: the forward loop op's input values (x_tm, len, init..., captures...); dcap[j]
  * is the gradient of capture j = fwd input first_capture + j (accumulated). dinit arrives
  * holding d_final_state and leaves holding the gradient of the initial state (bit i of
- * dinit_read clear: no one reads state i's, and an LSTM layer none of whose are read skips the
- * recurrent product of its first step, which serves only them); dx [T, B, D] is zero-filled by
- * the caller, or NULL when no one reads it (its product is then skipped). */
+ * dinit_read clear: no one reads state i's; a layer none of whose are read skips the recurrent
+ * product of its first step that serves only them); dx [T, B, D] is zero-filled by the caller,
+ * or NULL when no one reads it (its product is then skipped). */
 recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, recur_array *const *fwd_in,
                              const recur_array *len, recur_array *const *init, const recur_array *dout, recur_array *dx,
                              recur_array **dinit, uint32_t dinit_read, recur_array **dcap, int first_capture,
