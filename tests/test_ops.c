@@ -380,7 +380,7 @@ TEST(packed_gemm_matches_a_double_reference)
                             rc_gemm_packed(M, A, lda, &p, (float)beta, C, ldc);
                             /* on the packed path a row on its own (a tile of one, the threads'
                              * splits) gets the same bits */
-                            for (int64_t i = 0; !fb && i < M; i += 5) {
+                            for (int64_t i = 0; p.panels && i < M; i += 5) {
                                 float row[201];
                                 memcpy(row, C0 + i * ldc, sizeof(float) * (size_t)N);
                                 rc_gemm_packed(1, A + i * lda, lda, &p, (float)beta, row, ldc);
