@@ -47,9 +47,11 @@ static bool g_fallback; /* tests: take the CBLAS path */
 
 void rc_gemm_packed_use_cblas(bool on) { g_fallback = on; }
 
-/* The columns computed as dot products (see gemm_packed.h), and the panels before them. */
+/* The columns computed as dot products (see gemm_packed.h), the panels before them, and where
+ * those columns lie (after the panels). */
 static int64_t tail_cols(int64_t K, int64_t N) { return N > 16 && K >= 32 && N % 16 >= 1 && N % 16 <= 4 ? N % 16 : 0; }
 static int64_t panel_count(int64_t K, int64_t N) { return (N - tail_cols(K, N) + NR - 1) / NR; }
+static inline float *tails_of(const rc_packed_b *p) { return p->panels + panel_count(p->K, p->N) * p->K * NR; }
 
 size_t rc_pack_b_floats(int64_t K, int64_t N)
 {
@@ -151,7 +153,7 @@ void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1)
         else pack_panel(p->b, p->ldb, K, c0, w, dst);
     }
     /* the tail's columns, each as one row of K */
-    float *tails = p->panels + panel_count(K, p->N) * K * NR;
+    float *tails = tails_of(p);
     for (int64_t c = RC_MAX(n0, Np); c < RC_MIN(n1, p->N); c++)
         for (int64_t k = 0; k < K; k++) tails[(c - Np) * K + k] = p->trans ? p->b[c * p->ldb + k] : p->b[k * p->ldb + c];
 #else
@@ -353,7 +355,7 @@ __attribute__((target("avx512f"))) static void tail_dots(int64_t M, const float 
                                                          float *C, int64_t ldc)
 {
     int64_t K = p->K, t = p->tail;
-    const float *tails = p->panels + panel_count(K, p->N) * K * NR;
+    const float *tails = tails_of(p);
     C += p->N - t;
 #define RC_DOTS(mr, tc)                                                                                            \
     do {                                                                                                           \
@@ -498,6 +500,25 @@ rc_tall rc_tall_from(rc_tall g, int64_t m0)
 }
 
 #ifdef HAVE_AVX512_PATH
+/* One row of a panel's block of B (src: its w <= 32 columns, masked by m0, m1) to dst, added
+ * into the pair of column sums at s when `sum`; the row PACK_AHEAD rows on prefetched when
+ * `ahead`. */
+__attribute__((target("avx512f"), always_inline)) static inline void pack_row(const float *src, int64_t ldb, bool ahead, __mmask16 m0,
+                                                                               __mmask16 m1, float *dst, bool sum, __m512 *s)
+{
+    if (ahead) {
+        _mm_prefetch((const char *)(src + PACK_AHEAD * ldb), _MM_HINT_T0);
+        _mm_prefetch((const char *)(src + PACK_AHEAD * ldb + 31), _MM_HINT_T0);
+    }
+    __m512 b0 = _mm512_maskz_loadu_ps(m0, src), b1 = _mm512_maskz_loadu_ps(m1, src + 16);
+    _mm512_store_ps(dst, b0);
+    _mm512_store_ps(dst + 16, b1);
+    if (sum) {
+        s[0] = _mm512_add_ps(s[0], b0);
+        s[1] = _mm512_add_ps(s[1], b1);
+    }
+}
+
 /* Rows [r0, r1) of the reduction for panels [q0, q1). A's block is first copied into
  * [k / 8][kb][8] strips (a tile's eight columns of A over the block, in one stream), the groups'
  * columns taken as one run of k (C's rows for them are consecutive), so that only the last
@@ -530,33 +551,13 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
         __m512 s[8];
         for (int v = 0; v < 8; v++) s[v] = _mm512_setzero_ps();
         int64_t k = 0;
-        for (; k + 4 <= kb; k += 4) {
+        for (; k + 4 <= kb; k += 4)
 #pragma GCC unroll 4
-            for (int u = 0; u < 4; u++) {
-                const float *src = B + (r0 + k + u) * ldb + c0;
-                if (k + u + PACK_AHEAD < kb) {
-                    _mm_prefetch((const char *)(src + PACK_AHEAD * ldb), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(src + PACK_AHEAD * ldb + 31), _MM_HINT_T0);
-                }
-                __m512 b0 = _mm512_maskz_loadu_ps(m0, src), b1 = _mm512_maskz_loadu_ps(m1, src + 16);
-                _mm512_store_ps(panel + (k + u) * NR, b0);
-                _mm512_store_ps(panel + (k + u) * NR + 16, b1);
-                if (colsum) {
-                    s[2 * u] = _mm512_add_ps(s[2 * u], b0);
-                    s[2 * u + 1] = _mm512_add_ps(s[2 * u + 1], b1);
-                }
-            }
-        }
-        for (int u = 0; k < kb; k++, u++) {
-            const float *src = B + (r0 + k) * ldb + c0;
-            __m512 b0 = _mm512_maskz_loadu_ps(m0, src), b1 = _mm512_maskz_loadu_ps(m1, src + 16);
-            _mm512_store_ps(panel + k * NR, b0);
-            _mm512_store_ps(panel + k * NR + 16, b1);
-            if (colsum) {
-                s[2 * u] = _mm512_add_ps(s[2 * u], b0);
-                s[2 * u + 1] = _mm512_add_ps(s[2 * u + 1], b1);
-            }
-        }
+            for (int u = 0; u < 4; u++)
+                pack_row(B + (r0 + k + u) * ldb + c0, ldb, k + u + PACK_AHEAD < kb, m0, m1, panel + (k + u) * NR, colsum != NULL,
+                         &s[2 * u]);
+        for (int u = 0; k < kb; k++, u++)
+            pack_row(B + (r0 + k) * ldb + c0, ldb, false, m0, m1, panel + k * NR, colsum != NULL, &s[2 * u]);
         if (colsum) {
             __m512 t0 = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[4], s[6]));
             __m512 t1 = _mm512_add_ps(_mm512_add_ps(s[1], s[3]), _mm512_add_ps(s[5], s[7]));
