@@ -224,11 +224,11 @@ static void lstm_cell_scalar(size_t n, float *g, size_t gs, const float *b, size
 }
 
 /* Its gradient (rc_vlstm_cell_grad) one unit at a time, in the vector versions' order. */
-static void lstm_grad_scalar(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh,
+static void lstm_grad_scalar(size_t n, const float *g, size_t gs, const float *m, const float *cprev, const float *dh,
                              const float *dy, float *dc, float *dg)
 {
     for (size_t u = 0; u < n; u++) {
-        float i = g[u], j = g[gs + u], f = g[2 * gs + u], o = g[3 * gs + u], t = tanh1(craw[u]), dm = dh[u] + dy[u];
+        float i = g[u], j = g[gs + u], f = g[2 * gs + u], o = g[3 * gs + u], t = o != 0 ? m[u] / o : 0, dm = dh[u] + dy[u];
         float dpo = dm * t * o * (1 - o);
         float dcr = dc[u] + dm * o * (1 - t * t);
         float di = dcr * j * i * (1 - i), dj = dcr * i * (1 - j * j), df = dcr * cprev[u] * f * (1 - f);
@@ -457,14 +457,16 @@ static RC_AVX512 void cell_flat(size_t rows, size_t n, float *g, size_t gstride,
     if (f.total) lstm16_out(&prev);
 }
 
-/* Sixteen units of the cell's gradient, given t = tanh(craw) (computed a vector ahead by the
- * pass below): the gates and their gradients through `gl`, the rest contiguous. */
-static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const float *g, size_t gs, __m512 t, const float *cprev,
+/* Sixteen units of the cell's gradient: the gates and their gradients through `gl`, the rest
+ * contiguous. tanh(c) is m / o (0 where o is 0: it only ever meets o as a factor). */
+static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const float *g, size_t gs, const float *m, const float *cprev,
                                                    const float *dh, const float *dy, float *dc, float *dg)
 {
     __mmask16 k = gl->k1 | gl->k2;
     __m512 one = _mm512_set1_ps(1.0f);
     __m512 i = ld16(gl, g), j = ld16(gl, g + gs), f = ld16(gl, g + 2 * gs), o = ld16(gl, g + 3 * gs);
+    __mmask16 on = _mm512_mask_cmp_ps_mask(k, o, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    __m512 t = _mm512_maskz_div_ps(on, _mm512_maskz_loadu_ps(k, m), o);
     __m512 dm = _mm512_add_ps(_mm512_maskz_loadu_ps(k, dh), _mm512_maskz_loadu_ps(k, dy));
     __m512 dpo = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dm, t), o), _mm512_sub_ps(one, o));
     __m512 dcr = _mm512_add_ps(_mm512_maskz_loadu_ps(k, dc),
@@ -479,24 +481,20 @@ static inline RC_AVX512 RC_INLINE void lstm_grad16(const lanes16 *gl, const floa
     st16(gl, dg + 3 * gs, dpo);
 }
 
-/* The gradient over rows (n >= 16, or one row), each vector's tanh(craw) taken a vector ahead. */
-static RC_AVX512 void grad_flat(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
+/* The gradient over rows (n >= 16, or one row). */
+static RC_AVX512 void grad_flat(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *m,
                                 const float *cprev, const float *dh, const float *dy, float *dc, float *dg)
 {
-    flat16 f = {0, rows * n, n, 0, 0};
-    __m512 tn = f.total ? tanh512(_mm512_maskz_loadu_ps(first_lanes(f.total), craw)) : _mm512_setzero_ps();
-    for (; f.e < f.total; flat_next(&f)) {
+    for (flat16 f = {0, rows * n, n, 0, 0}; f.e < f.total; flat_next(&f)) {
         lanes16 gl = flat_lanes(&f, gstride);
-        __m512 t = tn;
-        if (f.e + 16 < f.total) tn = tanh512(_mm512_maskz_loadu_ps(first_lanes(f.total - f.e - 16), craw + f.e + 16));
-        lstm_grad16(&gl, g + f.r * gstride + f.u, gs, t, cprev + f.e, dh + f.e, dy + f.e, dc + f.e, dg + f.r * gstride + f.u);
+        lstm_grad16(&gl, g + f.r * gstride + f.u, gs, m + f.e, cprev + f.e, dh + f.e, dy + f.e, dc + f.e, dg + f.r * gstride + f.u);
     }
 }
 
-static RC_AVX512 void lstm_grad_avx512(size_t n, const float *g, size_t gs, const float *craw, const float *cprev,
+static RC_AVX512 void lstm_grad_avx512(size_t n, const float *g, size_t gs, const float *m, const float *cprev,
                                        const float *dh, const float *dy, float *dc, float *dg)
 {
-    grad_flat(1, n, g, 0, gs, craw, cprev, dh, dy, dc, dg);
+    grad_flat(1, n, g, 0, gs, m, cprev, dh, dy, dc, dg);
 }
 
 static RC_AVX512 void lstm_cell_avx512(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c,
@@ -516,15 +514,15 @@ static RC_AVX512 void lstm_cell_rows_avx512(size_t rows, size_t n, float *g, siz
     for (size_t r = 0; r < rows; r++) cell_flat(1, n, g + r * gstride, 0, gs, b, bs, fb, c + r * n, craw + r * n, m + r * n);
 }
 
-static RC_AVX512 void lstm_grad_rows_avx512(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
+static RC_AVX512 void lstm_grad_rows_avx512(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *m,
                                             const float *cprev, const float *dh, const float *dy, float *dc, float *dg)
 {
     if (n >= 16) {
-        grad_flat(rows, n, g, gstride, gs, craw, cprev, dh, dy, dc, dg);
+        grad_flat(rows, n, g, gstride, gs, m, cprev, dh, dy, dc, dg);
         return;
     }
     for (size_t r = 0; r < rows; r++)
-        grad_flat(1, n, g + r * gstride, 0, gs, craw + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n,
+        grad_flat(1, n, g + r * gstride, 0, gs, m + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n,
                   dg + r * gstride);
 }
 
@@ -657,13 +655,13 @@ static inline RC_AVX2 void lstm8(__m256i k, float *g, size_t gs, const float *b,
 }
 
 /* Eight units of the cell's gradient under lane mask k. */
-static inline RC_AVX2 void lstm_grad8(__m256i k, const float *g, size_t gs, const float *craw, const float *cprev,
+static inline RC_AVX2 void lstm_grad8(__m256i k, const float *g, size_t gs, const float *m, const float *cprev,
                                       const float *dh, const float *dy, float *dc, float *dg)
 {
     __m256 one = _mm256_set1_ps(1.0f);
     __m256 i = _mm256_maskload_ps(g, k), j = _mm256_maskload_ps(g + gs, k), f = _mm256_maskload_ps(g + 2 * gs, k),
            o = _mm256_maskload_ps(g + 3 * gs, k);
-    __m256 t = tanh256(_mm256_maskload_ps(craw, k));
+    __m256 t = _mm256_and_ps(_mm256_div_ps(_mm256_maskload_ps(m, k), o), _mm256_cmp_ps(o, _mm256_setzero_ps(), _CMP_NEQ_UQ));
     __m256 dm = _mm256_add_ps(_mm256_maskload_ps(dh, k), _mm256_maskload_ps(dy, k));
     __m256 dpo = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dm, t), o), _mm256_sub_ps(one, o));
     __m256 dcr = _mm256_add_ps(_mm256_maskload_ps(dc, k), _mm256_mul_ps(_mm256_mul_ps(dm, o), _mm256_sub_ps(one, _mm256_mul_ps(t, t))));
@@ -677,14 +675,14 @@ static inline RC_AVX2 void lstm_grad8(__m256i k, const float *g, size_t gs, cons
     _mm256_maskstore_ps(dg + 3 * gs, k, dpo);
 }
 
-static RC_AVX2 void lstm_grad_avx2(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh,
+static RC_AVX2 void lstm_grad_avx2(size_t n, const float *g, size_t gs, const float *m, const float *cprev, const float *dh,
                                    const float *dy, float *dc, float *dg)
 {
     __m256i all = _mm256_set1_epi32(-1);
     size_t u = 0;
-    for (; u + 8 <= n; u += 8) lstm_grad8(all, g + u, gs, craw + u, cprev + u, dh + u, dy + u, dc + u, dg + u);
+    for (; u + 8 <= n; u += 8) lstm_grad8(all, g + u, gs, m + u, cprev + u, dh + u, dy + u, dc + u, dg + u);
     if (u < n)
-        lstm_grad8(_mm256_loadu_si256((const __m256i *)(g_tail_mask + 8 - (n - u))), g + u, gs, craw + u, cprev + u, dh + u, dy + u,
+        lstm_grad8(_mm256_loadu_si256((const __m256i *)(g_tail_mask + 8 - (n - u))), g + u, gs, m + u, cprev + u, dh + u, dy + u,
                    dc + u, dg + u);
 }
 
@@ -703,11 +701,11 @@ static RC_AVX2 void lstm_cell_avx2(size_t n, float *g, size_t gs, const float *b
 /* ---------------------------------------------------------------- dispatch */
 typedef void (*rc_vfn)(float *y, const float *x, size_t n);
 typedef void (*rc_vcell)(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw, float *m);
-typedef void (*rc_vcell_grad)(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh,
+typedef void (*rc_vcell_grad)(size_t n, const float *g, size_t gs, const float *m, const float *cprev, const float *dh,
                               const float *dy, float *dc, float *dg);
 typedef void (*rc_vcell_rows)(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b, size_t bs, float fb,
                               float *c, float *craw, float *m);
-typedef void (*rc_vcell_grad_rows)(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
+typedef void (*rc_vcell_grad_rows)(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *m,
                                    const float *cprev, const float *dh, const float *dy, float *dc, float *dg);
 typedef struct rc_vimpl {
     const char *name;
@@ -763,10 +761,10 @@ void rc_vlstm_cell(size_t n, float *g, size_t gs, const float *b, size_t bs, flo
 {
     impl()->lstm_cell(n, g, gs, b, bs, fb, c, craw, m);
 }
-void rc_vlstm_cell_grad(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh, const float *dy,
+void rc_vlstm_cell_grad(size_t n, const float *g, size_t gs, const float *m, const float *cprev, const float *dh, const float *dy,
                         float *dc, float *dg)
 {
-    impl()->lstm_grad(n, g, gs, craw, cprev, dh, dy, dc, dg);
+    impl()->lstm_grad(n, g, gs, m, cprev, dh, dy, dc, dg);
 }
 
 void rc_vlstm_cell_rows(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b, size_t bs, float fb, float *c,
@@ -780,16 +778,16 @@ void rc_vlstm_cell_rows(size_t rows, size_t n, float *g, size_t gstride, size_t 
     for (size_t r = 0; r < rows; r++) v->lstm_cell(n, g + r * gstride, gs, b, bs, fb, c + r * n, craw + r * n, m + r * n);
 }
 
-void rc_vlstm_cell_grad_rows(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
+void rc_vlstm_cell_grad_rows(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *m,
                              const float *cprev, const float *dh, const float *dy, float *dc, float *dg)
 {
     const rc_vimpl *v = impl();
     if (v->lstm_grad_rows) {
-        v->lstm_grad_rows(rows, n, g, gstride, gs, craw, cprev, dh, dy, dc, dg);
+        v->lstm_grad_rows(rows, n, g, gstride, gs, m, cprev, dh, dy, dc, dg);
         return;
     }
     for (size_t r = 0; r < rows; r++)
-        v->lstm_grad(n, g + r * gstride, gs, craw + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n, dg + r * gstride);
+        v->lstm_grad(n, g + r * gstride, gs, m + r * n, cprev + r * n, dh + r * n, dy + r * n, dc + r * n, dg + r * gstride);
 }
 
 const char *rc_vmath_impl(void) { return impl()->name; }

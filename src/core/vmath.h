@@ -28,21 +28,22 @@ void rc_vexp(float *y, const float *x, size_t n);
 void rc_vlstm_cell(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw, float *m);
 
 /* Its gradient over one row of n units: g holds the activated gates as rc_vlstm_cell left
- * them (i, j, f, o, gs floats apart), craw the new cell state, cprev the previous one, dh + dy
- * the gradient of the output. dc arrives holding the gradient of the new cell state and leaves
- * holding that of the previous one; dg gets the gradients of the four pre-activations (gs
- * apart). */
-void rc_vlstm_cell_grad(size_t n, const float *g, size_t gs, const float *craw, const float *cprev, const float *dh, const float *dy,
+ * them (i, j, f, o, gs floats apart), m the output tanh(c) o it wrote, cprev the previous cell
+ * state, dh + dy the gradient of the output. tanh(c) is taken as m / o (0 where o is 0: it
+ * only ever meets o as a factor), one division instead of a tanh, within 2 ulp of it. dc
+ * arrives holding the gradient of the new cell state and leaves holding that of the previous
+ * one; dg gets the gradients of the four pre-activations (gs apart). */
+void rc_vlstm_cell_grad(size_t n, const float *g, size_t gs, const float *m, const float *cprev, const float *dh, const float *dy,
                         float *dc, float *dg);
 
 /* The same over `rows` rows: row r's gates (and, backward, their gradients) at g + r gstride,
- * its cell state, craw, m (and cprev, dh, dy, dc) at r n of arrays [rows][n], the same biases
+ * its c, craw, m (backward: m, cprev, dh, dy, dc) at r n of arrays [rows][n], the same biases
  * for every row. The same bits as the one-row functions row by row; the AVX-512 version runs
  * over the rows' units as one array, so n % 16 units per row cost no masked vector of their
  * own. */
 void rc_vlstm_cell_rows(size_t rows, size_t n, float *g, size_t gstride, size_t gs, const float *b, size_t bs, float fb, float *c,
                         float *craw, float *m);
-void rc_vlstm_cell_grad_rows(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *craw,
+void rc_vlstm_cell_grad_rows(size_t rows, size_t n, const float *g, size_t gstride, size_t gs, const float *m,
                              const float *cprev, const float *dh, const float *dy, float *dc, float *dg);
 
 /* Which implementation runs: "avx512", "avx2" or "scalar". */

@@ -1374,10 +1374,10 @@ static recur_code rnn_bwd(bctx *c)
 /* The common cell's backward pass (tanh, no clipping, peepholes or projection) over n rows, in
  * one vector pass (core/vmath): the output gradient read as dh + dy. (The bias gradient, the
  * gate gradients' column sums, comes with the weight gradient's product.) */
-static void lstm_bwd_rows_basic(int64_t n, int64_t H, const float *gt, const float *crt, const float *cprev, const float *dh,
+static void lstm_bwd_rows_basic(int64_t n, int64_t H, const float *gt, const float *mt, const float *cprev, const float *dh,
                                 const float *dy, float *dc, float *g)
 {
-    rc_vlstm_cell_grad_rows((size_t)n, (size_t)H, gt, (size_t)(4 * H), (size_t)H, crt, cprev, dh, dy, dc, g);
+    rc_vlstm_cell_grad_rows((size_t)n, (size_t)H, gt, (size_t)(4 * H), (size_t)H, mt, cprev, dh, dy, dc, g);
 }
 
 HOT static void lstm_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *gt, const float *crt,
@@ -1454,7 +1454,7 @@ static void lstm_bwd_part(void *arg, int part)
             cprev = cp;
         }
         if (j->basic) {
-            lstm_bwd_rows_basic(n, H, j->gates + row * G, j->craw + row * H, cprev, dh, dyt, dc, j->dG + row * G);
+            lstm_bwd_rows_basic(n, H, j->gates + row * G, yr, cprev, dh, dyt, dc, j->dG + row * G); /* yr: m (P = H) */
         } else {
             float *dmt = proj ? j->dmr + row * P : dm;
             for (int64_t i = 0; i < n * P; i++) {
