@@ -375,7 +375,7 @@ typedef struct steal_tile {
 typedef struct row_parts {
     int64_t split;                   /* part 0 starts with rows [0, split), part 1 with the rest */
     int nt, m;                       /* tiles; part 1's first */
-    int64_t tb[STEAL_TILES + 3];     /* tile k: rows [tb[k], tb[k + 1]) */
+    int64_t tb[STEAL_TILES + 5];     /* tile k: rows [tb[k], tb[k + 1]) (at most STEAL_TILES + 4) */
     steal_tile *tile;                /* nt of them (run_row_parts' own) */
 } row_parts;
 
@@ -430,9 +430,13 @@ static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int
      * would have fewer than two of them to give, and larger for batches of more than STEAL_TILES */
     int64_t rows = RC_MIN(p->split, s->B - p->split) >= 4 * STEAL_ROWS ? 2 * STEAL_ROWS : STEAL_ROWS;
     rows = (RC_MAX(rows, (s->B + STEAL_TILES - 1) / STEAL_TILES) + STEAL_ROWS - 1) / STEAL_ROWS * STEAL_ROWS;
-    p->m = cut_tiles(p, 0, 0, p->split, rows);
+    /* part 0's first rows (the longest sequences, with lengths) in tiles of STEAL_ROWS: the
+     * last steps, where only they run, then still split between the threads */
+    int first = rows > STEAL_ROWS && p->split >= rows + 2 * STEAL_ROWS ? cut_tiles(p, 0, 0, 2 * STEAL_ROWS, STEAL_ROWS) : 0;
+    p->m = cut_tiles(p, first, first ? 2 * STEAL_ROWS : 0, p->split, rows);
     p->nt = cut_tiles(p, p->m, p->split, s->B, rows);
-    steal_tile tiles[STEAL_TILES + 2];
+    steal_tile tiles[STEAL_TILES + 4]; /* B / rows <= STEAL_TILES, +1 per part for a short last
+                                        * tile, +2 for part 0's first ones */
     for (int k = 0; k < p->nt; k++) {
         atomic_init(&tiles[k].claimed, 0);
         atomic_init(&tiles[k].done, 0);
