@@ -284,12 +284,37 @@ static void tail_rows(int mr, int np, int64_t K, const float *A, int64_t lda, co
  * between the K blocks. */
 #define MB 64
 
+/* One tile of mr rows, 4 <= mr <= MR (a constant for each case: the accumulators stay in
+ * registers). */
+static void tile_rows(int mr, int64_t K, const float *A, int64_t lda, const float *panel, float beta, float *C, int64_t ldc,
+                      __mmask16 m0, __mmask16 m1) __attribute__((target("avx512f")));
+static void tile_rows(int mr, int64_t K, const float *A, int64_t lda, const float *panel, float beta, float *C, int64_t ldc,
+                      __mmask16 m0, __mmask16 m1)
+{
+#define RC_TILE(r) tile(r, K, A, lda, panel, beta, C, ldc, m0, m1)
+    switch (mr) {
+    case 4: RC_TILE(4); break;
+    case 5: RC_TILE(5); break;
+    case 6: RC_TILE(6); break;
+    case 7: RC_TILE(7); break;
+    default: RC_TILE(8); break;
+    }
+#undef RC_TILE
+}
+
 /* Panels [q0, q1) of the product, for rows [0, M) (M <= MB, or any M when K <= KC_MAX). */
 __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float *A, int64_t lda, const rc_packed_b *p,
                                                           float beta, float *C, int64_t ldc, int64_t q0, int64_t q1)
 {
-    int64_t K = p->K, N = p->N - p->tail, m4 = M / 4 * 4;
+    int64_t K = p->K, N = p->N - p->tail;
     int64_t nkb = RC_MAX((K + KC_MAX - 1) / KC_MAX, 1), kbs = (K + nkb - 1) / nkb; /* blocks, their size */
+    /* Rows in register tiles of 4 to MR rows: tiles of MR, and what is left as one tile (4 to
+     * 7 rows) or, where 1 to 3 rows are left, the last MR + those as two (4 + 1..3 and 4), so
+     * that from 4 rows on no row goes without a tile (the tail kernel's accumulators are too few
+     * to hide the multiply-add's latency: 1.7-1.9x a tiled row's time). Fewer than 4 rows: the
+     * tail kernel. */
+    int64_t full = M >= 4 ? M / MR : 0, rest = M >= 4 ? M % MR : 0, tiled = M >= 4 ? M : 0;
+    if (full && rest && rest < 4) full--, rest += MR;
     for (int64_t k0 = 0, kb; k0 < K; k0 += kb) {
         kb = RC_MIN(kbs, K - k0);
         float bk = k0 ? 1.0f : beta;
@@ -300,17 +325,21 @@ __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float
             const float *panel = p->panels + q * K * NR + k0 * NR, *a = A + k0;
             float *c = C + n0;
             int64_t i = 0;
-            for (; i + MR <= M; i += MR) tile(MR, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m[0], m[1]);
-            for (; i < m4; i += 4) tile(4, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m[0], m[1]);
-            if (M == m4 || ((q - q0) % 2 == 0 && q + 1 < q1)) continue;
-            /* the last M % 4 rows, after every second panel (and the last): against the two */
+            for (int64_t t = 0; t < full; t++, i += MR) tile(MR, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m[0], m[1]);
+            for (int64_t left = rest; left > 0;) { /* rest: 4 to 7, or MR + 1 to 3 as (4 + 1..3) and 4 */
+                int mr = (int)(left > MR ? left - 4 : left);
+                tile_rows(mr, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m[0], m[1]);
+                i += mr, left -= mr;
+            }
+            if (M == tiled || ((q - q0) % 2 == 0 && q + 1 < q1)) continue;
+            /* fewer than 4 rows: after every second panel (and the last), against the two */
             int np = (q - q0) % 2 == 1 ? 2 : 1;
             const float *p0 = np == 2 ? panel - K * NR : panel;
             if (np == 2) {
                 m[2] = m[0], m[3] = m[1];
                 panel_masks(NR, &m[0], &m[1]);
             }
-            tail_rows((int)(M - m4), np, kb, a + m4 * lda, lda, p0, panel, bk, C + (q - np + 1) * NR + m4 * ldc, ldc, m);
+            tail_rows((int)(M - tiled), np, kb, a + tiled * lda, lda, p0, panel, bk, C + (q - np + 1) * NR + tiled * ldc, ldc, m);
         }
     }
 }
