@@ -352,10 +352,11 @@ TEST(gemv_block_matches_a_double_reference)
 
 TEST(packed_gemm_matches_a_double_reference)
 {
-    /* The recurrent-step product: every edge of the 8-row tiles, 32-column panels and K blocks,
+    /* The recurrent-step product: every row-tile size (4 to 8 rows, 8 + 1..3 rows as two tiles,
+     * fewer than 4 rows in the tail kernel) and every edge of the 32-column panels and K blocks,
      * the last 1 to 4 columns as dot products (N 17, 20, 33, 35, 50 with K >= 32), both
      * layouts of B, beta 0 and 1, on the packed path and the CBLAS fallback. */
-    const int64_t Ms[] = {0, 1, 3, 4, 7, 8, 9, 13, 64, 65, 139}, Ns[] = {1, 15, 16, 17, 20, 31, 32, 33, 35, 50, 200},
+    const int64_t Ms[] = {0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 64, 65, 139}, Ns[] = {1, 15, 16, 17, 20, 31, 32, 33, 35, 50, 200},
                   Ks[] = {0, 1, 5, 31, 32, 191, 192, 193, 240, 241, 400, 433};
     srand(7);
     for (int fb = 0; fb < 2; fb++) {
