@@ -548,6 +548,17 @@ __attribute__((target("avx512f"), always_inline)) static inline void pack_row(co
     }
 }
 
+/* dst[0, n) = src[0, n), sixteen floats at a time (the last vector masked). */
+__attribute__((target("avx512f"), always_inline)) static inline void copy16(float *dst, const float *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+    }
+}
+
 /* Rows [r0, r1) of the reduction for panels [q0, q1). A's block is first copied into
  * [k / 8][kb][8] strips (a tile's eight columns of A over the block, in one stream), the groups'
  * columns taken as one run of k (C's rows for them are consecutive), so that only the last
@@ -563,7 +574,7 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
     for (int64_t r = 0; r < kb; r++) {
         int64_t c = 0;
         for (int gi = 0; gi < ng; gi++) {
-            memcpy(row + c, tall_row(&g[gi], r0 + r), (size_t)g[gi].k * sizeof *row);
+            copy16(row + c, tall_row(&g[gi], r0 + r), g[gi].k); /* (a call to memcpy per row cost more than the copy) */
             c += g[gi].k;
         }
         for (; c < kpad; c++) row[c] = 0;
