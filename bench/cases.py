@@ -35,11 +35,11 @@ DESCRIPTIONS = {
 DEFAULT_ITERS = {True: 20, False: 100}  # timed iterations: training cases, inference cases
 # Millisecond-scale cases get more, so that their medians hold still on a shared machine; recur's
 # padded case runs in turns with varlen (bench_recur --paired-with), and gets this many pairs.
-CASE_ITERS = {"seed": 700, "infer1": 700, "padded": 60}
+CASE_ITERS = {"seed": 1100, "infer1": 1100, "padded": 100}
 # Interleaved rounds per case (run.py): each a process per framework. The millisecond-scale
 # cases cost little per round and sample more stretches of the machine's drifting speed.
 DEFAULT_ROUNDS = 5
-CASE_ROUNDS = {"seed": 7, "infer1": 7}
+CASE_ROUNDS = {"seed": 11, "infer1": 11}
 # Cases whose bar is a ratio to the peers at the millisecond scale: in each round recur runs
 # before and after every peer (run.py), and each peer run is compared with the two recur runs
 # around it, seconds apart, instead of with recur's median over the whole case.

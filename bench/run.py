@@ -351,7 +351,7 @@ def main():
     ap.add_argument("--iters", type=int, default=0, help="timed iterations per case (default 20 training, 100 inference)")
     ap.add_argument("--quick", action="store_true", help="smoke run: few iterations, a short classifier epoch")
     ap.add_argument("--rounds", type=int, default=0, help="interleaved rounds per case, the iterations shared among them "
-                    "(default 5, 7 for seed and infer1; 1 with --quick)")
+                    "(default 5, 11 for seed and infer1; 1 with --quick)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"), help="where bench_recur, sgemm_peak and recur are")
     ap.add_argument("--data", default=DATA, help="rt-polarity folder for the classifier case (train.tsv, dev.tsv)")
     ap.add_argument("--out", default=os.path.join("bench", "results", "latest.json"), help="JSON results (relative to the repository root)")
