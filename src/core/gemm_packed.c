@@ -313,7 +313,7 @@ __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float
      * that from 4 rows on no row goes without a tile (the tail kernel's accumulators are too few
      * to hide the multiply-add's latency: 1.7-1.9x a tiled row's time). Fewer than 4 rows: the
      * tail kernel. */
-    int64_t full = M >= 4 ? M / MR : 0, rest = M >= 4 ? M % MR : 0, tiled = M >= 4 ? M : 0;
+    int64_t tiled = M >= 4 ? M : 0, full = tiled / MR, rest = tiled % MR;
     if (full && rest && rest < 4) full--, rest += MR;
     for (int64_t k0 = 0, kb; k0 < K; k0 += kb) {
         kb = RC_MIN(kbs, K - k0);
