@@ -358,7 +358,7 @@ TEST(packed_gemm_matches_a_double_reference)
      * layouts of B, beta 0 and 1, on the packed path and (up to 13 rows) the CBLAS fallback. */
     const int64_t Ms[] = {0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 64, 65, 139}, Ns[] = {1, 15, 16, 17, 20, 31, 32, 33, 35, 50, 200},
                   Ks[] = {0, 1, 5, 31, 32, 191, 192, 193, 240, 241, 400, 433};
-    const bool avx512 = __builtin_cpu_supports("avx512f");
+    const bool simd = __builtin_cpu_supports("avx512f") || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
     srand(7);
     for (int fb = 0; fb < 2; fb++) {
         rc_gemm_packed_use_cblas(fb);
@@ -378,8 +378,8 @@ TEST(packed_gemm_matches_a_double_reference)
                         ASSERT_TRUE(rc_pack_b(&p, Bm, ldb, tr, K, N, &ar));
                         /* the packed path runs wherever the CPU has it; where it does not (valgrind
                          * too), the first pass would only repeat the fallback's */
-                        ASSERT_TRUE((p.panels != NULL) == (!fb && K > 0 && N > 0 && avx512));
-                        for (int beta = 0; beta < 2 && (fb || avx512); beta++) {
+                        ASSERT_TRUE((p.panels != NULL) == (!fb && K > 0 && N > 0 && simd));
+                        for (int beta = 0; beta < 2 && (fb || simd); beta++) {
                             memcpy(C, C0, sizeof(float) * (size_t)(M * ldc));
                             rc_gemm_packed(M, A, lda, &p, (float)beta, C, ldc);
                             /* on the packed path a row on its own (a tile of one, the threads'

@@ -17,14 +17,20 @@
  * recurrent part, and needs the previous outputs copied into one matrix; here each block of dG
  * is packed once for both, and h0 and the outputs are read where they lie. With both threads
  * splitting C's columns this runs about 8% faster than two OpenBLAS calls on the 256-unit
- * LSTM's shape. Without AVX-512 everything goes to CBLAS.
+ * LSTM's shape.
+ *
+ * Without AVX-512 but with AVX2 and FMA, the panels are the same and the step products run
+ * through the 8-lane kernels of gemm_avx2.c (with no tail columns), while the weight gradients
+ * go to CBLAS. Without either, everything goes to CBLAS.
  */
 #include "core/gemm_packed.h"
 
+#include "core/gemm_kernels.h"
+
 #include <cblas.h>
 
-#define NR 32 /* panel width: two 16-float vectors */
-#define MR 8  /* rows per register tile */
+#define NR RC_GEMM_NR /* panel width: two 16-float vectors */
+#define MR 8          /* rows per register tile */
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HAVE_AVX512_PATH 1
@@ -39,8 +45,19 @@ static bool cpu_has_avx512(void)
     }
     return has;
 }
+
+static bool cpu_has_avx2(void)
+{
+    static int has = -1;
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    }
+    return has;
+}
 #else
 static bool cpu_has_avx512(void) { return false; }
+static bool cpu_has_avx2(void) { return false; }
 #endif
 
 static bool g_fallback; /* tests: take the CBLAS path */
@@ -49,7 +66,10 @@ void rc_gemm_packed_use_cblas(bool on) { g_fallback = on; }
 
 /* The columns computed as dot products (see gemm_packed.h), the panels before them, and where
  * those columns lie (after the panels). */
-static int64_t tail_cols(int64_t K, int64_t N) { return N > 16 && K >= 32 && N % 16 >= 1 && N % 16 <= 4 ? N % 16 : 0; }
+static int64_t tail_cols(int64_t K, int64_t N)
+{
+    return cpu_has_avx512() && N > 16 && K >= 32 && N % 16 >= 1 && N % 16 <= 4 ? N % 16 : 0;
+}
 static int64_t panel_count(int64_t K, int64_t N) { return (N - tail_cols(K, N) + NR - 1) / NR; }
 static inline float *tails_of(const rc_packed_b *p) { return p->panels + panel_count(p->K, p->N) * p->K * NR; }
 
@@ -59,7 +79,7 @@ size_t rc_pack_b_floats(int64_t K, int64_t N)
 }
 
 /* Whether a K x N matrix gets panels (otherwise products go to CBLAS with the original). */
-static bool packs(int64_t K, int64_t N) { return !g_fallback && cpu_has_avx512() && K > 0 && N > 0; }
+static bool packs(int64_t K, int64_t N) { return !g_fallback && (cpu_has_avx512() || cpu_has_avx2()) && K > 0 && N > 0; }
 
 void rc_pack_b_init(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, float *mem)
 {
@@ -141,24 +161,50 @@ __attribute__((target("avx512f"))) static void pack_panel(const float *b, int64_
 }
 #endif
 
+/* The same two packings in plain C, for the AVX2 kernels: B as is, row by row; B stored
+ * transposed, eight k at a time (eight floats read from each of the panel's columns, written
+ * to eight panel rows that stay in L1). */
+static void pack_panel_c(const float *b, int64_t ldb, int64_t K, int64_t c0, int64_t w, float *dst)
+{
+    for (int64_t k = 0; k < K; k++) {
+        memcpy(dst + k * NR, b + k * ldb + c0, (size_t)w * sizeof *dst);
+        memset(dst + k * NR + w, 0, (size_t)(NR - w) * sizeof *dst);
+    }
+}
+
+static void pack_panel_trans_c(const float *b, int64_t ldb, int64_t K, int64_t c0, int64_t w, float *dst)
+{
+    for (int64_t k0 = 0; k0 < K; k0 += 8) {
+        int64_t kn = RC_MIN(8, K - k0);
+        for (int64_t c = 0; c < w; c++) {
+            const float *src = b + (c0 + c) * ldb + k0;
+            for (int64_t i = 0; i < kn; i++) dst[(k0 + i) * NR + c] = src[i];
+        }
+        for (int64_t i = 0; i < kn; i++) memset(dst + (k0 + i) * NR + w, 0, (size_t)(NR - w) * sizeof *dst);
+    }
+}
+
 void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1)
 {
     if (!p->panels) return;
-#ifdef HAVE_AVX512_PATH
     int64_t K = p->K, Np = p->N - p->tail; /* the panels' columns */
     for (int64_t q = n0 / NR; q * NR < RC_MIN(n1, Np); q++) {
         int64_t c0 = q * NR, w = RC_MIN(NR, Np - c0);
         float *dst = p->panels + q * K * NR;
-        if (p->trans) pack_panel_trans(p->b, p->ldb, K, c0, w, dst);
-        else pack_panel(p->b, p->ldb, K, c0, w, dst);
+#ifdef HAVE_AVX512_PATH
+        if (cpu_has_avx512()) {
+            if (p->trans) pack_panel_trans(p->b, p->ldb, K, c0, w, dst);
+            else pack_panel(p->b, p->ldb, K, c0, w, dst);
+            continue;
+        }
+#endif
+        if (p->trans) pack_panel_trans_c(p->b, p->ldb, K, c0, w, dst);
+        else pack_panel_c(p->b, p->ldb, K, c0, w, dst);
     }
     /* the tail's columns, each as one row of K */
-    float *tails = tails_of(p);
+    float *tails = p->tail ? tails_of(p) : NULL;
     for (int64_t c = RC_MAX(n0, Np); c < RC_MIN(n1, p->N); c++)
         for (int64_t k = 0; k < K; k++) tails[(c - Np) * K + k] = p->trans ? p->b[c * p->ldb + k] : p->b[k * p->ldb + c];
-#else
-    (void)n0, (void)n1;
-#endif
 }
 
 bool rc_pack_b(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, rc_arena *ar)
@@ -457,6 +503,10 @@ void rc_gemv_block(int64_t K, const float *a, const float *blk, int64_t w, float
         gemv_block_avx512(K, a, blk, w, beta, c);
         return;
     }
+    if (!g_fallback && cpu_has_avx2() && w % 8 == 0) {
+        rc_gemv_block_avx2(K, a, blk, w, beta, c);
+        return;
+    }
 #endif
     cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)w, 1.0f, blk, (int)w, a, 1, beta, c, 1);
 }
@@ -472,7 +522,8 @@ void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p
     }
 #ifdef HAVE_AVX512_PATH
     if (p->panels) {
-        gemm_avx512(M, A, lda, p, beta, C, ldc, 0, panel_count(K, N), true);
+        if (cpu_has_avx512()) gemm_avx512(M, A, lda, p, beta, C, ldc, 0, panel_count(K, N), true);
+        else rc_gemm_avx2(M, A, lda, p->panels, K, N, beta, C, ldc, 0, panel_count(K, N));
         return;
     }
 #endif
@@ -491,7 +542,9 @@ void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed
 #ifdef HAVE_AVX512_PATH
     if (p->panels && n0 % NR == 0 && (n1 % NR == 0 || n1 == p->N)) {
         bool last = n1 == p->N;
-        gemm_avx512(M, A, lda, p, beta, C, ldc, n0 / NR, last ? panel_count(p->K, p->N) : n1 / NR, last);
+        int64_t q1 = last ? panel_count(p->K, p->N) : n1 / NR;
+        if (cpu_has_avx512()) gemm_avx512(M, A, lda, p, beta, C, ldc, n0 / NR, q1, last);
+        else rc_gemm_avx2(M, A, lda, p->panels, p->K, p->N, beta, C, ldc, n0 / NR, q1);
         return;
     }
 #endif
@@ -626,7 +679,7 @@ void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t
 {
     if (m <= 0 || n1 <= n0) return;
 #ifdef HAVE_AVX512_PATH
-    if (packs(m, N) && n0 % NR == 0 && (n1 % NR == 0 || n1 == N)) {
+    if (packs(m, N) && cpu_has_avx512() && n0 % NR == 0 && (n1 % NR == 0 || n1 == N)) {
         for (int64_t r0 = 0; r0 < m; r0 += TN_KC)
             tn_block(r0, RC_MIN(m, r0 + TN_KC), ng, g, B, ldb, N, C, ldc, n0 / NR, (n1 + NR - 1) / NR, colsum, work);
         return;

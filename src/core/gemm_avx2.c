@@ -1,0 +1,188 @@
+/*
+ * gemm_avx2.c - the packed products' kernels for CPUs with AVX2 and FMA but no AVX-512 (AMD
+ * Zen 2/3, Intel client cores): the same 32-column panels as the AVX-512 kernels in
+ * gemm_packed.c, streamed through 8-lane register tiles.
+ *
+ * Sixteen vector registers hold at most twelve accumulators next to the B vectors and the
+ * broadcast A element, so a tile is 6 rows against half a panel (6 x 16: 12 accumulators, 2
+ * loads of B per k) where it has rows enough, and 2 or 3 rows against a whole panel (8 or 12
+ * accumulators) for the rows left over: a tile with fewer than 8 accumulators would wait on
+ * the multiply-add's latency. Every element is summed over k in order, one multiply-add per k,
+ * its partial sum stored and reloaded between K blocks, so a row gets the same bits whichever
+ * tile computes it (a split of the rows between threads changes nothing).
+ */
+#include "core/gemm_kernels.h"
+
+#if RC_GEMM_HAVE_X86
+
+#include <immintrin.h>
+
+#define NR RC_GEMM_NR
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
+
+/* K blocks so that a panel's block (up to 240 x 32 floats, 30 KB) stays in L1 while the row
+ * tiles pass over it; rows in blocks of MB so that their part of C stays in L2 between the K
+ * blocks (as the AVX-512 kernels do). */
+#define KC_MAX 240
+#define MB 64
+
+/* The first n (0 to 8) lanes. */
+AVX2_INLINE __m256i lanes(int64_t n)
+{
+    static const int32_t tbl[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(tbl + 8 - (n < 0 ? 0 : n > 8 ? 8 : n)));
+}
+
+/* c[0, n) as a vector (n <= 0: zeros; a full vector loaded plainly). */
+AVX2_INLINE __m256 load_cols(const float *c, int64_t n)
+{
+    if (n >= 8) return _mm256_loadu_ps(c);
+    return n > 0 ? _mm256_maskload_ps(c, lanes(n)) : _mm256_setzero_ps();
+}
+
+/* Stores the first n lanes (a masked store only at the edge: it is slow on some cores). */
+AVX2_INLINE void store_cols(float *c, int64_t n, __m256 v)
+{
+    if (n >= 8) _mm256_storeu_ps(c, v);
+    else if (n > 0) _mm256_maskstore_ps(c, lanes(n), v);
+}
+
+/* mr rows of A (a constant, 1 to 6) against nv vectors (a constant: 2 for half a panel, 4 for
+ * a panel, 8 for two panels at p0 and p1) whose first w columns are C's (from C on). The B
+ * vector v is at (v < 4 ? p0 : p1) + 8 (v % 4) in each panel row. */
+AVX2_INLINE void tile(int mr, int nv, int64_t K, const float *A, int64_t lda, const float *p0, const float *p1, float beta,
+                      float *C, int64_t ldc, int64_t w)
+{
+    __m256 c[6][8];
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) c[r][v] = beta != 0 ? load_cols(C + r * ldc + 8 * v, w - 8 * v) : _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m256 b[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) b[v] = _mm256_load_ps((v < 4 ? p0 : p1) + k * NR + 8 * (v & 3));
+#pragma GCC unroll 6
+        for (int r = 0; r < mr; r++) {
+            __m256 a = _mm256_broadcast_ss(A + r * lda + k);
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) c[r][v] = _mm256_fmadd_ps(a, b[v], c[r][v]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) store_cols(C + r * ldc + 8 * v, w - 8 * v, c[r][v]);
+}
+
+/* Half a panel (16 columns at p, w of them C's) for mr = 1 to 6 rows. */
+static AVX2 void half_tile(int mr, int64_t K, const float *A, int64_t lda, const float *p, float beta, float *C, int64_t ldc,
+                           int64_t w)
+{
+#define RC_T(r) tile(r, 2, K, A, lda, p, p, beta, C, ldc, w)
+    switch (mr) {
+    case 1: RC_T(1); break;
+    case 2: RC_T(2); break;
+    case 3: RC_T(3); break;
+    case 4: RC_T(4); break;
+    case 5: RC_T(5); break;
+    default: RC_T(6); break;
+    }
+#undef RC_T
+}
+
+/* A whole panel for mr = 1 to 3 rows; np = 2: two panels (p0 and p1 = p0 + a panel) for one row. */
+static AVX2 void panel_tile(int mr, int np, int64_t K, const float *A, int64_t lda, const float *p0, const float *p1, float beta,
+                            float *C, int64_t ldc, int64_t w)
+{
+    if (np == 2) tile(1, 8, K, A, lda, p0, p1, beta, C, ldc, w);
+    else if (mr == 1) tile(1, 4, K, A, lda, p0, p0, beta, C, ldc, w);
+    else if (mr == 2) tile(2, 4, K, A, lda, p0, p0, beta, C, ldc, w);
+    else tile(3, 4, K, A, lda, p0, p0, beta, C, ldc, w);
+}
+
+/* Rows [i, i + mr) of one panel's K block: half tiles (4 to 6 rows), or the whole panel. */
+static AVX2 void rows_of_panel(int mr, int64_t K, const float *a, int64_t lda, const float *panel, float beta, float *c,
+                               int64_t ldc, int64_t w)
+{
+    if (mr <= 3) {
+        panel_tile(mr, 1, K, a, lda, panel, panel, beta, c, ldc, w);
+        return;
+    }
+    half_tile(mr, K, a, lda, panel, beta, c, ldc, w);
+    if (w > 16) half_tile(mr, K, a, lda, panel + 16, beta, c + 16, ldc, w - 16);
+}
+
+/* Panels [q0, q1) for rows [0, M) (M <= MB, or any M when K <= KC_MAX). Rows in tiles of 6;
+ * 2 to 5 left over as one more tile, 1 left over (after at least 6) as 4 + 3. */
+static AVX2 void gemm_block(int64_t M, const float *A, int64_t lda, const float *panels, int64_t K, int64_t Np, float beta,
+                            float *C, int64_t ldc, int64_t q0, int64_t q1)
+{
+    int64_t nkb = (K + KC_MAX - 1) / KC_MAX, kbs = (K + nkb - 1) / nkb;
+    int64_t full = M / 6, rest = M % 6;
+    if (full && rest == 1) full--, rest = 7;
+    for (int64_t k0 = 0, kb; k0 < K; k0 += kb) {
+        kb = RC_MIN(kbs, K - k0);
+        float bk = k0 ? 1.0f : beta;
+        for (int64_t q = q0; q < q1; q++) {
+            int64_t n0 = q * NR, w = RC_MIN(NR, Np - n0);
+            const float *panel = panels + q * K * NR + k0 * NR, *a = A + k0;
+            float *c = C + n0;
+            if (M == 1) { /* one row: two panels at a time (eight accumulators) */
+                if (q + 1 < q1) {
+                    panel_tile(1, 2, kb, a, lda, panel, panel + K * NR, bk, c, ldc, RC_MIN(2 * NR, Np - n0));
+                    q++;
+                } else {
+                    panel_tile(1, 1, kb, a, lda, panel, panel, bk, c, ldc, w);
+                }
+                continue;
+            }
+            int64_t i = 0;
+            for (int64_t t = 0; t < full; t++, i += 6) rows_of_panel(6, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, w);
+            for (int64_t left = rest; left > 0;) {
+                int mr = (int)(left == 7 ? 4 : left);
+                rows_of_panel(mr, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, w);
+                i += mr, left -= mr;
+            }
+        }
+    }
+}
+
+void rc_gemm_avx2(int64_t M, const float *A, int64_t lda, const float *panels, int64_t K, int64_t Np, float beta, float *C,
+                  int64_t ldc, int64_t q0, int64_t q1)
+{
+    if (K <= KC_MAX) {
+        gemm_block(M, A, lda, panels, K, Np, beta, C, ldc, q0, q1);
+        return;
+    }
+    for (int64_t i0 = 0; i0 < M; i0 += MB)
+        gemm_block(RC_MIN(MB, M - i0), A + i0 * lda, lda, panels, K, Np, beta, C + i0 * ldc, ldc, q0, q1);
+}
+
+/* 64 columns (eight accumulators, enough to hide the multiply-add's latency) at a time, each
+ * row of the block read in one stream; then 8 at a time. */
+AVX2 void rc_gemv_block_avx2(int64_t K, const float *a, const float *blk, int64_t w, float beta, float *c)
+{
+    int64_t j0 = 0;
+    for (; j0 + 64 <= w; j0 += 64) {
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) acc[v] = beta != 0 ? _mm256_loadu_ps(c + j0 + 8 * v) : _mm256_setzero_ps();
+        for (int64_t k = 0; k < K; k++) {
+            __m256 x = _mm256_broadcast_ss(a + k);
+            const float *row = blk + k * w + j0;
+#pragma GCC unroll 8
+            for (int v = 0; v < 8; v++) acc[v] = _mm256_fmadd_ps(x, _mm256_loadu_ps(row + 8 * v), acc[v]);
+        }
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) _mm256_storeu_ps(c + j0 + 8 * v, acc[v]);
+    }
+    for (; j0 < w; j0 += 8) {
+        __m256 acc = beta != 0 ? _mm256_loadu_ps(c + j0) : _mm256_setzero_ps();
+        for (int64_t k = 0; k < K; k++) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(a + k), _mm256_loadu_ps(blk + k * w + j0), acc);
+        _mm256_storeu_ps(c + j0, acc);
+    }
+}
+
+#endif
