@@ -16,6 +16,7 @@
 #if RC_GEMM_HAVE_X86
 
 #include <immintrin.h>
+#include <string.h>
 
 #define NR RC_GEMM_NR
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -41,11 +42,17 @@ AVX2_INLINE __m256 load_cols(const float *c, int64_t n)
     return n > 0 ? _mm256_maskload_ps(c, lanes(n)) : _mm256_setzero_ps();
 }
 
-/* Stores the first n lanes (a masked store only at the edge: it is slow on some cores). */
+/* Stores the first n lanes; at the edge through a buffer, as AMD's cores before Zen 4 run a
+ * masked store as dozens of micro-ops. */
 AVX2_INLINE void store_cols(float *c, int64_t n, __m256 v)
 {
-    if (n >= 8) _mm256_storeu_ps(c, v);
-    else if (n > 0) _mm256_maskstore_ps(c, lanes(n), v);
+    if (n >= 8) {
+        _mm256_storeu_ps(c, v);
+    } else if (n > 0) {
+        float t[8];
+        _mm256_storeu_ps(t, v);
+        memcpy(c, t, (size_t)n * sizeof *c);
+    }
 }
 
 /* mr rows of A (a constant, 1 to 6) against nv vectors (a constant: 2 for half a panel, 4 for

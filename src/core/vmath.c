@@ -619,82 +619,103 @@ static inline RC_AVX2 __m256 tanh256(__m256 x)
     return _mm256_blendv_ps(x, t, live);
 }
 
-/* Whole vectors, then the tail with masked loads and stores (lanes from the mask table). */
+/* The first r (1 to 8) lanes: loaded under a mask (zeros after), stored as 4 + 2 + 1 floats.
+ * AMD's cores before Zen 4 run a masked store as dozens of micro-ops, so none is used (a
+ * masked load is cheap everywhere). With r the constant 8 these are a plain load and store. */
 static const int32_t g_tail_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+static inline RC_AVX2 __attribute__((always_inline)) __m256 ld8(const float *p, size_t r)
+{
+    if (r >= 8) return _mm256_loadu_ps(p);
+    return _mm256_maskload_ps(p, _mm256_loadu_si256((const __m256i *)(g_tail_mask + 8 - r)));
+}
+
+static inline RC_AVX2 __attribute__((always_inline)) void st8(float *p, __m256 v, size_t r)
+{
+    if (r >= 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    __m128 q = _mm256_castps256_ps128(v);
+    if (r & 4) {
+        _mm_storeu_ps(p, q);
+        q = _mm256_extractf128_ps(v, 1);
+        p += 4;
+    }
+    if (r & 2) {
+        _mm_storel_pi((__m64 *)p, q);
+        q = _mm_movehl_ps(q, q);
+        p += 2;
+    }
+    if (r & 1) _mm_store_ss(p, q);
+}
+
+/* Whole vectors, then the tail. */
 #define RC_LOOP256(name, fn)                                                                   \
     static RC_AVX2 void name(float *y, const float *x, size_t n)                               \
     {                                                                                          \
         size_t i = 0;                                                                          \
         for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, fn(_mm256_loadu_ps(x + i)));       \
-        if (i < n) {                                                                           \
-            __m256i m = _mm256_loadu_si256((const __m256i *)(g_tail_mask + 8 - (n - i)));      \
-            _mm256_maskstore_ps(y + i, m, fn(_mm256_maskload_ps(x + i, m)));                   \
-        }                                                                                      \
+        if (i < n) st8(y + i, fn(ld8(x + i, n - i)), n - i);                                   \
     }
 RC_LOOP256(sigmoid_avx2, sigmoid256)
 RC_LOOP256(tanh_avx2, tanh256)
 RC_LOOP256(exp_avx2, exp256)
 
-/* Eight units of the LSTM cell under lane mask k (all ones but for the tail, as in the array
- * functions, whose results the tail lanes must match). */
-static inline RC_AVX2 void lstm8(__m256i k, float *g, size_t gs, const float *b, size_t bs, __m256 fb, float *c, float *craw,
-                                 float *m)
+/* r (8, or 1 to 7 at the tail) units of the LSTM cell: the tail's lanes get the arithmetic a
+ * whole vector would give them (as in the array functions, whose results they must match). */
+static inline RC_AVX2 __attribute__((always_inline)) void lstm8(size_t r, float *g, size_t gs, const float *b, size_t bs,
+                                                                __m256 fb, float *c, float *craw, float *m)
 {
-    __m256 i = sigmoid256(_mm256_add_ps(_mm256_maskload_ps(g, k), _mm256_maskload_ps(b, k)));
-    __m256 j = tanh256(_mm256_add_ps(_mm256_maskload_ps(g + gs, k), _mm256_maskload_ps(b + bs, k)));
-    __m256 f = sigmoid256(_mm256_add_ps(_mm256_add_ps(_mm256_maskload_ps(g + 2 * gs, k), _mm256_maskload_ps(b + 2 * bs, k)), fb));
-    __m256 o = sigmoid256(_mm256_add_ps(_mm256_maskload_ps(g + 3 * gs, k), _mm256_maskload_ps(b + 3 * bs, k)));
-    __m256 cn = _mm256_add_ps(_mm256_mul_ps(_mm256_maskload_ps(c, k), f), _mm256_mul_ps(i, j));
-    _mm256_maskstore_ps(g, k, i);
-    _mm256_maskstore_ps(g + gs, k, j);
-    _mm256_maskstore_ps(g + 2 * gs, k, f);
-    _mm256_maskstore_ps(g + 3 * gs, k, o);
-    _mm256_maskstore_ps(c, k, cn);
-    _mm256_maskstore_ps(craw, k, cn);
-    _mm256_maskstore_ps(m, k, _mm256_mul_ps(tanh256(cn), o));
+    __m256 i = sigmoid256(_mm256_add_ps(ld8(g, r), ld8(b, r)));
+    __m256 j = tanh256(_mm256_add_ps(ld8(g + gs, r), ld8(b + bs, r)));
+    __m256 f = sigmoid256(_mm256_add_ps(_mm256_add_ps(ld8(g + 2 * gs, r), ld8(b + 2 * bs, r)), fb));
+    __m256 o = sigmoid256(_mm256_add_ps(ld8(g + 3 * gs, r), ld8(b + 3 * bs, r)));
+    __m256 cn = _mm256_add_ps(_mm256_mul_ps(ld8(c, r), f), _mm256_mul_ps(i, j));
+    st8(g, i, r);
+    st8(g + gs, j, r);
+    st8(g + 2 * gs, f, r);
+    st8(g + 3 * gs, o, r);
+    st8(c, cn, r);
+    st8(craw, cn, r);
+    st8(m, _mm256_mul_ps(tanh256(cn), o), r);
 }
 
-/* Eight units of the cell's gradient under lane mask k. */
-static inline RC_AVX2 void lstm_grad8(__m256i k, const float *g, size_t gs, const float *m, const float *cprev,
-                                      const float *dh, const float *dy, float *dc, float *dg)
+/* r units of the cell's gradient. */
+static inline RC_AVX2 __attribute__((always_inline)) void lstm_grad8(size_t r, const float *g, size_t gs, const float *m,
+                                                                     const float *cprev, const float *dh, const float *dy,
+                                                                     float *dc, float *dg)
 {
     __m256 one = _mm256_set1_ps(1.0f);
-    __m256 i = _mm256_maskload_ps(g, k), j = _mm256_maskload_ps(g + gs, k), f = _mm256_maskload_ps(g + 2 * gs, k),
-           o = _mm256_maskload_ps(g + 3 * gs, k);
-    __m256 t = _mm256_and_ps(_mm256_div_ps(_mm256_maskload_ps(m, k), o), _mm256_cmp_ps(o, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-    __m256 dm = _mm256_add_ps(_mm256_maskload_ps(dh, k), _mm256_maskload_ps(dy, k));
+    __m256 i = ld8(g, r), j = ld8(g + gs, r), f = ld8(g + 2 * gs, r), o = ld8(g + 3 * gs, r);
+    __m256 t = _mm256_and_ps(_mm256_div_ps(ld8(m, r), o), _mm256_cmp_ps(o, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    __m256 dm = _mm256_add_ps(ld8(dh, r), ld8(dy, r));
     __m256 dpo = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dm, t), o), _mm256_sub_ps(one, o));
-    __m256 dcr = _mm256_add_ps(_mm256_maskload_ps(dc, k), _mm256_mul_ps(_mm256_mul_ps(dm, o), _mm256_sub_ps(one, _mm256_mul_ps(t, t))));
+    __m256 dcr = _mm256_add_ps(ld8(dc, r), _mm256_mul_ps(_mm256_mul_ps(dm, o), _mm256_sub_ps(one, _mm256_mul_ps(t, t))));
     __m256 di = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dcr, j), i), _mm256_sub_ps(one, i));
     __m256 dj = _mm256_mul_ps(_mm256_mul_ps(dcr, i), _mm256_sub_ps(one, _mm256_mul_ps(j, j)));
-    __m256 df = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dcr, _mm256_maskload_ps(cprev, k)), f), _mm256_sub_ps(one, f));
-    _mm256_maskstore_ps(dc, k, _mm256_mul_ps(dcr, f));
-    _mm256_maskstore_ps(dg, k, di);
-    _mm256_maskstore_ps(dg + gs, k, dj);
-    _mm256_maskstore_ps(dg + 2 * gs, k, df);
-    _mm256_maskstore_ps(dg + 3 * gs, k, dpo);
+    __m256 df = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dcr, ld8(cprev, r)), f), _mm256_sub_ps(one, f));
+    st8(dc, _mm256_mul_ps(dcr, f), r);
+    st8(dg, di, r);
+    st8(dg + gs, dj, r);
+    st8(dg + 2 * gs, df, r);
+    st8(dg + 3 * gs, dpo, r);
 }
 
 static RC_AVX2 void lstm_grad_avx2(size_t n, const float *g, size_t gs, const float *m, const float *cprev, const float *dh,
                                    const float *dy, float *dc, float *dg)
 {
-    __m256i all = _mm256_set1_epi32(-1);
     size_t u = 0;
-    for (; u + 8 <= n; u += 8) lstm_grad8(all, g + u, gs, m + u, cprev + u, dh + u, dy + u, dc + u, dg + u);
-    if (u < n)
-        lstm_grad8(_mm256_loadu_si256((const __m256i *)(g_tail_mask + 8 - (n - u))), g + u, gs, m + u, cprev + u, dh + u, dy + u,
-                   dc + u, dg + u);
+    for (; u + 8 <= n; u += 8) lstm_grad8(8, g + u, gs, m + u, cprev + u, dh + u, dy + u, dc + u, dg + u);
+    if (u < n) lstm_grad8(n - u, g + u, gs, m + u, cprev + u, dh + u, dy + u, dc + u, dg + u);
 }
 
 static RC_AVX2 void lstm_cell_avx2(size_t n, float *g, size_t gs, const float *b, size_t bs, float fb, float *c, float *craw,
                                    float *m)
 {
     __m256 vfb = _mm256_set1_ps(fb);
-    __m256i all = _mm256_set1_epi32(-1);
     size_t u = 0;
-    for (; u + 8 <= n; u += 8) lstm8(all, g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
-    if (u < n)
-        lstm8(_mm256_loadu_si256((const __m256i *)(g_tail_mask + 8 - (n - u))), g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
+    for (; u + 8 <= n; u += 8) lstm8(8, g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
+    if (u < n) lstm8(n - u, g + u, gs, b + u, bs, vfb, c + u, craw + u, m + u);
 }
 #endif /* RC_VMATH_X86 */
 
