@@ -55,9 +55,9 @@ AVX2_INLINE void store_cols(float *c, int64_t n, __m256 v)
     }
 }
 
-/* mr rows of A (a constant, 1 to 6) against nv vectors (a constant: 2 for half a panel, 4 for
- * a panel, 8 for two panels at p0 and p1) whose first w columns are C's (from C on). The B
- * vector v is at (v < 4 ? p0 : p1) + 8 (v % 4) in each panel row. */
+/* mr rows of A (a constant, 1 to 6) against nv vectors (a constant: up to 2 for half a panel,
+ * 4 for a panel, 8 for two panels at p0 and p1) whose first w columns are C's (from C on). The
+ * B vector v is at (v < 4 ? p0 : p1) + 8 (v % 4) in each panel row. */
 AVX2_INLINE void tile(int mr, int nv, int64_t K, const float *A, int64_t lda, const float *p0, const float *p1, float beta,
                       float *C, int64_t ldc, int64_t w)
 {
@@ -69,7 +69,12 @@ AVX2_INLINE void tile(int mr, int nv, int64_t K, const float *A, int64_t lda, co
     for (int64_t k = 0; k < K; k++) {
         __m256 b[8];
 #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) b[v] = _mm256_load_ps((v < 4 ? p0 : p1) + k * NR + 8 * (v & 3));
+        for (int v = 0; v < nv; v++) {
+            b[v] = _mm256_load_ps((v < 4 ? p0 : p1) + k * NR + 8 * (v & 3));
+            /* held in a register: GCC would otherwise fold the load into every row's
+             * multiply-add, mr loads of each vector per k (load-bound at 6 rows) */
+            if (mr > 1 && mr * nv + nv < 16) __asm__("" : "+x"(b[v]));
+        }
 #pragma GCC unroll 6
         for (int r = 0; r < mr; r++) {
             __m256 a = _mm256_broadcast_ss(A + r * lda + k);
@@ -83,38 +88,64 @@ AVX2_INLINE void tile(int mr, int nv, int64_t K, const float *A, int64_t lda, co
         for (int v = 0; v < nv; v++) store_cols(C + r * ldc + 8 * v, w - 8 * v, c[r][v]);
 }
 
-/* Half a panel (16 columns at p, w of them C's) for mr = 1 to 6 rows. */
+/* Half a panel (16 columns at p, w of them C's) for mr = 1 to 6 rows: one vector where w <= 8
+ * (a last panel of 8 columns, N = 200), else two. */
 static AVX2 void half_tile(int mr, int64_t K, const float *A, int64_t lda, const float *p, float beta, float *C, int64_t ldc,
                            int64_t w)
 {
-#define RC_T(r) tile(r, 2, K, A, lda, p, p, beta, C, ldc, w)
-    switch (mr) {
-    case 1: RC_T(1); break;
-    case 2: RC_T(2); break;
-    case 3: RC_T(3); break;
-    case 4: RC_T(4); break;
-    case 5: RC_T(5); break;
-    default: RC_T(6); break;
+#define RC_T(r, v) tile(r, v, K, A, lda, p, p, beta, C, ldc, w)
+    switch (mr * 2 + (w > 8)) { /* constants for the compiler: the accumulators stay in registers */
+    case 2: RC_T(1, 1); break;
+    case 3: RC_T(1, 2); break;
+    case 4: RC_T(2, 1); break;
+    case 5: RC_T(2, 2); break;
+    case 6: RC_T(3, 1); break;
+    case 7: RC_T(3, 2); break;
+    case 8: RC_T(4, 1); break;
+    case 9: RC_T(4, 2); break;
+    case 10: RC_T(5, 1); break;
+    case 11: RC_T(5, 2); break;
+    case 12: RC_T(6, 1); break;
+    default: RC_T(6, 2); break;
     }
 #undef RC_T
 }
 
-/* A whole panel for mr = 1 to 3 rows; np = 2: two panels (p0 and p1 = p0 + a panel) for one row. */
-static AVX2 void panel_tile(int mr, int np, int64_t K, const float *A, int64_t lda, const float *p0, const float *p1, float beta,
-                            float *C, int64_t ldc, int64_t w)
+/* A whole panel (its vectors that hold C's w columns) for mr = 1 to 3 rows. */
+static AVX2 void panel_tile(int mr, int64_t K, const float *A, int64_t lda, const float *p, float beta, float *C, int64_t ldc,
+                            int64_t w)
 {
-    if (np == 2) tile(1, 8, K, A, lda, p0, p1, beta, C, ldc, w);
-    else if (mr == 1) tile(1, 4, K, A, lda, p0, p0, beta, C, ldc, w);
-    else if (mr == 2) tile(2, 4, K, A, lda, p0, p0, beta, C, ldc, w);
-    else tile(3, 4, K, A, lda, p0, p0, beta, C, ldc, w);
+#define RC_T(r, v) tile(r, v, K, A, lda, p, p, beta, C, ldc, w)
+    switch ((mr - 1) * 4 + (int)((RC_MIN(w, NR) + 7) / 8) - 1) {
+    case 0: RC_T(1, 1); break;
+    case 1: RC_T(1, 2); break;
+    case 2: RC_T(1, 3); break;
+    case 3: RC_T(1, 4); break;
+    case 4: RC_T(2, 1); break;
+    case 5: RC_T(2, 2); break;
+    case 6: RC_T(2, 3); break;
+    case 7: RC_T(2, 4); break;
+    case 8: RC_T(3, 1); break;
+    case 9: RC_T(3, 2); break;
+    case 10: RC_T(3, 3); break;
+    default: RC_T(3, 4); break;
+    }
+#undef RC_T
 }
 
-/* Rows [i, i + mr) of one panel's K block: half tiles (4 to 6 rows), or the whole panel. */
+/* One row against two panels (p0, and p1 after it): eight accumulators. */
+static AVX2 void pair_tile(int64_t K, const float *A, int64_t lda, const float *p0, const float *p1, float beta, float *C,
+                           int64_t ldc, int64_t w)
+{
+    tile(1, 8, K, A, lda, p0, p1, beta, C, ldc, w);
+}
+
+/* mr rows of one panel's K block: half tiles (4 to 6 rows), or the whole panel. */
 static AVX2 void rows_of_panel(int mr, int64_t K, const float *a, int64_t lda, const float *panel, float beta, float *c,
                                int64_t ldc, int64_t w)
 {
     if (mr <= 3) {
-        panel_tile(mr, 1, K, a, lda, panel, panel, beta, c, ldc, w);
+        panel_tile(mr, K, a, lda, panel, beta, c, ldc, w);
         return;
     }
     half_tile(mr, K, a, lda, panel, beta, c, ldc, w);
@@ -138,10 +169,10 @@ static AVX2 void gemm_block(int64_t M, const float *A, int64_t lda, const float 
             float *c = C + n0;
             if (M == 1) { /* one row: two panels at a time (eight accumulators) */
                 if (q + 1 < q1) {
-                    panel_tile(1, 2, kb, a, lda, panel, panel + K * NR, bk, c, ldc, RC_MIN(2 * NR, Np - n0));
+                    pair_tile(kb, a, lda, panel, panel + K * NR, bk, c, ldc, RC_MIN(2 * NR, Np - n0));
                     q++;
                 } else {
-                    panel_tile(1, 1, kb, a, lda, panel, panel, bk, c, ldc, w);
+                    panel_tile(1, kb, a, lda, panel, bk, c, ldc, w);
                 }
                 continue;
             }
