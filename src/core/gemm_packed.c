@@ -461,9 +461,21 @@ static void gemm_avx512(int64_t M, const float *A, int64_t lda, const rc_packed_
 }
 #endif
 
+/* The block's columns in strips of this width, each [K][strip] (the last narrower): 64 for the
+ * AVX2 kernel, which takes 64 columns at a time, so that it streams each strip from start to
+ * end (a fifth faster than taking half of every row where the block comes from L3); one strip
+ * of all w columns otherwise. */
+static int64_t block_strip(int64_t w)
+{
+    return !g_fallback && !cpu_has_avx512() && cpu_has_avx2() && w > 64 ? 64 : w;
+}
+
 void rc_pack_block(const float *b, int64_t ldb, int64_t K, int64_t n0, int64_t w, float *dst)
 {
-    for (int64_t k = 0; k < K; k++) memcpy(dst + k * w, b + k * ldb + n0, (size_t)w * sizeof *dst);
+    for (int64_t s0 = 0, sw = block_strip(w); s0 < w; s0 += sw) {
+        int64_t ws = RC_MIN(sw, w - s0);
+        for (int64_t k = 0; k < K; k++) memcpy(dst + s0 * K + k * ws, b + k * ldb + n0 + s0, (size_t)ws * sizeof *dst);
+    }
 }
 
 #ifdef HAVE_AVX512_PATH
@@ -504,11 +516,15 @@ void rc_gemv_block(int64_t K, const float *a, const float *blk, int64_t w, float
         return;
     }
     if (!g_fallback && cpu_has_avx2() && w % 8 == 0) {
-        rc_gemv_block_avx2(K, a, blk, w, beta, c);
+        for (int64_t s0 = 0, sw = block_strip(w); s0 < w; s0 += sw)
+            rc_gemv_block_avx2(K, a, blk + s0 * K, RC_MIN(sw, w - s0), beta, c + s0);
         return;
     }
 #endif
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)w, 1.0f, blk, (int)w, a, 1, beta, c, 1);
+    for (int64_t s0 = 0, sw = block_strip(w); s0 < w; s0 += sw) {
+        int64_t ws = RC_MIN(sw, w - s0);
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)ws, 1.0f, blk + s0 * K, (int)ws, a, 1, beta, c + s0, 1);
+    }
 }
 
 void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc)

@@ -46,9 +46,11 @@ void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed
                          int64_t n0, int64_t n1);
 
 /* A single row against a column block: rc_pack_block copies columns [n0, n0 + w) of B (K x N,
- * row-major, leading dimension ldb) into dst [K][w]; rc_gemv_block computes c[0, w) = beta c +
- * a[0, K) @ that block (beta 0 or 1). For one sequence at a time, where streaming the block
- * row by row reads the weights faster than the 32-column panels do. */
+ * row-major, leading dimension ldb) into dst, K x w floats in the layout rc_gemv_block reads
+ * ([K][w], or strips of 64 columns [w / 64][K][64] where the AVX2 kernel runs: rows of a block
+ * are not a block, so pack each range of rows that will be multiplied on its own); rc_gemv_block
+ * computes c[0, w) = beta c + a[0, K) @ that block (beta 0 or 1). For one sequence at a time,
+ * where streaming the block row by row reads the weights faster than the 32-column panels do. */
 void rc_pack_block(const float *b, int64_t ldb, int64_t K, int64_t n0, int64_t w, float *dst);
 void rc_gemv_block(int64_t K, const float *a, const float *blk, int64_t w, float beta, float *c);
 

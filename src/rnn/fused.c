@@ -804,7 +804,9 @@ typedef struct lstm_units_job {
     lstm_fwd_job *j;
     rc_packed_b *wx, *wh; /* not yet filled: each thread packs its own columns */
     float *blocks;        /* one sequence: per thread, its four column blocks of the recurrent
-                           * weights [P][H/2] (rc_pack_block), instead of wh's panels */
+                           * weights, each as two blocks [H/2][H/2] (rc_pack_block; the
+                           * rows multiplied by either thread's half of the output), instead
+                           * of wh's panels */
     bool fill;            /* pack them (false: they are kept from an earlier run) */
     const float *x;       /* the layer input [rows, D] */
     step_barrier bar;
@@ -896,18 +898,29 @@ static void lstm_fwd_units_one(lstm_units_job *u, int part, const float *blk)
         stall(part);
         if (!t) {
             proj_need(u, part, row + 1, &ready);
-            for (int q = 0; q < 4; q++) rc_gemv_block(P, j->h, blk + q * P * hn, hn, 1.0f, g + q * H + u0);
+            for (int q = 0; q < 4; q++)
+                for (int half = 0; half < 2; half++)
+                    rc_gemv_block(hn, j->h + half * hn, blk + q * P * hn + half * hn * hn, hn, 1.0f, g + q * H + u0);
         } else {
             const float *hprev = j->yraw + s->off[t - 1] * P;
             steps_wait_projecting(u, part, t);
-            for (int q = 0; q < 4; q++) rc_gemv_block(hn, hprev + o0, blk + q * P * hn + o0 * hn, hn, 1.0f, g + q * H + u0);
+            /* the gates' blocks in the order opposite to the step before's, so that the ones
+             * read last, still in L2, come first (a thread's 512 KB of a 256-unit layer fill
+             * the L2 of some cores: in one order every block would come from L3) */
+            for (int i = 0; i < 4; i++) {
+                int q = t & 1 ? 3 - i : i;
+                rc_gemv_block(hn, hprev + o0, blk + q * P * hn + o0 * hn, hn, 1.0f, g + q * H + u0);
+            }
         }
         lstm_cell_units(l, 1, H, u0, hn, g, j->c, j->craw + row * H, yr, j->tmp[part], j->bias, j->wf, j->wi, j->wo);
         atomic_store_explicit(&u->side[part].steps, t + 1, memory_order_release);
         if (t + 1 < s->steps) {
             float *gn = j->gates + s->off[t + 1] * G;
             proj_need(u, part, s->off[t + 1] + 1, &ready);
-            for (int q = 0; q < 4; q++) rc_gemv_block(hn, yr + u0, blk + q * P * hn + u0 * hn, hn, 1.0f, gn + q * H + u0);
+            for (int i = 0; i < 4; i++) {
+                int q = t & 1 ? 3 - i : i;
+                rc_gemv_block(hn, yr + u0, blk + q * P * hn + u0 * hn, hn, 1.0f, gn + q * H + u0);
+            }
         }
     }
     /* neither returns while the other may still read its half of the last output */
@@ -929,7 +942,9 @@ static void lstm_fwd_units(void *arg, int part)
         int64_t c0 = q * H + u0, c1 = c0 + hn;
         if (u->fill) {
             rc_pack_b_fill(u->wx, c0, c1);
-            if (blk) rc_pack_block(u->wh->b, u->wh->ldb, P, c0, hn, blk + q * P * hn);
+            if (blk)
+                for (int half = 0; half < 2; half++)
+                    rc_pack_block(u->wh->b + half * hn * u->wh->ldb, u->wh->ldb, hn, c0, hn, blk + q * P * hn + half * hn * hn);
             else rc_pack_b_fill(u->wh, c0, c1);
         }
         if (!blk) rc_gemm_packed_cols(s->rows, u->x, u->wx->K, u->wx, 0.0f, j->gates, G, c0, c1);
