@@ -81,6 +81,8 @@ size_t rc_pack_b_floats(int64_t K, int64_t N)
 /* Whether a K x N matrix gets panels (otherwise products go to CBLAS with the original). */
 static bool packs(int64_t K, int64_t N) { return !g_fallback && (cpu_has_avx512() || cpu_has_avx2()) && K > 0 && N > 0; }
 
+int rc_gemm_tile_rows(void) { return !g_fallback && !cpu_has_avx512() && cpu_has_avx2() ? 6 : MR; }
+
 void rc_pack_b_init(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, float *mem)
 {
     *p = (rc_packed_b){.K = K, .N = N, .b = b, .ldb = ldb, .trans = trans};

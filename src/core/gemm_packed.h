@@ -38,6 +38,10 @@ void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1);
 size_t rc_pack_b_floats(int64_t K, int64_t N);
 void rc_pack_b_init(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, float *mem);
 
+/* Rows of the packed product's register tile on this CPU (8 with AVX-512, 6 with AVX2; 8
+ * where CBLAS runs it): a block of rows a multiple of it leaves no partial tile. */
+int rc_gemm_tile_rows(void);
+
 /* C[M x N] = beta * C + A[M x K] @ B, with beta 0 or 1 (C is not read when beta is 0). */
 void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc);
 
