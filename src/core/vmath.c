@@ -529,8 +529,8 @@ static RC_AVX512 void lstm_grad_rows_avx512(size_t rows, size_t n, const float *
 /* ---------------------------------------------------------------- AVX2 + FMA */
 #define RC_AVX2 __attribute__((target("avx2,fma")))
 
-/* As exp_reduce512, with `live` a lane mask (all ones or zeros). */
-static inline RC_AVX2 __m256 exp_reduce256(__m256 x, __m256 live, __m256 *k)
+/* As expm1_reduce512: p - 1 (no cancellation for small x) and *k, x = k ln2 + r. */
+static inline RC_AVX2 __m256 expm1_reduce256(__m256 x, __m256 *k)
 {
     const __m256 magic = _mm256_set1_ps(RND_MAGIC);
     __m256 kf = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), magic), magic);
@@ -542,9 +542,14 @@ static inline RC_AVX2 __m256 exp_reduce256(__m256 x, __m256 live, __m256 *k)
     __m256 r4 = _mm256_mul_ps(r2, r2);
     b = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C6), r2, b);
     __m256 q = _mm256_fmadd_ps(a, r2, r);
-    q = _mm256_fmadd_ps(b, r4, q);
     *k = kf;
-    return _mm256_and_ps(_mm256_add_ps(q, _mm256_set1_ps(1.0f)), live);
+    return _mm256_fmadd_ps(b, r4, q);
+}
+
+/* As exp_reduce512, with `live` a lane mask (all ones or zeros). */
+static inline RC_AVX2 __m256 exp_reduce256(__m256 x, __m256 live, __m256 *k)
+{
+    return _mm256_and_ps(_mm256_add_ps(expm1_reduce256(x, k), _mm256_set1_ps(1.0f)), live);
 }
 
 static inline RC_AVX2 __m256 pow2_256(__m256i k) /* 2^k for k in [-126, 127] */
@@ -597,25 +602,18 @@ static inline RC_AVX2 __m256 sigmoid256(__m256 x)
 
 static inline RC_AVX2 __m256 tanh256(__m256 x)
 {
-    const __m256 one = _mm256_set1_ps(1.0f);
     const __m256 signbit = _mm256_set1_ps(-0.0f);
-    /* as in tanh512: x where |x| < 2^-13 or NaN, the arithmetic on 0 there */
+    /* as in tanh512: x where |x| < 2^-13 or NaN, the arithmetic on 0 there; m = expm1(-2|x|)
+     * = 2^k q + (2^k - 1), k in [-29, 0]; tanh|x| = m / (-2 - m) */
     __m256 ax = _mm256_andnot_ps(signbit, x);
     __m256 live = _mm256_cmp_ps(ax, _mm256_set1_ps(TANH_TINY), _CMP_GE_OQ);
     ax = _mm256_and_ps(ax, live);
     __m256 z = _mm256_mul_ps(_mm256_min_ps(_mm256_set1_ps(TANH_SAT), ax), _mm256_set1_ps(-2.0f));
-    __m256 k, p = exp_reduce256(z, _mm256_castsi256_ps(_mm256_set1_epi32(-1)), &k);
-    __m256 e = _mm256_mul_ps(p, pow2_256(_mm256_cvtps_epi32(k))); /* k in [-29, 0] */
-    __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
-    __m256 u = _mm256_mul_ps(ax, ax);
-    __m256 q = _mm256_set1_ps(TANH_D4);
-    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(TANH_D3));
-    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(TANH_D2));
-    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(TANH_D1));
-    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(TANH_D0));
-    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(ax, u), q, ax);
-    __m256 is_small = _mm256_cmp_ps(ax, _mm256_set1_ps(TANH_SMALL), _CMP_LT_OQ);
-    __m256 t = _mm256_or_ps(_mm256_blendv_ps(big, small, is_small), _mm256_and_ps(x, signbit));
+    __m256 k, q = expm1_reduce256(z, &k);
+    __m256 tk = pow2_256(_mm256_cvtps_epi32(k));
+    __m256 m = _mm256_fmadd_ps(tk, q, _mm256_sub_ps(tk, _mm256_set1_ps(1.0f)));
+    __m256 t = _mm256_div_ps(m, _mm256_sub_ps(_mm256_set1_ps(-2.0f), m));
+    t = _mm256_or_ps(t, _mm256_and_ps(x, signbit));
     return _mm256_blendv_ps(x, t, live);
 }
 
