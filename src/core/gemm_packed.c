@@ -692,6 +692,21 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
 }
 #endif
 
+/* colsum[c] += the sum of B's m rows in column c, for c in [n0, n1): 64 columns at a time,
+ * summed over the rows in a local block (in vector registers; added into colsum row by row,
+ * the sums went through memory at every row) and then added. */
+__attribute__((target_clones("avx2", "default"))) static void add_colsums(int64_t m, const float *B, int64_t ldb, int64_t n0,
+                                                                          int64_t n1, float *colsum)
+{
+    for (int64_t c0 = n0; c0 < n1; c0 += 64) {
+        int64_t w = RC_MIN(64, n1 - c0);
+        float acc[64] = {0};
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t c = 0; c < w; c++) acc[c] += B[r * ldb + c0 + c];
+        for (int64_t c = 0; c < w; c++) colsum[c0 + c] += acc[c];
+    }
+}
+
 void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t N,
                     int64_t n0, int64_t n1, float *colsum, float *work)
 {
@@ -703,9 +718,7 @@ void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t
         return;
     }
 #endif
-    if (colsum)
-        for (int64_t r = 0; r < m; r++)
-            for (int64_t c = n0; c < n1; c++) colsum[c] += B[r * ldb + c];
+    if (colsum) add_colsums(m, B, ldb, n0, n1, colsum);
     float *crow = C + n0;
     for (int gi = 0; gi < ng; gi++) {
         const rc_tall *t = &g[gi];
