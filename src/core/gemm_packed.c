@@ -692,17 +692,21 @@ __attribute__((target("avx512f"))) static void tn_block(int64_t r0, int64_t r1, 
 }
 #endif
 
-/* colsum[c] += the sum of B's m rows in column c, for c in [n0, n1): 64 columns at a time,
- * summed over the rows in a local block (in vector registers; added into colsum row by row,
- * the sums went through memory at every row) and then added. */
+/* colsum[c] += the sum of B's m rows in column c, for c in [n0, n1): up to 1024 columns at a
+ * time, B read row after row (one stream) into sums in a local block (which the compiler
+ * vectorises, as it may not colsum's, which B could alias), then added to colsum. */
 __attribute__((target_clones("avx2", "default"))) static void add_colsums(int64_t m, const float *B, int64_t ldb, int64_t n0,
                                                                           int64_t n1, float *colsum)
 {
-    for (int64_t c0 = n0; c0 < n1; c0 += 64) {
-        int64_t w = RC_MIN(64, n1 - c0);
-        float acc[64] = {0};
-        for (int64_t r = 0; r < m; r++)
-            for (int64_t c = 0; c < w; c++) acc[c] += B[r * ldb + c0 + c];
+    enum { W = 1024 };
+    float acc[W];
+    for (int64_t c0 = n0; c0 < n1; c0 += W) {
+        int64_t w = RC_MIN(W, n1 - c0);
+        memset(acc, 0, (size_t)w * sizeof *acc);
+        for (int64_t r = 0; r < m; r++) {
+            const float *b = B + r * ldb + c0;
+            for (int64_t c = 0; c < w; c++) acc[c] += b[c];
+        }
         for (int64_t c = 0; c < w; c++) colsum[c0 + c] += acc[c];
     }
 }
