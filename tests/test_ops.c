@@ -380,8 +380,9 @@ TEST(packed_gemm_matches_a_double_reference)
                         rc_arena ar = {0};
                         rc_packed_b p;
                         ASSERT_TRUE(rc_pack_b(&p, Bm, ldb, tr, K, N, &ar));
-                        /* the packed path runs wherever the CPU has it; where it does not (valgrind
-                         * too), the first pass would only repeat the fallback's */
+                        /* the packed path runs wherever the CPU has AVX-512 or AVX2 + FMA (under
+                         * valgrind: AVX2); where it has neither, the first pass would only repeat
+                         * the fallback's */
                         ASSERT_TRUE((p.panels != NULL) == (!fb && K > 0 && N > 0 && simd));
                         for (int beta = 0; beta < 2 && (fb || simd); beta++) {
                             memcpy(C, C0, sizeof(float) * (size_t)(M * ldc));

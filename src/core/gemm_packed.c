@@ -32,33 +32,27 @@
 #define NR RC_GEMM_NR /* panel width: two 16-float vectors */
 #define MR 8          /* rows per register tile */
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if RC_GEMM_HAVE_X86
 #define HAVE_AVX512_PATH 1
 #include <immintrin.h>
 
-static bool cpu_has_avx512(void)
+/* The widest kernels this CPU runs, probed once: 2 AVX-512F, 1 AVX2 + FMA, 0 neither. */
+static int cpu_simd(void)
 {
-    static int has = -1;
-    if (has < 0) {
+    static int simd = -1;
+    if (simd < 0) {
         __builtin_cpu_init();
-        has = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        simd = __builtin_cpu_supports("avx512f")                                       ? 2
+               : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1
+                                                                                  : 0;
     }
-    return has;
-}
-
-static bool cpu_has_avx2(void)
-{
-    static int has = -1;
-    if (has < 0) {
-        __builtin_cpu_init();
-        has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
-    }
-    return has;
+    return simd;
 }
 #else
-static bool cpu_has_avx512(void) { return false; }
-static bool cpu_has_avx2(void) { return false; }
+static int cpu_simd(void) { return 0; }
 #endif
+static bool cpu_has_avx512(void) { return cpu_simd() == 2; }
+static bool cpu_has_avx2(void) { return cpu_simd() >= 1; }
 
 static bool g_fallback; /* tests: take the CBLAS path */
 
@@ -79,9 +73,12 @@ size_t rc_pack_b_floats(int64_t K, int64_t N)
 }
 
 /* Whether a K x N matrix gets panels (otherwise products go to CBLAS with the original). */
-static bool packs(int64_t K, int64_t N) { return !g_fallback && (cpu_has_avx512() || cpu_has_avx2()) && K > 0 && N > 0; }
+static bool packs(int64_t K, int64_t N) { return !g_fallback && cpu_simd() > 0 && K > 0 && N > 0; }
 
-int rc_gemm_tile_rows(void) { return !g_fallback && !cpu_has_avx512() && cpu_has_avx2() ? 6 : MR; }
+/* Whether the products run through the AVX2 kernels (gemm_avx2.c). */
+static bool avx2_kernels(void) { return !g_fallback && cpu_simd() == 1; }
+
+int rc_gemm_tile_rows(void) { return avx2_kernels() ? 6 : MR; }
 
 void rc_pack_b_init(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, float *mem)
 {
@@ -464,13 +461,10 @@ static void gemm_avx512(int64_t M, const float *A, int64_t lda, const rc_packed_
 #endif
 
 /* The block's columns in strips of this width, each [K][strip] (the last narrower): 64 for the
- * AVX2 kernel, which takes 64 columns at a time, so that it streams each strip from start to
- * end (a fifth faster than taking half of every row where the block comes from L3); one strip
- * of all w columns otherwise. */
-static int64_t block_strip(int64_t w)
-{
-    return !g_fallback && !cpu_has_avx512() && cpu_has_avx2() && w > 64 ? 64 : w;
-}
+ * AVX2 kernel (widths it takes: multiples of 8), which takes 64 columns at a time, so that it
+ * streams each strip from start to end (a fifth faster than taking half of every row where the
+ * block comes from L3); one strip of all w columns otherwise. */
+static int64_t block_strip(int64_t w) { return avx2_kernels() && w > 64 && w % 8 == 0 ? 64 : w; }
 
 void rc_pack_block(const float *b, int64_t ldb, int64_t K, int64_t n0, int64_t w, float *dst)
 {
@@ -523,30 +517,12 @@ void rc_gemv_block(int64_t K, const float *a, const float *blk, int64_t w, float
         return;
     }
 #endif
-    for (int64_t s0 = 0, sw = block_strip(w); s0 < w; s0 += sw) {
-        int64_t ws = RC_MIN(sw, w - s0);
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)ws, 1.0f, blk + s0 * K, (int)ws, a, 1, beta, c + s0, 1);
-    }
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)w, 1.0f, blk, (int)w, a, 1, beta, c, 1); /* (one strip here) */
 }
 
 void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc)
 {
-    int64_t K = p->K, N = p->N;
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        if (beta == 0)
-            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
-        return;
-    }
-#ifdef HAVE_AVX512_PATH
-    if (p->panels) {
-        if (cpu_has_avx512()) gemm_avx512(M, A, lda, p, beta, C, ldc, 0, panel_count(K, N), true);
-        else rc_gemm_avx2(M, A, lda, p->panels, K, N, beta, C, ldc, 0, panel_count(K, N));
-        return;
-    }
-#endif
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A, (int)lda,
-                p->b, (int)p->ldb, beta, C, (int)ldc);
+    rc_gemm_packed_cols(M, A, lda, p, beta, C, ldc, 0, p->N);
 }
 
 void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc,
