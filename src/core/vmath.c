@@ -65,6 +65,7 @@
 #define EXP_HI 89.0f             /* and overflows above about 88.72 */
 #define EXP_ZERO -104.0f         /* exp(x) < 2^-150 for x <= -104: rounds to 0 */
 #define RND_MAGIC 0x1.8p23f      /* v + 1.5 2^23 - 1.5 2^23: v rounded to an integer (|v| < 2^22) */
+#define SIGMOID_NARROW -87.0f   /* exp(-|x|) = p 2^k with k >= -126 above */
 #define TINY_BITS 0x32800000     /* 2^-26: exp(x) is 1, sigmoid(x) 1/2 in float below */
 #define EXP_C2 0x1.fffffcp-2f
 #define EXP_C3 0x1.555492p-3f
@@ -582,10 +583,27 @@ static inline RC_AVX2 __m256 exp256(__m256 x)
     return scale256(p, _mm256_cvtps_epi32(k));
 }
 
+static inline RC_AVX2 __m256 sigmoid256_wide(__m256 x, __m256 a);
+
+/* Where every lane has |x| <= 87 (the common case by far), exp(-|x|) = p 2^k with k >= -126:
+ * one scaling by a normal power of two rounds it once, as scale256 would, and 1 + e is the
+ * same sum as sigmoid256_wide's (which scales e no lower than 2^-64), so the results are the
+ * same bits as the general path's. */
 static inline RC_AVX2 __m256 sigmoid256(__m256 x)
 {
     const __m256 one = _mm256_set1_ps(1.0f);
     __m256 a = _mm256_or_ps(_mm256_and_ps(x, not_tiny256(x)), _mm256_set1_ps(-0.0f)); /* -|x| */
+    if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(SIGMOID_NARROW), _CMP_LT_OQ)) != 0, 0))
+        return sigmoid256_wide(x, a);
+    __m256 k, p = expm1_reduce256(a, &k);
+    p = _mm256_add_ps(p, one);
+    __m256 e = _mm256_mul_ps(p, pow2_256(_mm256_cvtps_epi32(k)));
+    return _mm256_div_ps(_mm256_blendv_ps(one, e, x), _mm256_add_ps(one, e));
+}
+
+static inline RC_AVX2 __m256 sigmoid256_wide(__m256 x, __m256 a)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
     a = _mm256_max_ps(_mm256_set1_ps(EXP_LO), a);
     __m256 live = _mm256_cmp_ps(a, _mm256_set1_ps(EXP_ZERO), _CMP_NLE_UQ);
     __m256 k, p = exp_reduce256(a, live, &k);
