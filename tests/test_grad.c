@@ -398,6 +398,41 @@ static double loop_vs_two_threads(recur_graph *g, recur_tensor *x, const recur_a
     return worst;
 }
 
+/* Products over all steps tall enough (640 rows, depth 64) that on CPUs whose packed kernels
+ * are the AVX2 ones CBLAS computes them from blocks of gathered rows (the input projection, and
+ * the LSTM's input gradient): with lengths and without, LSTM and GRU agree with the loop path. */
+TEST(tall_products_match_the_loop_path)
+{
+    st = recur_status_new();
+    const int64_t B = 16, T = 40, D = 64, H = 16;
+    ASSERT_TRUE(rc_gemm_tall_via_cblas(B * T, D) ==
+                (!__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")));
+    int32_t lens[16];
+    for (int i = 0; i < B; i++) lens[i] = (int32_t)(T - (i * 5) % 16); /* 25..40, unsorted: 520 rows */
+    for (int kind = 0; kind < 2; kind++)
+        for (int bi = 0; bi < 2; bi++) {
+            recur_graph *g = recur_graph_new();
+            recur_graph_set_seed(g, 4);
+            recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
+            recur_cell *cell = kind ? recur_gru_cell(g, H, NULL) : recur_basic_lstm_cell(g, H, NULL);
+            recur_rnn_out r =
+                recur_dynamic_rnn(g, cell, x, &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = bi ? NULL : lengths(g, lens, B)});
+            recur_tensor *parts[3] = {r.outputs, r.state[0], r.state[r.num_state - 1]}, *terms[3];
+            for (int i = 0; i < 3; i++) terms[i] = recur_reduce_sum(g, recur_square(g, recur_tanh(g, parts[i])), NULL, 0, false);
+            recur_tensor *grads[8], *fetch[12];
+            int nv = grads_of_vars_and_x(g, recur_add_n(g, terms, 3), x, grads, 8);
+            for (int i = 0; i < 3; i++) fetch[i] = parts[i];
+            for (int i = 0; i <= nv; i++) fetch[3 + i] = grads[i];
+            recur_array *xv = wave_input(B, T, D, 0.21, true);
+            uint64_t pairs = 0;
+            loop_vs_two_threads(g, x, xv, fetch, 3 + nv + 1, kind ? (bi ? "GRU, tall" : "GRU, tall, lengths") : (bi ? "LSTM, tall" : "LSTM, tall, lengths"),
+                                &pairs);
+            recur_array_free(xv);
+            recur_graph_free(g);
+        }
+    recur_status_free(st);
+}
+
 /* A batch large enough for the fused kernels to split the recurrence between two threads: with
  * lengths (rows sorted by length, the running rows halved at every step) and without (a fixed
  * half each), outputs, final states and every gradient must agree with the step-loop path for
@@ -912,5 +947,5 @@ TEST(embedding_gradient_stays_sparse)
     recur_status_free(st);
 }
 
-RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(fused_results_keep_their_bits_on_one_and_two_threads), T(large_batches_move_row_tiles_and_keep_their_bits), T(initial_state_gradients_only_when_read), T(weight_gradients_without_the_input_gradient), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(one_sequence_projection_chunks_move_and_keep_their_bits), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
+RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(tall_products_match_the_loop_path), T(fused_results_keep_their_bits_on_one_and_two_threads), T(large_batches_move_row_tiles_and_keep_their_bits), T(initial_state_gradients_only_when_read), T(weight_gradients_without_the_input_gradient), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(one_sequence_projection_chunks_move_and_keep_their_bits), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
           T(unconnected_stop_gradient_and_sums), T(embedding_gradient_stays_sparse))

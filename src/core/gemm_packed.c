@@ -80,6 +80,14 @@ static bool avx2_kernels(void) { return !g_fallback && cpu_simd() == 1; }
 
 int rc_gemm_tile_rows(void) { return avx2_kernels() ? 6 : MR; }
 
+/* From these many rows (and this depth) the AVX2 kernels lose to OpenBLAS: a tall A streams
+ * through them from L3 once per block of rows, where OpenBLAS packs it into L2-sized blocks
+ * (Zen 3, 6400 x 256 x 512: 62-68 GFLOP/s against 78-84). The AVX-512 kernels keep up. */
+#define TALL_ROWS 512
+#define TALL_DEPTH 64
+
+bool rc_gemm_tall_via_cblas(int64_t M, int64_t K) { return avx2_kernels() && M >= TALL_ROWS && K >= TALL_DEPTH; }
+
 void rc_pack_b_init(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int64_t K, int64_t N, float *mem)
 {
     *p = (rc_packed_b){.K = K, .N = N, .b = b, .ldb = ldb, .trans = trans};

@@ -43,6 +43,12 @@ void rc_pack_b_init(rc_packed_b *p, const float *b, int64_t ldb, bool trans, int
  * where CBLAS runs it): a block of rows a multiple of it leaves no partial tile. */
 int rc_gemm_tile_rows(void);
 
+/* Whether a product of M rows (all of them, before any split between threads) and depth K is
+ * faster through CBLAS than through this CPU's packed kernels: pack such a B with
+ * rc_pack_b_init(..., NULL) (no panels: the products below call CBLAS on b as it is). True
+ * only on CPUs whose packed kernels are the AVX2 ones, from 512 rows and depth 64. */
+bool rc_gemm_tall_via_cblas(int64_t M, int64_t K);
+
 /* C[M x N] = beta * C + A[M x K] @ B, with beta 0 or 1 (C is not read when beta is 0). */
 void rc_gemm_packed(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc);
 

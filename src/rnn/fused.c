@@ -87,7 +87,9 @@ HOT static void clamp_vec(float *y, const float *x, int64_t n, float c)
 static _Thread_local rc_kctx *tl_kernel;
 
 /* C[m, n] = beta C + A[m, k] @ op(B), with op(B) packed once (core/gemm_packed: faster than a
- * BLAS call on these shapes, and C is written without being cleared first), the rows of C
+ * BLAS call on these shapes, and C is written without being cleared first), or, for products
+ * tall enough that CBLAS is faster on this CPU (rc_gemm_tall_via_cblas, decided on the whole
+ * product so that every row takes the same path), CBLAS on op(B) as it is; the rows of C
  * split between the two threads when the product is large. B[k][n] = trans ? b[n ldb + k] :
  * b[k ldb + n]. False on OOM. */
 typedef struct packed_job {
@@ -96,10 +98,12 @@ typedef struct packed_job {
     float *C, beta;
     int64_t m, n, k, lda, ldc;
     const int64_t *arow, *crow; /* row r of A / C at index arow[r] / crow[r] (NULL: r) */
-    float *tmp[2];              /* with a row map: per thread, GATHER_ROWS rows of A and of C */
+    float *tmp[2];              /* with a row map: per thread, GATHER_ROWS (tall: GATHER_TALL) rows of A and of C */
+    bool tall;                  /* B unpacked: CBLAS computes the product (rc_gemm_tall_via_cblas) */
 } packed_job;
 
 #define GATHER_ROWS 64
+#define GATHER_TALL 512 /* rows per block where CBLAS computes the product (it packs B per call) */
 
 static void packed_part(void *arg, int part)
 {
@@ -111,10 +115,11 @@ static void packed_part(void *arg, int part)
     }
     /* Rows elsewhere (the caller's [T][B] layout): gathered a block at a time into scratch that
      * stays in cache, and the block of C scattered from there, instead of whole copies. */
-    float *ta = j->tmp[part > 0], *tc = ta + GATHER_ROWS * j->k;
+    int64_t gr = j->tall ? GATHER_TALL : GATHER_ROWS;
+    float *ta = j->tmp[part > 0], *tc = ta + gr * j->k;
     size_t ab = (size_t)j->k * sizeof(float), cb = (size_t)j->n * sizeof(float);
-    for (int64_t b0 = r0; b0 < r1; b0 += GATHER_ROWS) {
-        int64_t nb = RC_MIN(GATHER_ROWS, r1 - b0);
+    for (int64_t b0 = r0; b0 < r1; b0 += gr) {
+        int64_t nb = RC_MIN(gr, r1 - b0);
         const float *a = j->A + b0 * j->lda;
         int64_t lda = j->lda;
         if (j->arow) {
@@ -143,10 +148,13 @@ static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, in
 {
     if (m <= 0 || n <= 0) return true;
     rc_packed_b p;
-    if (!rc_pack_b(&p, b, ldb, trans, k, n, ar)) return false;
-    packed_job j = {.p = &p, .A = A, .C = C, .beta = beta, .m = m, .n = n, .k = k, .lda = lda, .ldc = ldc, .arow = arow, .crow = crow};
+    bool tall = rc_gemm_tall_via_cblas(m, k);
+    if (tall) rc_pack_b_init(&p, b, ldb, trans, k, n, NULL); /* CBLAS on b as it is */
+    else if (!rc_pack_b(&p, b, ldb, trans, k, n, ar)) return false;
+    packed_job j = {.p = &p, .A = A, .C = C, .beta = beta, .m = m, .n = n, .k = k, .lda = lda, .ldc = ldc, .arow = arow, .crow = crow,
+                    .tall = tall};
     bool two = tl_kernel && (double)m * (double)n * (double)RC_MAX(k, 1) >= TWO_THREADS_MNK;
-    size_t tb = (size_t)GATHER_ROWS * (size_t)(k + n) * sizeof(float);
+    size_t tb = (size_t)(tall ? GATHER_TALL : GATHER_ROWS) * (size_t)(k + n) * sizeof(float);
     if ((arow || crow) &&
         (!(j.tmp[0] = rc_arena_alloc(ar, tb, false)) || (two && !(j.tmp[1] = rc_arena_alloc(ar, tb, false)))))
         return false;
