@@ -560,6 +560,7 @@ void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed
 /* Rows of the reduction per block: one panel's block of B (TN_KC x 32 floats, 24 KB) is packed
  * just before its tiles use it, so it is read from L1. */
 #define TN_KC 192
+#define TN_JOIN_MAX 128 /* CBLAS path: groups of at most these many columns in all are joined */
 #define PACK_AHEAD 8 /* rows */
 
 size_t rc_gemm_tn_floats(int64_t k)
@@ -708,6 +709,29 @@ void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t
 #endif
     if (colsum) add_colsums(m, B, ldb, n0, n1, colsum);
     float *crow = C + n0;
+    int64_t ktot = 0;
+    bool gathered = false;
+    for (int gi = 0; gi < ng; gi++) ktot += g[gi].k, gathered |= g[gi].idx != NULL;
+    if (ng > 1 && gathered && ktot <= TN_JOIN_MAX) {
+        /* Narrow groups, one of them gathered anyway (the seed's [x, h], 10 + 50 columns): all
+         * gathered side by side, so that one CBLAS call per block of rows makes every row of C
+         * (each call packs B's block again, which for a few rows of C costs as much as their
+         * product), in blocks of equal size that the work holds. */
+        int64_t fit = (int64_t)(rc_gemm_tn_floats(ktot) / (size_t)ktot), nb = (m + fit - 1) / fit, rb = (m + nb - 1) / nb;
+        for (int64_t r0 = 0; r0 < m; r0 += rb) {
+            int64_t kb = RC_MIN(rb, m - r0);
+            for (int64_t r = 0; r < kb; r++) {
+                float *w = work + r * ktot;
+                for (int gi = 0; gi < ng; gi++) {
+                    memcpy(w, tall_row(&g[gi], r0 + r), (size_t)g[gi].k * sizeof *w);
+                    w += g[gi].k;
+                }
+            }
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ktot, (int)(n1 - n0), (int)kb, 1.0f, work, (int)ktot,
+                        B + r0 * ldb + n0, (int)ldb, 1.0f, crow, (int)ldc);
+        }
+        return;
+    }
     for (int gi = 0; gi < ng; gi++) {
         const rc_tall *t = &g[gi];
         if (t->idx) { /* gathered TN_KC rows at a time into work (TN_KC x k floats fit) */
