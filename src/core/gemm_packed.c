@@ -696,6 +696,25 @@ __attribute__((target_clones("avx2", "default"))) static void add_colsums(int64_
     }
 }
 
+/* The CBLAS path's C[k, n0:n1] += A^T B for groups g[0, ng) of k columns in all, their rows
+ * gathered side by side into work rb at a time (rb x k floats), one call per block. */
+static void gathered_tn(int64_t m, int64_t rb, int ng, const rc_tall *g, int64_t k, const float *B, int64_t ldb, float *crow,
+                        int64_t ldc, int64_t n0, int64_t n1, float *work)
+{
+    for (int64_t r0 = 0; r0 < m; r0 += rb) {
+        int64_t kb = RC_MIN(rb, m - r0);
+        for (int64_t r = 0; r < kb; r++) {
+            float *w = work + r * k;
+            for (int gi = 0; gi < ng; gi++) {
+                memcpy(w, tall_row(&g[gi], r0 + r), (size_t)g[gi].k * sizeof *w);
+                w += g[gi].k;
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)(n1 - n0), (int)kb, 1.0f, work, (int)k, B + r0 * ldb + n0,
+                    (int)ldb, 1.0f, crow, (int)ldc);
+    }
+}
+
 void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t ldb, float *C, int64_t ldc, int64_t N,
                     int64_t n0, int64_t n1, float *colsum, float *work)
 {
@@ -717,30 +736,14 @@ void rc_gemm_tn_acc(int64_t m, int ng, const rc_tall *g, const float *B, int64_t
          * gathered side by side, so that one CBLAS call per block of rows makes every row of C
          * (each call packs B's block again, which for a few rows of C costs as much as their
          * product), in blocks of equal size that the work holds. */
-        int64_t fit = (int64_t)(rc_gemm_tn_floats(ktot) / (size_t)ktot), nb = (m + fit - 1) / fit, rb = (m + nb - 1) / nb;
-        for (int64_t r0 = 0; r0 < m; r0 += rb) {
-            int64_t kb = RC_MIN(rb, m - r0);
-            for (int64_t r = 0; r < kb; r++) {
-                float *w = work + r * ktot;
-                for (int gi = 0; gi < ng; gi++) {
-                    memcpy(w, tall_row(&g[gi], r0 + r), (size_t)g[gi].k * sizeof *w);
-                    w += g[gi].k;
-                }
-            }
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ktot, (int)(n1 - n0), (int)kb, 1.0f, work, (int)ktot,
-                        B + r0 * ldb + n0, (int)ldb, 1.0f, crow, (int)ldc);
-        }
+        int64_t fit = (int64_t)(rc_gemm_tn_floats(ktot) / (size_t)ktot), nb = (m + fit - 1) / fit;
+        gathered_tn(m, (m + nb - 1) / nb, ng, g, ktot, B, ldb, crow, ldc, n0, n1, work);
         return;
     }
     for (int gi = 0; gi < ng; gi++) {
         const rc_tall *t = &g[gi];
-        if (t->idx) { /* gathered TN_KC rows at a time into work (TN_KC x k floats fit) */
-            for (int64_t r0 = 0; r0 < m; r0 += TN_KC) {
-                int64_t kb = RC_MIN(TN_KC, m - r0);
-                for (int64_t r = 0; r < kb; r++) memcpy(work + r * t->k, tall_row(t, r0 + r), (size_t)t->k * sizeof *work);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)t->k, (int)(n1 - n0), (int)kb, 1.0f, work, (int)t->k,
-                            B + r0 * ldb + n0, (int)ldb, 1.0f, crow, (int)ldc);
-            }
+        if (t->idx) { /* TN_KC x k floats fit in work */
+            gathered_tn(m, TN_KC, 1, t, t->k, B, ldb, crow, ldc, n0, n1, work);
             crow += t->k * ldc;
             continue;
         }

@@ -583,24 +583,7 @@ static inline RC_AVX2 __m256 exp256(__m256 x)
     return scale256(p, _mm256_cvtps_epi32(k));
 }
 
-static inline RC_AVX2 __m256 sigmoid256_wide(__m256 x, __m256 a);
-
-/* Where every lane has |x| <= 87 (the common case by far), exp(-|x|) = p 2^k with k >= -126:
- * one scaling by a normal power of two rounds it once, as scale256 would, and 1 + e is the
- * same sum as sigmoid256_wide's (which scales e no lower than 2^-64), so the results are the
- * same bits as the general path's. */
-static inline RC_AVX2 __m256 sigmoid256(__m256 x)
-{
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 a = _mm256_or_ps(_mm256_and_ps(x, not_tiny256(x)), _mm256_set1_ps(-0.0f)); /* -|x| */
-    if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(SIGMOID_NARROW), _CMP_LT_OQ)) != 0, 0))
-        return sigmoid256_wide(x, a);
-    __m256 k, p = expm1_reduce256(a, &k);
-    p = _mm256_add_ps(p, one);
-    __m256 e = _mm256_mul_ps(p, pow2_256(_mm256_cvtps_epi32(k)));
-    return _mm256_div_ps(_mm256_blendv_ps(one, e, x), _mm256_add_ps(one, e));
-}
-
+/* sigmoid256 for any x, given a = -|x| (-0 where |x| < 2^-26). */
 static inline RC_AVX2 __m256 sigmoid256_wide(__m256 x, __m256 a)
 {
     const __m256 one = _mm256_set1_ps(1.0f);
@@ -616,6 +599,22 @@ static inline RC_AVX2 __m256 sigmoid256_wide(__m256 x, __m256 a)
         _mm256_castps_si256(_mm256_blendv_ps(_mm256_setzero_ps(), _mm256_castsi256_ps(ki), x));
     __m256 num = _mm256_blendv_ps(one, scale256(p, kn), x);
     return _mm256_div_ps(num, _mm256_add_ps(one, e));
+}
+
+/* Where every lane has |x| <= 87 (the common case by far), exp(-|x|) = p 2^k with k >= -126:
+ * one scaling by a normal power of two rounds it once, as scale256 would, and 1 + e is the
+ * same sum as sigmoid256_wide's (which scales e no lower than 2^-64), so the results are the
+ * same bits as the general path's. */
+static inline RC_AVX2 __m256 sigmoid256(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 a = _mm256_or_ps(_mm256_and_ps(x, not_tiny256(x)), _mm256_set1_ps(-0.0f)); /* -|x| */
+    if (__builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(SIGMOID_NARROW), _CMP_LT_OQ)) != 0, 0))
+        return sigmoid256_wide(x, a);
+    __m256 k, p = expm1_reduce256(a, &k);
+    p = _mm256_add_ps(p, one);
+    __m256 e = _mm256_mul_ps(p, pow2_256(_mm256_cvtps_epi32(k)));
+    return _mm256_div_ps(_mm256_blendv_ps(one, e, x), _mm256_add_ps(one, e));
 }
 
 static inline RC_AVX2 __m256 tanh256(__m256 x)

@@ -98,8 +98,9 @@ typedef struct packed_job {
     float *C, beta;
     int64_t m, n, k, lda, ldc;
     const int64_t *arow, *crow; /* row r of A / C at index arow[r] / crow[r] (NULL: r) */
-    float *tmp[2];              /* with a row map: per thread, GATHER_ROWS (tall: GATHER_TALL) rows of A and of C */
-    bool tall;                  /* B unpacked: CBLAS computes the product (rc_gemm_tall_via_cblas) */
+    float *tmp[2];              /* with a row map: per thread, `gather` rows of A and of C */
+    int64_t gather;             /* rows per gathered block: GATHER_ROWS, or GATHER_TALL where B is
+                                 * left unpacked for CBLAS (rc_gemm_tall_via_cblas) */
 } packed_job;
 
 #define GATHER_ROWS 64
@@ -115,7 +116,7 @@ static void packed_part(void *arg, int part)
     }
     /* Rows elsewhere (the caller's [T][B] layout): gathered a block at a time into scratch that
      * stays in cache, and the block of C scattered from there, instead of whole copies. */
-    int64_t gr = j->tall ? GATHER_TALL : GATHER_ROWS;
+    int64_t gr = j->gather;
     float *ta = j->tmp[part > 0], *tc = ta + gr * j->k;
     size_t ab = (size_t)j->k * sizeof(float), cb = (size_t)j->n * sizeof(float);
     for (int64_t b0 = r0; b0 < r1; b0 += gr) {
@@ -152,9 +153,9 @@ static bool gemm_packed_rows(int64_t m, int64_t n, int64_t k, const float *A, in
     if (tall) rc_pack_b_init(&p, b, ldb, trans, k, n, NULL); /* CBLAS on b as it is */
     else if (!rc_pack_b(&p, b, ldb, trans, k, n, ar)) return false;
     packed_job j = {.p = &p, .A = A, .C = C, .beta = beta, .m = m, .n = n, .k = k, .lda = lda, .ldc = ldc, .arow = arow, .crow = crow,
-                    .tall = tall};
+                    .gather = tall ? GATHER_TALL : GATHER_ROWS};
     bool two = tl_kernel && (double)m * (double)n * (double)RC_MAX(k, 1) >= TWO_THREADS_MNK;
-    size_t tb = (size_t)(tall ? GATHER_TALL : GATHER_ROWS) * (size_t)(k + n) * sizeof(float);
+    size_t tb = (size_t)j.gather * (size_t)(k + n) * sizeof(float);
     if ((arow || crow) &&
         (!(j.tmp[0] = rc_arena_alloc(ar, tb, false)) || (two && !(j.tmp[1] = rc_arena_alloc(ar, tb, false)))))
         return false;
