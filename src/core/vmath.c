@@ -640,22 +640,23 @@ static inline RC_AVX2 __m256 sigmoid256(__m256 x)
     return sigmoid256_finish(x, r, k);
 }
 
-/* tanh256's range reduction: r and *k for z = -2|x| (0 where |x| < 2^-13 or x is NaN). */
-static inline RC_AVX2 __m256 tanh256_reduce(__m256 x, __m256 *k)
+/* tanh256's range reduction: r and *k for z = -2|x| (0 where |x| < 2^-13 or x is NaN, the
+ * lanes *live leaves out). */
+static inline RC_AVX2 __m256 tanh256_reduce(__m256 x, __m256 *k, __m256 *live)
 {
     /* as in tanh512: x where |x| < 2^-13 or NaN, the arithmetic on 0 there; m = expm1(-2|x|)
      * = 2^k q + (2^k - 1), k in [-29, 0]; tanh|x| = m / (-2 - m) */
     __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-    ax = _mm256_and_ps(ax, _mm256_cmp_ps(ax, _mm256_set1_ps(TANH_TINY), _CMP_GE_OQ));
+    *live = _mm256_cmp_ps(ax, _mm256_set1_ps(TANH_TINY), _CMP_GE_OQ);
+    ax = _mm256_and_ps(ax, *live);
     __m256 z = _mm256_mul_ps(_mm256_min_ps(_mm256_set1_ps(TANH_SAT), ax), _mm256_set1_ps(-2.0f));
     return reduce256(z, k);
 }
 
-/* tanh256 from tanh256_reduce's r and k. */
-static inline RC_AVX2 __m256 tanh256_finish(__m256 x, __m256 r, __m256 k)
+/* tanh256 from tanh256_reduce's r, k and live. */
+static inline RC_AVX2 __m256 tanh256_finish(__m256 x, __m256 r, __m256 k, __m256 live)
 {
     const __m256 signbit = _mm256_set1_ps(-0.0f);
-    __m256 live = _mm256_cmp_ps(_mm256_andnot_ps(signbit, x), _mm256_set1_ps(TANH_TINY), _CMP_GE_OQ);
     __m256 q = expm1_poly256(r);
     __m256 tk = pow2_256(_mm256_cvtps_epi32(k));
     __m256 m = _mm256_fmadd_ps(tk, q, _mm256_sub_ps(tk, _mm256_set1_ps(1.0f)));
@@ -666,8 +667,8 @@ static inline RC_AVX2 __m256 tanh256_finish(__m256 x, __m256 r, __m256 k)
 
 static inline RC_AVX2 __m256 tanh256(__m256 x)
 {
-    __m256 k, r = tanh256_reduce(x, &k);
-    return tanh256_finish(x, r, k);
+    __m256 k, live, r = tanh256_reduce(x, &k, &live);
+    return tanh256_finish(x, r, k, live);
 }
 
 /* The first r (1 to 8) lanes: loaded under a mask (zeros after), stored as 4 + 2 + 1 floats.
@@ -739,14 +740,14 @@ static RC_AVX2 void tanh_avx2(float *y, const float *x, size_t n)
 {
     size_t nv = n / 8;
     if (nv) {
-        __m256 xn = _mm256_loadu_ps(x), kn, rn = tanh256_reduce(xn, &kn);
+        __m256 xn = _mm256_loadu_ps(x), kn, ln, rn = tanh256_reduce(xn, &kn, &ln);
         for (size_t v = 0; v < nv; v++) {
-            __m256 xc = xn, kc = kn, rc = rn;
+            __m256 xc = xn, kc = kn, lc = ln, rc = rn;
             if (v + 1 < nv) {
                 xn = _mm256_loadu_ps(x + 8 * (v + 1));
-                rn = tanh256_reduce(xn, &kn);
+                rn = tanh256_reduce(xn, &kn, &ln);
             }
-            _mm256_storeu_ps(y + 8 * v, tanh256_finish(xc, rc, kc));
+            _mm256_storeu_ps(y + 8 * v, tanh256_finish(xc, rc, kc, lc));
         }
     }
     size_t i = 8 * nv;
