@@ -22,10 +22,8 @@
 #define AVX2 __attribute__((target("avx2,fma")))
 #define AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
 
-/* K blocks so that a panel's block (up to 240 x 32 floats, 30 KB) stays in L1 while the row
- * tiles pass over it; rows in blocks of MB so that their part of C stays in L2 between the K
- * blocks (as the AVX-512 kernels do). */
-#define KC_MAX 240
+/* K in blocks (gemm_kernels.h); rows in blocks of MB so that their part of C stays in L2
+ * between the K blocks (as the AVX-512 kernels do). */
 #define MB 64
 
 /* The first n (0 to 8) lanes. */
@@ -152,12 +150,12 @@ static AVX2 void rows_of_panel(int mr, int64_t K, const float *a, int64_t lda, c
     if (w > 16) half_tile(mr, K, a, lda, panel + 16, beta, c + 16, ldc, w - 16);
 }
 
-/* Panels [q0, q1) for rows [0, M) (M <= MB, or any M when K <= KC_MAX). Rows in tiles of 6;
+/* Panels [q0, q1) for rows [0, M) (M <= MB, or any M when K is one block). Rows in tiles of 6;
  * 2 to 5 left over as one more tile, 1 left over (after at least 6) as 4 + 3. */
 static AVX2 void gemm_block(int64_t M, const float *A, int64_t lda, const float *panels, int64_t K, int64_t Np, float beta,
                             float *C, int64_t ldc, int64_t q0, int64_t q1)
 {
-    int64_t nkb = (K + KC_MAX - 1) / KC_MAX, kbs = (K + nkb - 1) / nkb;
+    int64_t kbs = rc_gemm_kblock(K), nq = (Np + NR - 1) / NR;
     int64_t full = M / 6, rest = M % 6;
     if (full && rest == 1) full--, rest = 7;
     for (int64_t k0 = 0, kb; k0 < K; k0 += kb) {
@@ -165,11 +163,11 @@ static AVX2 void gemm_block(int64_t M, const float *A, int64_t lda, const float 
         float bk = k0 ? 1.0f : beta;
         for (int64_t q = q0; q < q1; q++) {
             int64_t n0 = q * NR, w = RC_MIN(NR, Np - n0);
-            const float *panel = panels + q * K * NR + k0 * NR, *a = A + k0;
+            const float *panel = panels + rc_gemm_panel_at(K, nq, q, k0), *a = A + k0;
             float *c = C + n0;
             if (M == 1) { /* one row: two panels at a time (eight accumulators) */
                 if (q + 1 < q1) {
-                    pair_tile(kb, a, lda, panel, panel + K * NR, bk, c, ldc, RC_MIN(2 * NR, Np - n0));
+                    pair_tile(kb, a, lda, panel, panel + kb * NR, bk, c, ldc, RC_MIN(2 * NR, Np - n0));
                     q++;
                 } else {
                     panel_tile(1, kb, a, lda, panel, bk, c, ldc, w);
@@ -190,7 +188,7 @@ static AVX2 void gemm_block(int64_t M, const float *A, int64_t lda, const float 
 void rc_gemm_avx2(int64_t M, const float *A, int64_t lda, const float *panels, int64_t K, int64_t Np, float beta, float *C,
                   int64_t ldc, int64_t q0, int64_t q1)
 {
-    if (K <= KC_MAX) {
+    if (K <= RC_GEMM_KC_MAX) {
         gemm_block(M, A, lda, panels, K, Np, beta, C, ldc, q0, q1);
         return;
     }

@@ -194,19 +194,23 @@ static void pack_panel_trans_c(const float *b, int64_t ldb, int64_t K, int64_t c
 void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1)
 {
     if (!p->panels) return;
-    int64_t K = p->K, Np = p->N - p->tail; /* the panels' columns */
+    int64_t K = p->K, Np = p->N - p->tail, nq = panel_count(K, p->N), kbs = rc_gemm_kblock(K); /* Np: the panels' columns */
     for (int64_t q = n0 / NR; q * NR < RC_MIN(n1, Np); q++) {
         int64_t c0 = q * NR, w = RC_MIN(NR, Np - c0);
-        float *dst = p->panels + q * K * NR;
+        for (int64_t k0 = 0; k0 < K; k0 += kbs) { /* the panel's block of rows [k0, k0 + kb) */
+            int64_t kb = RC_MIN(kbs, K - k0);
+            float *dst = p->panels + rc_gemm_panel_at(K, nq, q, k0);
+            const float *b = p->trans ? p->b + k0 : p->b + k0 * p->ldb;
 #ifdef HAVE_AVX512_PATH
-        if (cpu_has_avx512()) {
-            if (p->trans) pack_panel_trans(p->b, p->ldb, K, c0, w, dst);
-            else pack_panel(p->b, p->ldb, K, c0, w, dst);
-            continue;
-        }
+            if (cpu_has_avx512()) {
+                if (p->trans) pack_panel_trans(b, p->ldb, kb, c0, w, dst);
+                else pack_panel(b, p->ldb, kb, c0, w, dst);
+                continue;
+            }
 #endif
-        if (p->trans) pack_panel_trans_c(p->b, p->ldb, K, c0, w, dst);
-        else pack_panel_c(p->b, p->ldb, K, c0, w, dst);
+            if (p->trans) pack_panel_trans_c(b, p->ldb, kb, c0, w, dst);
+            else pack_panel_c(b, p->ldb, kb, c0, w, dst);
+        }
     }
     /* the tail's columns, each as one row of K */
     float *tails = p->tail ? tails_of(p) : NULL;
@@ -275,13 +279,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
     tile_s(mr, K, A, lda, 1, panel, beta, C, ldc, m0, m1);
 }
 
-/* K is taken in blocks so that a panel's block (up to KC_MAX x 32 floats, 30 KB) stays in L1 while
- * every row tile of A passes over it: the fewest blocks of at most KC_MAX (a block costs a pass
- * over C's tiles; K = 200 is one), of equal sizes (K = 256 as two of 128, not 192 and 64: the
- * smaller blocks leave room in L1 for the two panels a tail of 1-3 rows reads, which took
- * 1.7-1.9 times a tile row's time per row with blocks of 192). The split of K changes no sum:
- * each element is summed over k in order, its partial sum stored and reloaded between blocks. */
-#define KC_MAX 240
+/* K is taken in blocks, and the panels stored block by block (gemm_kernels.h). */
+#define KC_MAX RC_GEMM_KC_MAX
 
 /* The last mr (1 to 3) rows against np (1 or 2) panels at once, right after the panels' row
  * tiles (so the panels are still in L1): 2 mr np accumulators. A row alone against one panel
@@ -355,12 +354,12 @@ static void tile_rows(int mr, int64_t K, const float *A, int64_t lda, const floa
 #undef RC_TILE
 }
 
-/* Panels [q0, q1) of the product, for rows [0, M) (M <= MB, or any M when K <= KC_MAX). */
+/* Panels [q0, q1) of the product, for rows [0, M) (M <= MB, or any M when K is one block). */
 __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float *A, int64_t lda, const rc_packed_b *p,
                                                           float beta, float *C, int64_t ldc, int64_t q0, int64_t q1)
 {
     int64_t K = p->K, N = p->N - p->tail;
-    int64_t nkb = RC_MAX((K + KC_MAX - 1) / KC_MAX, 1), kbs = (K + nkb - 1) / nkb; /* blocks, their size */
+    int64_t kbs = rc_gemm_kblock(K), nq = panel_count(K, p->N); /* rows per K block; panels */
     /* Rows in register tiles of 4 to MR rows: tiles of MR, and what is left as one tile (4 to
      * 7 rows) or, where 1 to 3 rows are left, the last MR + those as two (4 + 1..3 and 4), so
      * that from 4 rows on no row goes without a tile (the tail kernel's accumulators are too few
@@ -375,7 +374,7 @@ __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float
             int64_t n0 = q * NR;
             __mmask16 m[4] = {0};
             panel_masks(RC_MIN(NR, N - n0), &m[0], &m[1]);
-            const float *panel = p->panels + q * K * NR + k0 * NR, *a = A + k0;
+            const float *panel = p->panels + rc_gemm_panel_at(K, nq, q, k0), *a = A + k0;
             float *c = C + n0;
             int64_t i = 0;
             for (int64_t t = 0; t < full; t++, i += MR) tile(MR, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m[0], m[1]);
@@ -387,7 +386,7 @@ __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float
             if (M == tiled || ((q - q0) % 2 == 0 && q + 1 < q1)) continue;
             /* fewer than 4 rows: after every second panel (and the last), against the two */
             int np = (q - q0) % 2 == 1 ? 2 : 1;
-            const float *p0 = np == 2 ? panel - K * NR : panel;
+            const float *p0 = np == 2 ? panel - kb * NR : panel;
             if (np == 2) {
                 m[2] = m[0], m[3] = m[1];
                 panel_masks(NR, &m[0], &m[1]);
