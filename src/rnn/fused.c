@@ -1451,9 +1451,51 @@ typedef struct lstm_bwd_job {
     const rc_packed_b *whT, *wpT;
     const float *wf, *wi, *wo, *gates, *craw, *yraw;
     float *dG, *hp, *dm, *cp, *mpre, *dmr, *a[2];
+    float *bsum; /* the bias gradient's partial sums (bias_sums) */
     row_parts parts;
     bool basic; /* the common cell (lstm_bwd_rows_basic) */
 } lstm_bwd_job;
+
+/* The bias gradient is summed as the recurrence goes, while each step's gate gradients are
+ * still in cache, instead of in a pass over all of them afterwards, from memory (26 MB for the
+ * 256-unit LSTM's batch of 64 x 100 steps: its backward took 0.98 times as long on Zen 3, in
+ * alternate iterations of one process). The order of the sums is fixed by the shape, so that
+ * one thread and two give the same bits: the batch's rows in groups of BIAS_ROWS (a part's
+ * rows, and a tile taken over, start on a multiple of it), each group with its own row of sums
+ * bsum[group][G], to which it adds its running rows' sum at every step, in running order (a
+ * tile taken over continues after its owner's last step); the groups' rows are added up in
+ * group order at the end (bias_total). */
+#define BIAS_ROWS STEAL_ROWS
+
+__attribute__((target_clones("avx2", "default"))) static void bias_sums(float *bsum, int64_t r0, int64_t n, const float *dG,
+                                                                        int64_t G)
+{
+    for (int64_t i = 0; i < n; i += BIAS_ROWS) {
+        float *restrict acc = bsum + (r0 + i) / BIAS_ROWS * G;
+        const float *g = dG + i * G;
+        switch (RC_MIN(BIAS_ROWS, n - i)) {
+        case 1:
+            for (int64_t c = 0; c < G; c++) acc[c] += g[c];
+            break;
+        case 2:
+            for (int64_t c = 0; c < G; c++) acc[c] += g[c] + g[G + c];
+            break;
+        case 3:
+            for (int64_t c = 0; c < G; c++) acc[c] += g[c] + g[G + c] + g[2 * G + c];
+            break;
+        default:
+            for (int64_t c = 0; c < G; c++) acc[c] += g[c] + g[G + c] + g[2 * G + c] + g[3 * G + c];
+            break;
+        }
+    }
+}
+
+/* db += the groups' sums, in group order. */
+static void bias_total(const float *bsum, int64_t groups, int64_t G, float *db)
+{
+    for (int64_t q = 0; q < groups; q++)
+        for (int64_t c = 0; c < G; c++) db[c] += bsum[q * G + c];
+}
 
 /* The backward recurrence over one part's rows: gate gradients, state gradients, and the
  * part's bias (and peephole) gradient sums. */
@@ -1499,6 +1541,7 @@ static void lstm_bwd_part(void *arg, int part)
             lstm_bwd_rows(l, n, H, j->gates + row * G, j->craw + row * H, cprev, dm, dc, j->dG + row * G,
                           j->mpre ? j->mpre + row * H : NULL, a, j->wf, j->wi, j->wo);
         }
+        bias_sums(j->bsum, r.r0, n, j->dG + row * G, G);
         if (t || c->dh0) rc_gemm_packed(n, j->dG + row * G, G, j->whT, 0.0f, dh, P);
     }
 }
@@ -1546,8 +1589,10 @@ static recur_code lstm_bwd(bctx *c)
     j.hp = hp_view ? NULL : TAKE_RAW(c, R * P);
     j.mpre = proj ? TAKE(c, R * H) : NULL, j.dmr = proj ? TAKE(c, R * P) : NULL;
     j.a[0] = TAKE(c, H), j.a[1] = TAKE(c, H);
+    int64_t bgroups = (B + BIAS_ROWS - 1) / BIAS_ROWS;
+    j.bsum = TAKE(c, bgroups * G);
     rc_packed_b whT, wpT;
-    if (!j.dG || (!hp_view && !j.hp) || !j.dm || !j.cp || !j.a[0] || !j.a[1] || (proj && (!j.mpre || !j.dmr)) ||
+    if (!j.dG || (!hp_view && !j.hp) || !j.dm || !j.cp || !j.a[0] || !j.a[1] || !j.bsum || (proj && (!j.mpre || !j.dmr)) ||
         !rc_pack_b(&whT, kern + D * G, G, true, G, P, c->ar) ||
         (proj && !rc_pack_b(&wpT, proj, P, true, P, H, c->ar)))
         return RECUR_OUT_OF_MEMORY;
@@ -1556,7 +1601,8 @@ static recur_code lstm_bwd(bctx *c)
     run_row_parts(&j.parts, c->s, lstm_bwd_part, &j);
     rc_tall g[2] = {xtall(c), tall(j.hp, P, P)};
     if (hp_view) g[1] = (rc_tall){.a0 = c->h0, .a1 = j.yraw, .split = B, .lda = P, .k = P};
-    if (!weight_grad(R, G, 2, g, j.dG, G, dK, G, db, c->ar)) return RECUR_OUT_OF_MEMORY;
+    bias_total(j.bsum, bgroups, G, db);
+    if (!weight_grad(R, G, 2, g, j.dG, G, dK, G, NULL, c->ar)) return RECUR_OUT_OF_MEMORY;
     if (l->peepholes) peephole_grads(c, &j, DW(c->dcap, c->first, l, 2), DW(c->dcap, c->first, l, 3), DW(c->dcap, c->first, l, 4));
     if (proj && !weight_grad(R, P, 1, &(rc_tall){.a0 = j.mpre, .lda = H, .k = H}, j.dmr, P, DW(c->dcap, c->first, l, pi), P, NULL, c->ar))
         return RECUR_OUT_OF_MEMORY;
