@@ -485,8 +485,7 @@ TEST(two_thread_fused_kernels_match_the_loop_path)
 }
 
 /* The fused kernels on one thread and on two give the same bits, the bias gradients included
- * (the column sums of the gate gradients: the LSTM's summed as the recurrence goes, the GRU's
- * taken with the weight gradient's product): LSTM at the
+ * (the column sums of the gate gradients, summed as the recurrence goes): LSTM at the
  * small model's shape (an input projection done per step inside the row split, and a weight
  * gradient whose 7 column panels do not halve, split over its rows instead) and with 64 units
  * (8 panels, split over its columns); GRU likewise (its three weight gradients split either

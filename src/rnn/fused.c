@@ -1456,15 +1456,16 @@ typedef struct lstm_bwd_job {
     bool basic; /* the common cell (lstm_bwd_rows_basic) */
 } lstm_bwd_job;
 
-/* The bias gradient is summed as the recurrence goes, while each step's gate gradients are
- * still in cache, instead of in a pass over all of them afterwards, from memory (26 MB for the
- * 256-unit LSTM's batch of 64 x 100 steps: its backward took 0.98 times as long on Zen 3, in
- * alternate iterations of one process). The order of the sums is fixed by the shape, so that
- * one thread and two give the same bits: the batch's rows in groups of BIAS_ROWS (a part's
- * rows, and a tile taken over, start on a multiple of it), each group with its own row of sums
- * bsum[group][G], to which it adds its running rows' sum at every step, in running order (a
- * tile taken over continues after its owner's last step); the groups' rows are added up in
- * group order at the end (bias_total). */
+/* The bias gradients (LSTM, and GRU with the reset before the product) are summed as the
+ * recurrence goes, while each step's gate gradients are still in cache, instead of in a pass
+ * over all of them afterwards, from memory (26 MB for the 256-unit LSTM's batch of 64 x 100
+ * steps: its backward took 0.98 times as long on Zen 3, in alternate iterations of one
+ * process). The order of the sums is fixed by the shape, so that one thread and two give the
+ * same bits: the batch's rows in groups of BIAS_ROWS (a part's rows, and a tile taken over,
+ * start on a multiple of it), each group with its own row of sums bsum[group][G], to which it
+ * adds its running rows' sum at every step, in running order (a tile taken over continues
+ * after its owner's last step); the groups' rows are added up in group order at the end
+ * (bias_total). */
 #define BIAS_ROWS STEAL_ROWS
 
 __attribute__((target_clones("avx2", "default"))) static void bias_sums(float *bsum, int64_t r0, int64_t n, const float *dG,
@@ -1490,11 +1491,11 @@ __attribute__((target_clones("avx2", "default"))) static void bias_sums(float *b
     }
 }
 
-/* db += the groups' sums, in group order. */
-static void bias_total(const float *bsum, int64_t groups, int64_t G, float *db)
+/* db[0, c1 - c0) += the groups' sums of columns [c0, c1), in group order. */
+static void bias_total(const float *bsum, int64_t groups, int64_t G, int64_t c0, int64_t c1, float *db)
 {
     for (int64_t q = 0; q < groups; q++)
-        for (int64_t c = 0; c < G; c++) db[c] += bsum[q * G + c];
+        for (int64_t c = c0; c < c1; c++) db[c - c0] += bsum[q * G + c];
 }
 
 /* The backward recurrence over one part's rows: gate gradients, state gradients, and the
@@ -1601,7 +1602,7 @@ static recur_code lstm_bwd(bctx *c)
     run_row_parts(&j.parts, c->s, lstm_bwd_part, &j);
     rc_tall g[2] = {xtall(c), tall(j.hp, P, P)};
     if (hp_view) g[1] = (rc_tall){.a0 = c->h0, .a1 = j.yraw, .split = B, .lda = P, .k = P};
-    bias_total(j.bsum, bgroups, G, db);
+    bias_total(j.bsum, bgroups, G, 0, G, db);
     if (!weight_grad(R, G, 2, g, j.dG, G, dK, G, NULL, c->ar)) return RECUR_OUT_OF_MEMORY;
     if (l->peepholes) peephole_grads(c, &j, DW(c->dcap, c->first, l, 2), DW(c->dcap, c->first, l, 3), DW(c->dcap, c->first, l, 4));
     if (proj && !weight_grad(R, P, 1, &(rc_tall){.a0 = j.mpre, .lda = H, .k = H}, j.dmr, P, DW(c->dcap, c->first, l, pi), P, NULL, c->ar))
@@ -1650,6 +1651,7 @@ typedef struct gru_bwd_job {
     const rc_packed_b *wcT, *wgT;
     const float *gates, *hh; /* hh: the outputs (the history block) */
     float *dA, *rh, *drh, *dhn; /* dA: [rows, 3H], the gates' gradients then the candidate's */
+    float *bsum;                /* both biases' gradients' partial sums, [groups][3H] (bias_sums) */
     row_parts parts;
 } gru_bwd_job;
 
@@ -1672,6 +1674,7 @@ static void gru_bwd_part(void *arg, int part)
         gru_bwd_rows(l, n, H, g, hpt, dh, dy_rows(c, part, row, n, H), dA, 3 * H, dhn);
         rc_gemm_packed(n, dA + 2 * H, 3 * H, j->wcT, 0.0f, drh, H);
         gru_bwd_reset(n, H, g, hpt, drh, dA, 3 * H, dhn);
+        bias_sums(j->bsum, r.r0, n, dA, 3 * H);
         if (!t && !c->dh0) continue; /* (the reset gate's gradient above needed drh) */
         rc_gemm_packed(n, dA, 3 * H, j->wgT, 1.0f, dhn, H);
         memcpy(dh, dhn, (size_t)(n * H) * sizeof *dh);
@@ -1691,8 +1694,11 @@ static recur_code gru_bwd(bctx *c)
     /* every packed row of these is written (RAW: no memset) */
     float *hp = dense ? NULL : TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H);
     j.dA = TAKE_RAW(c, R * 3 * H), j.rh = TAKE_RAW(c, R * H), j.drh = TAKE(c, B * H), j.dhn = TAKE(c, B * H);
+    int64_t bgroups = (B + BIAS_ROWS - 1) / BIAS_ROWS;
+    j.bsum = TAKE(c, bgroups * 3 * H);
     rc_packed_b wcT, wgT;
-    if (!j.dA || (!dense && !hp) || !wx || !dwx || !j.rh || !j.drh || !j.dhn || !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
+    if (!j.dA || (!dense && !hp) || !wx || !dwx || !j.rh || !j.drh || !j.dhn || !j.bsum ||
+        !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
         !rc_pack_b(&wgT, gk + D * 2 * H, 2 * H, true, 2 * H, H, c->ar))
         return RECUR_OUT_OF_MEMORY;
     j.wcT = &wcT;
@@ -1707,9 +1713,11 @@ static recur_code gru_bwd(bctx *c)
     memset(dwx, 0, (size_t)(D * 3 * H) * sizeof *dwx);
     rc_tall gx = xtall(c), gh = tall(hp, H, H), gr = tall(j.rh, H, H);
     if (dense) gh = (rc_tall){.a0 = c->h0, .a1 = j.hh, .split = B, .lda = H, .k = H};
+    bias_total(j.bsum, bgroups, 3 * H, 0, 2 * H, dgb);
+    bias_total(j.bsum, bgroups, 3 * H, 2 * H, 3 * H, dcb);
     if (!weight_grad(R, 3 * H, 1, &gx, j.dA, 3 * H, dwx, 3 * H, NULL, c->ar) ||
-        !weight_grad(R, 2 * H, 1, &gh, j.dA, 3 * H, dgk + D * 2 * H, 2 * H, dgb, c->ar) ||
-        !weight_grad(R, H, 1, &gr, j.dA + 2 * H, 3 * H, dck + D * H, H, dcb, c->ar))
+        !weight_grad(R, 2 * H, 1, &gh, j.dA, 3 * H, dgk + D * 2 * H, 2 * H, NULL, c->ar) ||
+        !weight_grad(R, H, 1, &gr, j.dA + 2 * H, 3 * H, dck + D * H, H, NULL, c->ar))
         return RECUR_OUT_OF_MEMORY;
     for (int64_t d = 0; d < D; d++)
         for (int64_t k = 0; k < 3 * H; k++) {
