@@ -430,11 +430,13 @@ static void run_row_parts(row_parts *p, const seqinfo *s, void (*fn)(void *, int
         fn(arg, -1);
         return;
     }
-    /* the split that balances the steps each side runs, on a tile edge */
+    /* the split that balances the steps each side runs, on a tile edge, and on a multiple of
+     * STEAL_ROWS however few rows the batch has (the bias gradients' groups, bias_sums, are
+     * never shared), leaving the second part at least 8 rows */
     int64_t r = 0, acc = 0;
     for (; r < s->B && 2 * acc < s->rows; r++)
         for (int64_t t = 0; t < s->steps && s->nact[t] > r; t++) acc++;
-    p->split = RC_MIN(RC_MAX((r + 4) / 8 * 8, 8), s->B - 8);
+    p->split = RC_MIN(RC_MAX((r + 4) / 8 * 8, 8), (s->B - 8) / STEAL_ROWS * STEAL_ROWS);
     /* tiles of 2 STEAL_ROWS (the product's full register tile), of STEAL_ROWS where a part
      * would have fewer than two of them to give, and larger for batches of more than STEAL_TILES */
     int64_t rows = RC_MIN(p->split, s->B - p->split) >= 4 * STEAL_ROWS ? 2 * STEAL_ROWS : STEAL_ROWS;
@@ -1468,6 +1470,8 @@ typedef struct lstm_bwd_job {
  * (bias_total). */
 #define BIAS_ROWS STEAL_ROWS
 
+/* One step's gate gradients dG (n rows of G floats, the batch's rows [r0, r0 + n), r0 a
+ * multiple of BIAS_ROWS) added into their groups' sums. */
 __attribute__((target_clones("avx2", "default"))) static void bias_sums(float *bsum, int64_t r0, int64_t n, const float *dG,
                                                                         int64_t G)
 {
