@@ -163,7 +163,7 @@ static AVX2 void gemm_block(int64_t M, const float *A, int64_t lda, const float 
         float bk = k0 ? 1.0f : beta;
         for (int64_t q = q0; q < q1; q++) {
             int64_t n0 = q * NR, w = RC_MIN(NR, Np - n0);
-            const float *panel = panels + rc_gemm_panel_at(K, nq, q, k0), *a = A + k0;
+            const float *panel = panels + rc_gemm_panel_at(nq, q, k0, kb), *a = A + k0;
             float *c = C + n0;
             if (M == 1) { /* one row: two panels at a time (eight accumulators) */
                 if (q + 1 < q1) {

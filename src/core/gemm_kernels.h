@@ -32,11 +32,10 @@ static inline int64_t rc_gemm_kblock(int64_t K)
     return (K + nkb - 1) / nkb;
 }
 
-/* Where panel q's rows from k0 (the start of a K block) begin, in floats from the first panel,
- * for a K x (nq x 32) matrix. */
-static inline int64_t rc_gemm_panel_at(int64_t K, int64_t nq, int64_t q, int64_t k0)
+/* Where panel q's block of rows [k0, k0 + kb) begins (k0 the start of a K block, kb its rows),
+ * in floats from the first panel, for panels of nq panels. */
+static inline int64_t rc_gemm_panel_at(int64_t nq, int64_t q, int64_t k0, int64_t kb)
 {
-    int64_t kb = K - k0 < rc_gemm_kblock(K) ? K - k0 : rc_gemm_kblock(K);
     return (k0 * nq + q * kb) * RC_GEMM_NR;
 }
 

@@ -199,7 +199,7 @@ void rc_pack_b_fill(rc_packed_b *p, int64_t n0, int64_t n1)
         int64_t c0 = q * NR, w = RC_MIN(NR, Np - c0);
         for (int64_t k0 = 0; k0 < K; k0 += kbs) { /* the panel's block of rows [k0, k0 + kb) */
             int64_t kb = RC_MIN(kbs, K - k0);
-            float *dst = p->panels + rc_gemm_panel_at(K, nq, q, k0);
+            float *dst = p->panels + rc_gemm_panel_at(nq, q, k0, kb);
             const float *b = p->trans ? p->b + k0 : p->b + k0 * p->ldb;
 #ifdef HAVE_AVX512_PATH
             if (cpu_has_avx512()) {
@@ -278,9 +278,6 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(int mr
 {
     tile_s(mr, K, A, lda, 1, panel, beta, C, ldc, m0, m1);
 }
-
-/* K is taken in blocks, and the panels stored block by block (gemm_kernels.h). */
-#define KC_MAX RC_GEMM_KC_MAX
 
 /* The last mr (1 to 3) rows against np (1 or 2) panels at once, right after the panels' row
  * tiles (so the panels are still in L1): 2 mr np accumulators. A row alone against one panel
@@ -374,7 +371,7 @@ __attribute__((target("avx512f"))) static void gemm_block(int64_t M, const float
             int64_t n0 = q * NR;
             __mmask16 m[4] = {0};
             panel_masks(RC_MIN(NR, N - n0), &m[0], &m[1]);
-            const float *panel = p->panels + rc_gemm_panel_at(K, nq, q, k0), *a = A + k0;
+            const float *panel = p->panels + rc_gemm_panel_at(nq, q, k0, kb), *a = A + k0;
             float *c = C + n0;
             int64_t i = 0;
             for (int64_t t = 0; t < full; t++, i += MR) tile(MR, kb, a + i * lda, lda, panel, bk, c + i * ldc, ldc, m[0], m[1]);
@@ -457,7 +454,7 @@ __attribute__((target("avx512f"))) static void tail_dots(int64_t M, const float 
 static void gemm_avx512(int64_t M, const float *A, int64_t lda, const rc_packed_b *p, float beta, float *C, int64_t ldc,
                         int64_t q0, int64_t q1, bool tail)
 {
-    if (p->K <= KC_MAX) {
+    if (p->K <= RC_GEMM_KC_MAX) { /* one K block (gemm_kernels.h) */
         gemm_block(M, A, lda, p, beta, C, ldc, q0, q1);
     } else {
         for (int64_t i0 = 0; i0 < M; i0 += MB)

@@ -609,10 +609,6 @@ static inline RC_AVX2 __m256 sigmoid256_wide(__m256 x, __m256 a)
     return _mm256_div_ps(num, _mm256_add_ps(one, e));
 }
 
-/* Where every lane has |x| <= 87 (the common case by far), exp(-|x|) = p 2^k with k >= -126:
- * one scaling by a normal power of two rounds it once, as scale256 would, and 1 + e is the
- * same sum as sigmoid256_wide's (which scales e no lower than 2^-64), so the results are the
- * same bits as the general path's. */
 static inline RC_AVX2 __m256 sigmoid256_neg_abs(__m256 x) /* -|x| (-0 where |x| < 2^-26) */
 {
     return _mm256_or_ps(_mm256_and_ps(x, not_tiny256(x)), _mm256_set1_ps(-0.0f));
@@ -623,7 +619,11 @@ static inline RC_AVX2 bool sigmoid256_narrow(__m256 a) /* given a = -|x|: the fa
     return __builtin_expect(_mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(SIGMOID_NARROW), _CMP_LT_OQ)) == 0, 1);
 }
 
-/* The fast path after the range reduction of a = -|x| (r, k). */
+/* The fast path after the range reduction of a = -|x| (r, k). Where every lane has |x| <= 87
+ * (the common case by far), exp(-|x|) = p 2^k with k >= -126: one scaling by a normal power
+ * of two rounds it once, as scale256 would, and 1 + e is the same sum as sigmoid256_wide's
+ * (which scales e no lower than 2^-64), so the results are the same bits as the general
+ * path's. */
 static inline RC_AVX2 __m256 sigmoid256_finish(__m256 x, __m256 r, __m256 k)
 {
     const __m256 one = _mm256_set1_ps(1.0f);

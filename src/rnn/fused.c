@@ -1495,6 +1495,13 @@ __attribute__((target_clones("avx2", "default"))) static void bias_sums(float *b
     }
 }
 
+/* The groups' sums for a batch of B rows of G gate gradients, zeroed (NULL on OOM). */
+static float *bias_sums_take(bctx *c, int64_t B, int64_t G, int64_t *groups)
+{
+    *groups = (B + BIAS_ROWS - 1) / BIAS_ROWS;
+    return TAKE(c, *groups * G);
+}
+
 /* db[0, c1 - c0) += the groups' sums of columns [c0, c1), in group order. */
 static void bias_total(const float *bsum, int64_t groups, int64_t G, int64_t c0, int64_t c1, float *db)
 {
@@ -1594,8 +1601,8 @@ static recur_code lstm_bwd(bctx *c)
     j.hp = hp_view ? NULL : TAKE_RAW(c, R * P);
     j.mpre = proj ? TAKE(c, R * H) : NULL, j.dmr = proj ? TAKE(c, R * P) : NULL;
     j.a[0] = TAKE(c, H), j.a[1] = TAKE(c, H);
-    int64_t bgroups = (B + BIAS_ROWS - 1) / BIAS_ROWS;
-    j.bsum = TAKE(c, bgroups * G);
+    int64_t bgroups;
+    j.bsum = bias_sums_take(c, B, G, &bgroups);
     rc_packed_b whT, wpT;
     if (!j.dG || (!hp_view && !j.hp) || !j.dm || !j.cp || !j.a[0] || !j.a[1] || !j.bsum || (proj && (!j.mpre || !j.dmr)) ||
         !rc_pack_b(&whT, kern + D * G, G, true, G, P, c->ar) ||
@@ -1698,8 +1705,8 @@ static recur_code gru_bwd(bctx *c)
     /* every packed row of these is written (RAW: no memset) */
     float *hp = dense ? NULL : TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H);
     j.dA = TAKE_RAW(c, R * 3 * H), j.rh = TAKE_RAW(c, R * H), j.drh = TAKE(c, B * H), j.dhn = TAKE(c, B * H);
-    int64_t bgroups = (B + BIAS_ROWS - 1) / BIAS_ROWS;
-    j.bsum = TAKE(c, bgroups * 3 * H);
+    int64_t bgroups;
+    j.bsum = bias_sums_take(c, B, 3 * H, &bgroups);
     rc_packed_b wcT, wgT;
     if (!j.dA || (!dense && !hp) || !wx || !dwx || !j.rh || !j.drh || !j.dhn || !j.bsum ||
         !rc_pack_b(&wcT, ck + D * H, H, true, H, H, c->ar) ||
