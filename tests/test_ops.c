@@ -355,8 +355,8 @@ TEST(packed_gemm_matches_a_double_reference)
     /* The recurrent-step product: every row-tile size (AVX-512: 4 to 8 rows, 8 + 1..3 rows as
      * two tiles, fewer than 4 rows in the tail kernel; AVX2: 6-row half-panel tiles, 2 to 5
      * rows left over, 7 as 4 + 3, one row against two panels) and every edge of the 32-column
-     * panels and K blocks, the last 1 to 4 columns as dot products (AVX-512: N 17, 20, 33, 35,
-     * 50 with K >= 32), both layouts of B, beta 0 and 1, on the packed path and (up to 13
+     * panels and K blocks, the last 1 to 4 columns as dot products (N 17, 20, 33, 35, 50 with
+     * K >= 32), both layouts of B, beta 0 and 1, on the packed path and (up to 13
      * rows) the CBLAS fallback. The blocks of 64 rows (taken where K > 240) against a few
      * shapes only: under valgrind every shape for them took most of the test's 300 s. */
     const int64_t Ms[] = {0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 64, 65, 139}, Ns[] = {1, 15, 16, 17, 20, 31, 32, 33, 35, 50, 200},

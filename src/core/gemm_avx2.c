@@ -196,6 +196,71 @@ void rc_gemm_avx2(int64_t M, const float *A, int64_t lda, const float *panels, i
         gemm_block(RC_MIN(MB, M - i0), A + i0 * lda, lda, panels, K, Np, beta, C + i0 * ldc, ldc, q0, q1);
 }
 
+/* The tail's t columns (the constant 1 to 4) for mr rows (a constant, at most 12 accumulators
+ * in all): each element a dot product of A's row and the column's row of K in 8 lanes over k
+ * (the last vector masked), whose lanes are then added in a fixed order. Every element is
+ * computed the same way whatever rows share the call: the same bits for any split of the rows. */
+AVX2_INLINE void dot_tile(int mr, int t, int64_t K, const float *A, int64_t lda, const float *tails, float beta, float *C,
+                          int64_t ldc)
+{
+    __m256 acc[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < t; c++) acc[r][c] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 b[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < t; c++) b[c] = _mm256_loadu_ps(tails + c * K + k);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            __m256 a = _mm256_loadu_ps(A + r * lda + k);
+#pragma GCC unroll 4
+            for (int c = 0; c < t; c++) acc[r][c] = _mm256_fmadd_ps(a, b[c], acc[r][c]);
+        }
+    }
+    if (k < K) {
+        __m256i km = lanes(K - k);
+        __m256 b[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < t; c++) b[c] = _mm256_maskload_ps(tails + c * K + k, km);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            __m256 a = _mm256_maskload_ps(A + r * lda + k, km);
+#pragma GCC unroll 4
+            for (int c = 0; c < t; c++) acc[r][c] = _mm256_fmadd_ps(a, b[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < t; c++) {
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r][c]), _mm256_extractf128_ps(acc[r][c], 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            float d = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+            C[r * ldc + c] = beta != 0 ? C[r * ldc + c] + d : d;
+        }
+}
+
+AVX2 void rc_gemm_tail_avx2(int64_t M, const float *A, int64_t lda, const float *tails, int64_t K, int64_t t, float beta,
+                            float *C, int64_t ldc)
+{
+#define RC_DOTS(mr, tc)                                                                                            \
+    do {                                                                                                           \
+        int64_t i = 0;                                                                                             \
+        for (; i + (mr) <= M; i += (mr)) dot_tile(mr, tc, K, A + i * lda, lda, tails, beta, C + i * ldc, ldc);     \
+        for (; i < M; i++) dot_tile(1, tc, K, A + i * lda, lda, tails, beta, C + i * ldc, ldc);                  \
+    } while (0)
+    switch (t) {
+    case 1: RC_DOTS(8, 1); break;
+    case 2: RC_DOTS(4, 2); break;
+    case 3: RC_DOTS(3, 3); break;
+    default: RC_DOTS(2, 4); break;
+    }
+#undef RC_DOTS
+}
+
 /* 64 columns (eight accumulators, enough to hide the multiply-add's latency) at a time, each
  * row of the block read in one stream; then 8 at a time. */
 AVX2 void rc_gemv_block_avx2(int64_t K, const float *a, const float *blk, int64_t w, float beta, float *c)

@@ -47,6 +47,11 @@ static inline int64_t rc_gemm_panel_at(int64_t nq, int64_t q, int64_t k0, int64_
 void rc_gemm_avx2(int64_t M, const float *A, int64_t lda, const float *panels, int64_t K, int64_t Np, float beta, float *C,
                   int64_t ldc, int64_t q0, int64_t q1);
 
+/* The tail columns (gemm_packed.h): C[M x t] = beta C + A @ B's last t (1 to 4) columns, each
+ * stored as one row of K floats at tails ([t][K]), computed as dot products. */
+void rc_gemm_tail_avx2(int64_t M, const float *A, int64_t lda, const float *tails, int64_t K, int64_t t, float beta,
+                       float *C, int64_t ldc);
+
 /* c[0, w) = beta c + a[0, K) @ blk [K][w], w a multiple of 8. */
 void rc_gemv_block_avx2(int64_t K, const float *a, const float *blk, int64_t w, float beta, float *c);
 #else

@@ -20,7 +20,7 @@
  * LSTM's shape.
  *
  * Without AVX-512 but with AVX2 and FMA, the panels are the same and the step products run
- * through the 8-lane kernels of gemm_avx2.c (with no tail columns), while the weight gradients
+ * through the 8-lane kernels of gemm_avx2.c, while the weight gradients
  * go to CBLAS. Without either, everything goes to CBLAS.
  */
 #include "core/gemm_packed.h"
@@ -62,7 +62,7 @@ void rc_gemm_packed_use_cblas(bool on) { g_fallback = on; }
  * those columns lie (after the panels). */
 static int64_t tail_cols(int64_t K, int64_t N)
 {
-    return cpu_has_avx512() && N > 16 && K >= 32 && N % 16 >= 1 && N % 16 <= 4 ? N % 16 : 0;
+    return cpu_simd() > 0 && N > 16 && K >= 32 && N % 16 >= 1 && N % 16 <= 4 ? N % 16 : 0;
 }
 static int64_t panel_count(int64_t K, int64_t N) { return (N - tail_cols(K, N) + NR - 1) / NR; }
 static inline float *tails_of(const rc_packed_b *p) { return p->panels + panel_count(p->K, p->N) * p->K * NR; }
@@ -542,7 +542,10 @@ void rc_gemm_packed_cols(int64_t M, const float *A, int64_t lda, const rc_packed
         bool last = n1 == p->N;
         int64_t q1 = last ? panel_count(p->K, p->N) : n1 / NR;
         if (cpu_has_avx512()) gemm_avx512(M, A, lda, p, beta, C, ldc, n0 / NR, q1, last);
-        else rc_gemm_avx2(M, A, lda, p->panels, p->K, p->N, beta, C, ldc, n0 / NR, q1);
+        else {
+            rc_gemm_avx2(M, A, lda, p->panels, p->K, p->N - p->tail, beta, C, ldc, n0 / NR, q1);
+            if (last && p->tail) rc_gemm_tail_avx2(M, A, lda, tails_of(p), p->K, p->tail, beta, C + p->N - p->tail, ldc);
+        }
         return;
     }
 #endif

@@ -8,12 +8,12 @@
 #include "recur_impl.h"
 
 /* B (K x N) packed into ceil(N'/32) panels of 32 columns, zero padded, stored K block by K
- * block (gemm_kernels.h), and, with AVX-512, its last N - N' columns (the tail: N % 16 when
+ * block (gemm_kernels.h), and its last N - N' columns (the tail: N % 16 when
  * that is 1 to 4, K >= 32 and N > 16; otherwise none, N' = N) as rows [N - N'][K] after them:
  * those columns are computed as dot products, which cost a fraction of a 16-lane vector
  * holding four or fewer columns (the backward product of a 50-unit LSTM, N = 50, computes 3
  * vectors and 2 dot products per row instead of 4 vectors). The products run through AVX-512
- * kernels, or AVX2 + FMA ones (8-lane vectors, no tail); on a CPU with neither the panels are
+ * kernels, or AVX2 + FMA ones (8-lane vectors); on a CPU with neither the panels are
  * not made and products go to CBLAS with the original matrix. */
 typedef struct rc_packed_b {
     int64_t K, N;
