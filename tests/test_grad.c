@@ -694,6 +694,48 @@ TEST(weight_gradients_without_the_input_gradient)
     recur_status_free(st);
 }
 
+/* Two gradients of one RNN in one run (two losses, each differentiated on its own): each gets
+ * the same bits as in a run of its own. A run with one gradient of the loop lets the fused
+ * backward write over the forward's history; with two, neither may. */
+TEST(two_gradients_of_one_rnn_in_one_run)
+{
+    st = recur_status_new();
+    const int64_t B = 37, T = 9, D = 5;
+    int32_t lens[37];
+    for (int i = 0; i < B; i++) lens[i] = (int32_t)((i * 7 + 3) % (T + 1));
+    for (int kind = 0; kind < 6; kind++) /* the cells the fused kernels run */
+        for (int withlen = 0; withlen < 2; withlen++) {
+            recur_graph *g = recur_graph_new();
+            recur_graph_set_seed(g, 8);
+            recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
+            recur_rnn_out r = recur_dynamic_rnn(g, make_cell(g, kind), x,
+                                                &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = withlen ? lengths(g, lens, B) : NULL});
+            recur_tensor *loss[2] = {recur_reduce_sum(g, recur_square(g, recur_tanh(g, r.outputs)), NULL, 0, false),
+                                     recur_reduce_sum(g, recur_sigmoid(g, r.outputs), NULL, 0, false)};
+            recur_tensor *vars[16], *grads[32];
+            int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 16);
+            for (int l = 0; l < 2; l++) ASSERT_TRUE(recur_gradients(g, &loss[l], 1, vars, nv, NULL, grads + l * nv));
+            ASSERT_GRAPH_OK(g);
+            recur_array *xv = wave_input(B, T, D, 0.23, false), *both[32], *alone[2][16];
+            for (int threads = 1; threads <= 2; threads++) {
+                recur_session_opts o = {.num_threads = threads, .rnn_path = RECUR_RNN_FUSED};
+                run_fresh(g, &o, x, xv, grads, 2 * nv, both);
+                for (int l = 0; l < 2; l++) run_fresh(g, &o, x, xv, grads + l * nv, nv, alone[l]);
+                for (int l = 0; l < 2; l++)
+                    for (int i = 0; i < nv; i++) {
+                        if (!same_bits(both[l * nv + i], alone[l][i]))
+                            rt_fail(__FILE__, __LINE__, "%s%s, %d threads: gradient %d of loss %d differs when both are run", cell_names[kind],
+                                    withlen ? " with lengths" : "", threads, i, l);
+                        recur_array_free(alone[l][i]);
+                    }
+                for (int i = 0; i < 2 * nv; i++) recur_array_free(both[i]);
+            }
+            recur_array_free(xv);
+            recur_graph_free(g);
+        }
+    recur_status_free(st);
+}
+
 /* Inputs wide enough that the products reading x and writing dx by row index split between the
  * two threads as well: the same agreement. */
 TEST(two_thread_sorted_copies_match_the_loop_path)
@@ -958,5 +1000,5 @@ TEST(embedding_gradient_stays_sparse)
     recur_status_free(st);
 }
 
-RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(tall_products_match_the_loop_path), T(fused_results_keep_their_bits_on_one_and_two_threads), T(large_batches_move_row_tiles_and_keep_their_bits), T(initial_state_gradients_only_when_read), T(weight_gradients_without_the_input_gradient), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(one_sequence_projection_chunks_move_and_keep_their_bits), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
+RUN_TESTS(T(finite_differences_for_every_op), T(two_thread_fused_kernels_match_the_loop_path), T(tall_products_match_the_loop_path), T(fused_results_keep_their_bits_on_one_and_two_threads), T(large_batches_move_row_tiles_and_keep_their_bits), T(initial_state_gradients_only_when_read), T(weight_gradients_without_the_input_gradient), T(two_gradients_of_one_rnn_in_one_run), T(two_thread_sorted_copies_match_the_loop_path), T(two_thread_small_batch_lstm_matches_the_loop_path), T(one_sequence_projection_chunks_move_and_keep_their_bits), T(finite_differences_through_rnns), T(rnn_gradients_match_tensorflow),
           T(unconnected_stop_gradient_and_sums), T(embedding_gradient_stays_sparse))

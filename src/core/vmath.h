@@ -32,7 +32,8 @@ void rc_vlstm_cell(size_t n, float *g, size_t gs, const float *b, size_t bs, flo
  * state, dh + dy the gradient of the output. tanh(c) is taken as m / o (0 where o is 0: it
  * only ever meets o as a factor), one division instead of a tanh, within 2 ulp of it. dc
  * arrives holding the gradient of the new cell state and leaves holding that of the previous
- * one; dg gets the gradients of the four pre-activations (gs apart). */
+ * one; dg gets the gradients of the four pre-activations (gs apart), and may be g (each unit's
+ * gates are read before its gradients are written). */
 void rc_vlstm_cell_grad(size_t n, const float *g, size_t gs, const float *m, const float *cprev, const float *dh, const float *dy,
                         float *dc, float *dg);
 

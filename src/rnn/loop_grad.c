@@ -221,7 +221,10 @@ static recur_code rnn_grad_kernel(rc_kctx *k)
             uint32_t read = 0;
             for (int i = 0; i < n; i++)
                 if (rc_kout_needed(k, 1 + i)) read |= 1u << i;
-            c = gs ? rc_fused_backward(k, &L->fused, ls->fused_hist, &k->in[fo], L->has_len ? k->in[fo + 1] : NULL, &k->in[s0],
+            /* the history may be written over when this is the run's only gradient of the loop */
+            size_t users = 0;
+            for (size_t g = 0; g < L->ngrads; g++) users += rc_plan_contains(k->run->plan, L->grads[g]);
+            c = gs ? rc_fused_backward(k, &L->fused, ls->fused_hist, users == 1, &k->in[fo], L->has_len ? k->in[fo + 1] : NULL, &k->in[s0],
                                        k->in[1], want_dx ? dX : NULL, dS, read, dC, L->first_capture, &gs->scratch)
                    : rc_kerr(k, RECUR_OUT_OF_MEMORY, "Out of memory");
         } else {

@@ -184,8 +184,9 @@ recur_code rc_fused_forward(rc_kctx *k, const rc_fused *spec, const recur_array 
  * holding d_final_state and leaves holding the gradient of the initial state (bit i of
  * dinit_read clear: no one reads state i's; a layer none of whose are read skips the recurrent
  * product of its first step that serves only them); dx [T, B, D] is zero-filled by the caller,
- * or NULL when no one reads it (its product is then skipped). */
-recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, const float *hist, recur_array *const *fwd_in,
+ * or NULL when no one reads it (its product is then skipped). hist_free: no one reads the
+ * history after this backward, which may then write over it. */
+recur_code rc_fused_backward(rc_kctx *k, const rc_fused *spec, float *hist, bool hist_free, recur_array *const *fwd_in,
                              const recur_array *len, recur_array *const *init, const recur_array *dout, recur_array *dx,
                              recur_array **dinit, uint32_t dinit_read, recur_array **dcap, int first_capture,
                              rc_arena *scratch);
