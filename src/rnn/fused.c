@@ -1629,10 +1629,10 @@ static recur_code lstm_bwd(bctx *c)
 }
 
 /* One step's pointwise backward: rows of dA (ld floats apart) get the update gate's gradient
- * at [H, 2H) and the candidate's at [2H, 3H); dh_out the part of dh that flows through u. */
-HOT static void gru_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *restrict g, const float *restrict hp,
-                             const float *restrict dh_in, const float *restrict dyt, float *restrict dA, int64_t ld,
-                             float *restrict dh_out)
+ * at [H, 2H) and the candidate's at [2H, 3H); dh_out the part of dh that flows through u. dA
+ * may be g (each unit's gates are read before its gradients are written). */
+HOT static void gru_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *g, const float *restrict hp,
+                             const float *restrict dh_in, const float *restrict dyt, float *dA, int64_t ld, float *restrict dh_out)
 {
     const recur_activation act = l->act; /* (restrict and a local act: the loop vectorises) */
     for (int64_t b = 0; b < n; b++) {
@@ -1710,7 +1710,9 @@ static recur_code gru_bwd(bctx *c)
     bool dense = c->s->dense;
     /* every packed row of these is written (RAW: no memset) */
     float *hp = dense ? NULL : TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H);
-    j.dA = TAKE_RAW(c, R * 3 * H), j.rh = TAKE_RAW(c, R * H), j.drh = TAKE(c, B * H), j.dhn = TAKE(c, B * H);
+    /* the gates' gradients take their place where the history is this backward's alone (as
+     * lstm_bwd's): the reset gate's is written last, after the product that needs the gate */
+    j.dA = c->hist_w ? c->hist_w : TAKE_RAW(c, R * 3 * H), j.rh = TAKE_RAW(c, R * H), j.drh = TAKE(c, B * H), j.dhn = TAKE(c, B * H);
     int64_t bgroups;
     j.bsum = bias_sums_take(c, B, 3 * H, &bgroups);
     rc_packed_b wcT, wgT;
@@ -1745,9 +1747,9 @@ static recur_code gru_bwd(bctx *c)
     return RECUR_OK;
 }
 
-HOT static void gru_v2_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *restrict zrh, const float *restrict hm,
-                                const float *restrict hp, const float *restrict dh_in, const float *restrict dyt,
-                                float *restrict mx, float *restrict mh, float *restrict dh_out)
+HOT static void gru_v2_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *zrh, const float *restrict hm,
+                                const float *restrict hp, const float *restrict dh_in, const float *restrict dyt, float *mx,
+                                float *restrict mh, float *restrict dh_out)
 {
     int64_t G = 3 * H;
     const recur_activation act = l->act;
@@ -1797,7 +1799,9 @@ static recur_code gru_v2_bwd(bctx *c)
     int64_t B = c->s->B, D = l->in, H = l->units, G = 3 * H, T = c->s->T, R = c->s->rows;
     const float *kern = WIN(c->in, l, 0), *rk = WIN(c->in, l, 1);
     const float *hh = c->hist + T * B * (G + H); /* after z, r, act(hh) and the recurrent hh term */
-    float *dMx = TAKE(c, R * G), *dMh = TAKE(c, R * G), *hp = TAKE(c, R * H), *dhn = TAKE(c, B * H);
+    /* dMx takes the place of z, r, act(hh) where the history is this backward's alone (as in
+     * lstm_bwd; each unit's are read before its gradients are written) */
+    float *dMx = c->hist_w ? c->hist_w : TAKE(c, R * G), *dMh = TAKE(c, R * G), *hp = TAKE(c, R * H), *dhn = TAKE(c, B * H);
     rc_packed_b wrT;
     if (!dMx || !dMh || !hp || !dhn || !rc_pack_b(&wrT, rk, G, true, G, H, c->ar)) return RECUR_OUT_OF_MEMORY;
     prev_outputs(c, hh, H, hp);
