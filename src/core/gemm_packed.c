@@ -19,9 +19,9 @@
  * splitting C's columns this runs about 8% faster than two OpenBLAS calls on the 256-unit
  * LSTM's shape.
  *
- * Without AVX-512 but with AVX2 and FMA, the panels are the same and the step products run
- * through the 8-lane kernels of gemm_avx2.c, while the weight gradients
- * go to CBLAS. Without either, everything goes to CBLAS.
+ * Without AVX-512 but with AVX2 and FMA, the panels and tail columns are the same and the step
+ * products run through the 8-lane kernels of gemm_avx2.c, while the weight gradients go to
+ * CBLAS. Without either, everything goes to CBLAS.
  */
 #include "core/gemm_packed.h"
 

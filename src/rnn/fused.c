@@ -1634,7 +1634,7 @@ static recur_code lstm_bwd(bctx *c)
 HOT static void gru_bwd_rows(const rc_fused_layer *l, int64_t n, int64_t H, const float *g, const float *restrict hp,
                              const float *restrict dh_in, const float *restrict dyt, float *dA, int64_t ld, float *restrict dh_out)
 {
-    const recur_activation act = l->act; /* (restrict and a local act: the loop vectorises) */
+    const recur_activation act = l->act; /* (a local act: the loop vectorises) */
     for (int64_t b = 0; b < n; b++) {
         float *du = dA + b * ld + H, *dct = dA + b * ld + 2 * H;
         for (int64_t j = 0; j < H; j++) {
@@ -1711,7 +1711,8 @@ static recur_code gru_bwd(bctx *c)
     /* every packed row of these is written (RAW: no memset) */
     float *hp = dense ? NULL : TAKE_RAW(c, R * H), *wx = TAKE_RAW(c, D * 3 * H), *dwx = TAKE_RAW(c, D * 3 * H);
     /* the gates' gradients take their place where the history is this backward's alone (as
-     * lstm_bwd's): the reset gate's is written last, after the product that needs the gate */
+     * lstm_bwd's): each unit's gates are read before its gradients are written, the reset
+     * gate's last (gru_bwd_reset, after the product that gives drh) */
     j.dA = c->hist_w ? c->hist_w : TAKE_RAW(c, R * 3 * H), j.rh = TAKE_RAW(c, R * H), j.drh = TAKE(c, B * H), j.dhn = TAKE(c, B * H);
     int64_t bgroups;
     j.bsum = bias_sums_take(c, B, 3 * H, &bgroups);
