@@ -655,26 +655,34 @@ TEST(large_batches_move_row_tiles_and_keep_their_bits)
     recur_status_free(st);
 }
 
+/* The two tests below: x [37, 9, 5] in g and an RNN of cell `kind` over it (make_cell), with the
+ * lengths (i * 7 + 3) % 10 where `withlen`. */
+enum { LB = 37, LT = 9, LD = 5 };
+static recur_rnn_out rnn_37x9x5(recur_graph *g, int kind, bool withlen, recur_tensor **x)
+{
+    int32_t lens[LB];
+    for (int i = 0; i < LB; i++) lens[i] = (int32_t)((i * 7 + 3) % (LT + 1));
+    *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(LB, LT, LD), "x");
+    return recur_dynamic_rnn(g, make_cell(g, kind), *x,
+                             &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = withlen ? lengths(g, lens, LB) : NULL});
+}
+
 /* A run that reads no gradient of the RNN's input skips that product in the fused backward: the
  * weight gradients are the same bits as in a run that also fetches it, with and without
  * check_numerics (which reads every output, the unfilled one included). */
 TEST(weight_gradients_without_the_input_gradient)
 {
     st = recur_status_new();
-    const int64_t B = 37, T = 9, D = 5;
-    int32_t lens[37];
-    for (int i = 0; i < B; i++) lens[i] = (int32_t)((i * 7 + 3) % (T + 1));
     for (int kind = 0; kind < 5; kind++)
         for (int withlen = 0; withlen < 2; withlen++) {
             recur_graph *g = recur_graph_new();
             recur_graph_set_seed(g, 5);
-            recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
-            recur_rnn_out r = recur_dynamic_rnn(g, make_cell(g, kind), x,
-                                                &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = withlen ? lengths(g, lens, B) : NULL});
+            recur_tensor *x;
+            recur_rnn_out r = rnn_37x9x5(g, kind, withlen, &x);
             recur_tensor *y = recur_reduce_sum(g, recur_square(g, recur_tanh(g, r.outputs)), NULL, 0, false);
             recur_tensor *grads[17];
             int nv = grads_of_vars_and_x(g, y, x, grads, 17);
-            recur_array *xv = wave_input(B, T, D, 0.29, true);
+            recur_array *xv = wave_input(LB, LT, LD, 0.29, true);
             recur_array *res[3][17];
             for (int run = 0; run < 3; run++) /* weights and x; weights only; weights only, check_numerics */
                 run_fresh(g, &(recur_session_opts){.num_threads = 2, .rnn_path = RECUR_RNN_FUSED, .check_numerics = run == 2}, x, xv,
@@ -700,23 +708,19 @@ TEST(weight_gradients_without_the_input_gradient)
 TEST(two_gradients_of_one_rnn_in_one_run)
 {
     st = recur_status_new();
-    const int64_t B = 37, T = 9, D = 5;
-    int32_t lens[37];
-    for (int i = 0; i < B; i++) lens[i] = (int32_t)((i * 7 + 3) % (T + 1));
     for (int kind = 0; kind < 6; kind++) /* the cells the fused kernels run */
         for (int withlen = 0; withlen < 2; withlen++) {
             recur_graph *g = recur_graph_new();
             recur_graph_set_seed(g, 8);
-            recur_tensor *x = recur_placeholder(g, RECUR_F32, RECUR_SHAPE(B, T, D), "x");
-            recur_rnn_out r = recur_dynamic_rnn(g, make_cell(g, kind), x,
-                                                &(recur_rnn_opts){.dtype = RECUR_F32, .sequence_length = withlen ? lengths(g, lens, B) : NULL});
+            recur_tensor *x;
+            recur_rnn_out r = rnn_37x9x5(g, kind, withlen, &x);
             recur_tensor *loss[2] = {recur_reduce_sum(g, recur_square(g, recur_tanh(g, r.outputs)), NULL, 0, false),
                                      recur_reduce_sum(g, recur_sigmoid(g, r.outputs), NULL, 0, false)};
             recur_tensor *vars[16], *grads[32];
             int nv = (int)recur_get_collection(g, RECUR_TRAINABLE_VARIABLES, NULL, vars, 16);
             for (int l = 0; l < 2; l++) ASSERT_TRUE(recur_gradients(g, &loss[l], 1, vars, nv, NULL, grads + l * nv));
             ASSERT_GRAPH_OK(g);
-            recur_array *xv = wave_input(B, T, D, 0.23, false), *both[32], *alone[2][16];
+            recur_array *xv = wave_input(LB, LT, LD, 0.23, false), *both[32], *alone[2][16];
             for (int threads = 1; threads <= 2; threads++) {
                 recur_session_opts o = {.num_threads = threads, .rnn_path = RECUR_RNN_FUSED};
                 run_fresh(g, &o, x, xv, grads, 2 * nv, both);

@@ -246,19 +246,12 @@ AVX2_INLINE void dot_tile(int mr, int t, int64_t K, const float *A, int64_t lda,
 AVX2 void rc_gemm_tail_avx2(int64_t M, const float *A, int64_t lda, const float *tails, int64_t K, int64_t t, float beta,
                             float *C, int64_t ldc)
 {
-#define RC_DOTS(mr, tc)                                                                                            \
-    do {                                                                                                           \
-        int64_t i = 0;                                                                                             \
-        for (; i + (mr) <= M; i += (mr)) dot_tile(mr, tc, K, A + i * lda, lda, tails, beta, C + i * ldc, ldc);     \
-        for (; i < M; i++) dot_tile(1, tc, K, A + i * lda, lda, tails, beta, C + i * ldc, ldc);                  \
-    } while (0)
     switch (t) {
-    case 1: RC_DOTS(8, 1); break;
-    case 2: RC_DOTS(4, 2); break;
-    case 3: RC_DOTS(3, 3); break;
-    default: RC_DOTS(2, 4); break;
+    case 1: RC_GEMM_TAIL_ROWS(8, 1); break;
+    case 2: RC_GEMM_TAIL_ROWS(4, 2); break;
+    case 3: RC_GEMM_TAIL_ROWS(3, 3); break;
+    default: RC_GEMM_TAIL_ROWS(2, 4); break;
     }
-#undef RC_DOTS
 }
 
 /* 64 columns (eight accumulators, enough to hide the multiply-add's latency) at a time, each

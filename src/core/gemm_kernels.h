@@ -39,6 +39,18 @@ static inline int64_t rc_gemm_panel_at(int64_t nq, int64_t q, int64_t k0, int64_
     return (k0 * nq + q * kb) * RC_GEMM_NR;
 }
 
+/* The tail columns' row loop (gemm_packed.h), shared by the AVX-512 and AVX2 kernels: tiles of
+ * mr rows, then one row at a time, each by the including file's dot_tile(mr, tc, K, A, lda,
+ * tails, beta, C, ldc) for the tc (1 to 4) tail columns; uses the caller's M, K, A, lda, tails,
+ * beta, C and ldc. */
+#define RC_GEMM_TAIL_ROWS(mr, tc)                                                                              \
+    do {                                                                                                       \
+        int64_t i_ = 0;                                                                                        \
+        for (; i_ + (mr) <= M; i_ += (mr))                                                                    \
+            dot_tile(mr, tc, K, A + i_ * lda, lda, tails, beta, C + i_ * ldc, ldc);                            \
+        for (; i_ < M; i_++) dot_tile(1, tc, K, A + i_ * lda, lda, tails, beta, C + i_ * ldc, ldc);            \
+    } while (0)
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define RC_GEMM_HAVE_X86 1
 

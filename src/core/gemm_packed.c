@@ -435,19 +435,12 @@ __attribute__((target("avx512f"))) static void tail_dots(int64_t M, const float 
     int64_t K = p->K, t = p->tail;
     const float *tails = tails_of(p);
     C += p->N - t;
-#define RC_DOTS(mr, tc)                                                                                            \
-    do {                                                                                                           \
-        int64_t i = 0;                                                                                             \
-        for (; i + (mr) <= M; i += (mr)) dot_tile(mr, tc, K, A + i * lda, lda, tails, beta, C + i * ldc, ldc);     \
-        for (; i < M; i++) dot_tile(1, tc, K, A + i * lda, lda, tails, beta, C + i * ldc, ldc);                  \
-    } while (0)
     switch (t) {
-    case 1: RC_DOTS(8, 1); break;
-    case 2: RC_DOTS(8, 2); break;
-    case 3: RC_DOTS(4, 3); break;
-    default: RC_DOTS(4, 4); break;
+    case 1: RC_GEMM_TAIL_ROWS(8, 1); break;
+    case 2: RC_GEMM_TAIL_ROWS(8, 2); break;
+    case 3: RC_GEMM_TAIL_ROWS(4, 3); break;
+    default: RC_GEMM_TAIL_ROWS(4, 4); break;
     }
-#undef RC_DOTS
 }
 
 /* Panels [q0, q1), and the tail columns when `tail`. */
